@@ -36,6 +36,7 @@ pub use presence::{
 };
 pub use state::{
     Activity, Availability, PreferredState, SessionState, WorkLocationSource, WorkLocationType,
+    describe_pairs,
 };
 pub use time::{Duration, Instant};
 

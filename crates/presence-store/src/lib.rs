@@ -1,1 +1,79 @@
-//! placeholder
+//! Where presenced keeps each user's facts.
+//!
+//! One [`Store`] trait, implemented once per backend (one module each), and
+//! one conformance suite (`conformance`) that every backend must pass. The
+//! trait is shaped so that a networked backend can implement it too: every
+//! change is one atomic read-modify-write of one user's facts, expressed as a
+//! [`Command`] that the backend applies with [`presence_core::apply`] (Redis
+//! will do the same inside one script), and reads hand the facts to a visitor
+//! instead of returning references into the store.
+//!
+//! Architecture invariant: stores know nothing about HTTP, JSON or clocks;
+//! `now` always comes from the caller.
+
+use async_trait::async_trait;
+use presence_core::{Applied, Command, CommandError, Instant, Timeouts, UserFacts, UserKey};
+
+pub mod memory;
+
+#[cfg(test)]
+mod conformance;
+
+pub use memory::MemoryStore;
+
+/// A failure of the store itself, as opposed to a refused command.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum StoreError {
+    /// The store cannot take writes (or reads) right now; retrying later may work.
+    #[error("the store is unavailable: {0}")]
+    Unavailable(String),
+}
+
+/// What one applied command did, as seen from inside the atomic update.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Outcome {
+    pub applied: Applied,
+    /// The first instant after `now` at which any of the user's facts change
+    /// by themselves (a fade, an expiry): when the scheduler must look again.
+    pub next_transition: Option<Instant>,
+}
+
+/// Counts for metrics. They may lag a little behind concurrent writes.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct StoreCounts {
+    /// Users holding at least one fact.
+    pub users: u64,
+    /// Sessions held (including ones that have ended but are not pruned yet).
+    pub sessions: u64,
+}
+
+/// A place to keep users' facts.
+#[async_trait]
+pub trait Store: Send + Sync + std::fmt::Debug + 'static {
+    /// Applies `command` to the facts of `key` at `now`, atomically: either the
+    /// whole change is made and durable, or nothing is. A refused command
+    /// (`Ok(Err(_))`) changes nothing.
+    async fn apply(
+        &self,
+        key: &UserKey,
+        command: &Command,
+        now: Instant,
+        timeouts: Timeouts,
+    ) -> Result<Result<Outcome, CommandError>, StoreError>;
+
+    /// Calls `visit` with the facts of each key, in order (`None` for a user
+    /// nothing is held for).
+    async fn read(
+        &self,
+        keys: &[UserKey],
+        visit: &mut (dyn for<'f> FnMut(usize, Option<&'f UserFacts>) + Send),
+    ) -> Result<(), StoreError>;
+
+    /// Calls `visit` with every user's facts (start-up and recovery).
+    async fn scan(
+        &self,
+        visit: &mut (dyn for<'f> FnMut(&'f UserKey, &'f UserFacts) + Send),
+    ) -> Result<(), StoreError>;
+
+    fn counts(&self) -> StoreCounts;
+}

@@ -1,0 +1,132 @@
+//! The behaviour every backend must show, run against each one.
+
+use presence_core::{
+    Command, CommandError, Duration, Instant, SessionExpiration, SessionId, SessionState, TenantId,
+    Timeouts, UserFacts, UserId, UserKey,
+};
+
+use crate::Store;
+
+fn key(tenant: &str, user: &str) -> UserKey {
+    UserKey::new(
+        TenantId::parse(tenant).expect("valid tenant"),
+        UserId::parse(user).expect("valid user"),
+    )
+}
+
+fn set_presence(session: &str, minutes: i64) -> Command {
+    Command::SetPresence {
+        session_id: SessionId::parse(session).expect("valid session"),
+        state: SessionState::Available,
+        expiration: SessionExpiration::new(Duration::from_mins(minutes)).expect("in range"),
+    }
+}
+
+async fn read_one(store: &dyn Store, key: &UserKey) -> Option<UserFacts> {
+    let mut found = None;
+    store
+        .read(std::slice::from_ref(key), &mut |_, facts| {
+            found = facts.cloned()
+        })
+        .await
+        .expect("read works");
+    found
+}
+
+pub async fn run_all(store: &dyn Store) {
+    applies_and_reads_back(store).await;
+    refused_commands_change_nothing(store).await;
+    tenants_are_separate(store).await;
+    ticks_prune_and_report_the_next_transition(store).await;
+}
+
+async fn applies_and_reads_back(store: &dyn Store) {
+    let timeouts = Timeouts::default();
+    let now = Instant::from_unix_millis(1_000_000);
+    let alice = key("t1", "alice");
+    let outcome = store
+        .apply(&alice, &set_presence("app", 60), now, timeouts)
+        .await
+        .expect("store works")
+        .expect("command applies");
+    assert!(outcome.applied.visibly_changed);
+    assert_eq!(
+        outcome.next_transition,
+        Some(now.saturating_add(Duration::from_mins(5)))
+    );
+    let facts = read_one(store, &alice).await.expect("alice is held");
+    assert_eq!(facts.sessions.len(), 1);
+    assert_eq!(facts.sequence.value, 1);
+    let mut seen = Vec::new();
+    store
+        .read(
+            &[key("t1", "nobody"), alice.clone()],
+            &mut |index, facts| seen.push((index, facts.is_some())),
+        )
+        .await
+        .expect("read works");
+    assert_eq!(seen, vec![(0, false), (1, true)]);
+}
+
+async fn refused_commands_change_nothing(store: &dyn Store) {
+    let timeouts = Timeouts::default();
+    let now = Instant::from_unix_millis(2_000_000);
+    let bob = key("t1", "bob");
+    let clear = Command::ClearPresence {
+        session_id: SessionId::parse("none").expect("valid"),
+    };
+    let refused = store
+        .apply(&bob, &clear, now, timeouts)
+        .await
+        .expect("store works");
+    assert!(matches!(refused, Err(CommandError::SessionNotFound(_))));
+    assert_eq!(
+        read_one(store, &bob).await,
+        None,
+        "a refused command keeps nothing"
+    );
+}
+
+async fn tenants_are_separate(store: &dyn Store) {
+    let timeouts = Timeouts::default();
+    let now = Instant::from_unix_millis(3_000_000);
+    store
+        .apply(&key("t2", "carol"), &set_presence("app", 60), now, timeouts)
+        .await
+        .expect("store works")
+        .expect("applies");
+    assert!(read_one(store, &key("t3", "carol")).await.is_none());
+    assert!(read_one(store, &key("t2", "carol")).await.is_some());
+}
+
+async fn ticks_prune_and_report_the_next_transition(store: &dyn Store) {
+    let timeouts = Timeouts::default();
+    let start = Instant::from_unix_millis(4_000_000);
+    let dave = key("t1", "dave");
+    let before = store.counts();
+    store
+        .apply(&dave, &set_presence("app", 5), start, timeouts)
+        .await
+        .expect("works")
+        .expect("ok");
+    assert_eq!(store.counts().sessions, before.sessions + 1);
+    assert_eq!(store.counts().users, before.users + 1);
+    let later = start.saturating_add(Duration::from_mins(5));
+    let outcome = store
+        .apply(&dave, &Command::Tick, later, timeouts)
+        .await
+        .expect("works")
+        .expect("ok");
+    assert_eq!(outcome.next_transition, None);
+    let facts = read_one(store, &dave)
+        .await
+        .expect("the sequence number is kept");
+    assert!(facts.holds_nothing());
+    assert_eq!(store.counts(), before);
+    let mut scanned = 0;
+    store
+        .scan(&mut |_, _| scanned += 1)
+        .await
+        .expect("scan works");
+    assert!(scanned >= 3);
+}

@@ -1,0 +1,233 @@
+//! Who is calling, and what Graph lets them do.
+//!
+//! Every request resolves to a [`Principal`]: a tenant, a caller (an
+//! application acting as itself, or a user through an application) and the
+//! permissions its token grants. Handlers ask the principal for an [`Access`]
+//! to a target user; the answer follows Graph's permission table.
+//!
+//! With `--auth none` there is no token to verify: every request is an
+//! application with every permission in tenant `default`. To let developers
+//! exercise `/me` locally, a bearer token that is a JWT with an `oid` claim is
+//! read without verification and makes the request delegated as that user,
+//! still in tenant `default` and still with every permission.
+
+use axum::extract::FromRequestParts;
+use axum::http::request::Parts;
+use base64::Engine;
+use presence_core::{SessionId, TenantId, UserId};
+
+use crate::http::error::ApiError;
+
+/// How callers are authenticated (`--auth`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum AuthMode {
+    /// No verification: local development only.
+    None,
+}
+
+/// Graph's presence permissions, as bits.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Grants(u8);
+
+impl Grants {
+    pub const PRESENCE_READ: Grants = Grants(1);
+    pub const PRESENCE_READ_ALL: Grants = Grants(2);
+    pub const PRESENCE_READ_WRITE: Grants = Grants(4);
+    pub const PRESENCE_READ_WRITE_ALL: Grants = Grants(8);
+    /// `--auth none`: everything, including delegated-only actions.
+    pub const EVERYTHING: Grants = Grants(u8::MAX);
+
+    pub fn has_any(self, wanted: &[Grants]) -> bool {
+        wanted.iter().any(|grant| self.0 & grant.0 == grant.0)
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Caller {
+    /// An application acting as itself (`roles`, no `scp`).
+    Application { app_id: Option<String> },
+    /// A user signed in through an application (`scp`).
+    Delegated {
+        user: UserId,
+        app_id: Option<String>,
+    },
+}
+
+#[derive(Clone, Debug)]
+pub struct Principal {
+    pub tenant: TenantId,
+    pub caller: Caller,
+    pub grants: Grants,
+}
+
+/// What a handler wants to do to a user's presence.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Access {
+    /// Read one user's presence.
+    Read,
+    /// Read many users at once (getPresencesByUserId).
+    ReadMany,
+    /// Change a user's sessions, preferred presence or status message.
+    Write,
+    /// Change a user's work location: delegated permission only in Graph.
+    WriteLocation,
+}
+
+impl Principal {
+    pub fn app_id(&self) -> Option<&str> {
+        match &self.caller {
+            Caller::Application { app_id } | Caller::Delegated { app_id, .. } => app_id.as_deref(),
+        }
+    }
+
+    /// setPresence and clearPresence act on the caller's own session: its
+    /// `sessionId` must be the calling application's id.
+    pub fn check_session_id(&self, session: &SessionId) -> Result<(), ApiError> {
+        if self.grants == Grants::EVERYTHING {
+            return Ok(());
+        }
+        match self.app_id() {
+            Some(app_id) if app_id == session.as_str() => Ok(()),
+            Some(app_id) => Err(ApiError::Forbidden(format!(
+                "sessionId must be the calling application's id '{app_id}'; an application can set and clear only its own session."
+            ))),
+            None => Err(ApiError::Forbidden(
+                "The token names no application (appid or azp claim), so it owns no presence session.".into(),
+            )),
+        }
+    }
+
+    /// The signed-in user of a delegated call; `/me` means this user.
+    pub fn me(&self) -> Result<&UserId, ApiError> {
+        match &self.caller {
+            Caller::Delegated { user, .. } => Ok(user),
+            Caller::Application { .. } => Err(ApiError::BadRequest(
+                "/me request is only valid with delegated authentication flow; use /users/{id} with an application token".into(),
+            )),
+        }
+    }
+
+    /// Whether this principal may do `access` to `target`; the error says
+    /// which permission is missing.
+    pub fn authorize(&self, access: Access, target: &UserId) -> Result<(), ApiError> {
+        use Grants as G;
+        if self.grants == G::EVERYTHING {
+            return Ok(());
+        }
+        let (delegated_self, delegated_other, application): (&[G], &[G], &[G]) = match access {
+            Access::Read => (
+                &[
+                    G::PRESENCE_READ,
+                    G::PRESENCE_READ_ALL,
+                    G::PRESENCE_READ_WRITE,
+                    G::PRESENCE_READ_WRITE_ALL,
+                ],
+                &[G::PRESENCE_READ_ALL, G::PRESENCE_READ_WRITE_ALL],
+                &[G::PRESENCE_READ_ALL, G::PRESENCE_READ_WRITE_ALL],
+            ),
+            Access::ReadMany => (
+                &[G::PRESENCE_READ_ALL, G::PRESENCE_READ_WRITE_ALL],
+                &[G::PRESENCE_READ_ALL, G::PRESENCE_READ_WRITE_ALL],
+                &[G::PRESENCE_READ_ALL, G::PRESENCE_READ_WRITE_ALL],
+            ),
+            Access::Write => (
+                &[G::PRESENCE_READ_WRITE, G::PRESENCE_READ_WRITE_ALL],
+                &[],
+                &[G::PRESENCE_READ_WRITE_ALL],
+            ),
+            Access::WriteLocation => (&[G::PRESENCE_READ_WRITE], &[], &[]),
+        };
+        let (wanted, who) = match &self.caller {
+            Caller::Delegated { user, .. } if user == target => {
+                (delegated_self, "a delegated token")
+            }
+            Caller::Delegated { .. } => {
+                if matches!(access, Access::Write | Access::WriteLocation) {
+                    return Err(ApiError::Forbidden(
+                        "A delegated caller can set only its own presence; use an application token with Presence.ReadWrite.All to set another user's.".into(),
+                    ));
+                }
+                (delegated_other, "a delegated token reading another user")
+            }
+            Caller::Application { .. } => (application, "an application token"),
+        };
+        if self.grants.has_any(wanted) {
+            return Ok(());
+        }
+        if wanted.is_empty() {
+            return Err(ApiError::Forbidden(format!(
+                "This action is not supported with {who}; it needs a delegated token with Presence.ReadWrite."
+            )));
+        }
+        let names: Vec<&str> = wanted.iter().map(|grant| permission_name(*grant)).collect();
+        Err(ApiError::Forbidden(format!(
+            "Missing permission: with {who} this action needs one of {}.",
+            names.join(", ")
+        )))
+    }
+}
+
+fn permission_name(grant: Grants) -> &'static str {
+    match grant {
+        Grants::PRESENCE_READ => "Presence.Read",
+        Grants::PRESENCE_READ_ALL => "Presence.Read.All",
+        Grants::PRESENCE_READ_WRITE => "Presence.ReadWrite",
+        _ => "Presence.ReadWrite.All",
+    }
+}
+
+/// The claims read from an unverified token under `--auth none`.
+#[derive(Debug, serde::Deserialize)]
+struct DevelopmentClaims {
+    oid: Option<String>,
+    appid: Option<String>,
+    azp: Option<String>,
+}
+
+/// Reads the payload of a bearer JWT without verifying it.
+fn unverified_claims(authorization: &str) -> Option<DevelopmentClaims> {
+    let token = authorization
+        .strip_prefix("Bearer ")
+        .or_else(|| authorization.strip_prefix("bearer "))?;
+    let payload = token.split('.').nth(1)?;
+    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(payload.trim_end_matches('='))
+        .ok()?;
+    serde_json::from_slice(&bytes).ok()
+}
+
+impl<S: Send + Sync> FromRequestParts<S> for Principal {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Principal, ApiError> {
+        let tenant =
+            TenantId::parse("default").map_err(|error| ApiError::BadRequest(error.to_string()))?;
+        let claims = parts
+            .headers
+            .get(axum::http::header::AUTHORIZATION)
+            .and_then(|value| value.to_str().ok())
+            .and_then(unverified_claims);
+        let caller = match claims {
+            Some(DevelopmentClaims {
+                oid: Some(oid),
+                appid,
+                azp,
+            }) => {
+                let user = UserId::parse(&oid).map_err(|error| {
+                    ApiError::BadRequest(format!("The token's oid claim {error}."))
+                })?;
+                Caller::Delegated {
+                    user,
+                    app_id: appid.or(azp),
+                }
+            }
+            _ => Caller::Application { app_id: None },
+        };
+        Ok(Principal {
+            tenant,
+            caller,
+            grants: Grants::EVERYTHING,
+        })
+    }
+}

@@ -1,0 +1,206 @@
+//! One error type for every HTTP response that is not a success, rendered in
+//! one place as Graph's OData error envelope:
+//! `{"error":{"code","message","innerError":{"date","request-id","client-request-id"}}}`.
+//!
+//! A handler returns an [`ApiError`]; its `IntoResponse` only records the
+//! code and message in the response's extensions, and the request-id
+//! middleware ([`envelope`]) writes the body, because only it knows the ids.
+//! Responses that axum or tower produce on their own (405, 413, panics) get
+//! the same envelope there.
+
+use axum::body::Body;
+use axum::extract::Request;
+use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode, header};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use presence_store::StoreError;
+
+/// Every way a request can fail.
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    /// The body is not JSON, or not the JSON this endpoint takes.
+    #[error("{0}")]
+    BadRequest(String),
+    /// A parameter has a value this endpoint does not accept.
+    #[error("{0}")]
+    InvalidArgument(String),
+    #[error("{0}")]
+    Unauthorized(String),
+    #[error("{0}")]
+    Forbidden(String),
+    #[error("{0}")]
+    NotFound(String),
+    #[error("{0}")]
+    PayloadTooLarge(String),
+    #[error("the store is unavailable; retry later")]
+    Unavailable(#[source] StoreError),
+}
+
+impl ApiError {
+    pub fn status(&self) -> StatusCode {
+        match self {
+            ApiError::BadRequest(_) | ApiError::InvalidArgument(_) => StatusCode::BAD_REQUEST,
+            ApiError::Unauthorized(_) => StatusCode::UNAUTHORIZED,
+            ApiError::Forbidden(_) => StatusCode::FORBIDDEN,
+            ApiError::NotFound(_) => StatusCode::NOT_FOUND,
+            ApiError::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
+            ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+        }
+    }
+
+    /// The stable machine code, as Graph spells its codes.
+    pub fn code(&self) -> &'static str {
+        match self {
+            ApiError::BadRequest(_) => "BadRequest",
+            ApiError::InvalidArgument(_) => "InvalidArgument",
+            ApiError::Unauthorized(_) => "InvalidAuthenticationToken",
+            ApiError::Forbidden(_) => "Forbidden",
+            ApiError::NotFound(_) => "NotFound",
+            ApiError::PayloadTooLarge(_) => "RequestEntityTooLarge",
+            ApiError::Unavailable(_) => "ServiceUnavailable",
+        }
+    }
+}
+
+impl From<StoreError> for ApiError {
+    fn from(error: StoreError) -> ApiError {
+        ApiError::Unavailable(error)
+    }
+}
+
+/// The code and message of an error response, waiting for the middleware to
+/// add the request ids and write the body.
+#[derive(Clone, Debug)]
+pub struct ErrorReport {
+    pub code: &'static str,
+    pub message: String,
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        if let ApiError::Unavailable(cause) = &self {
+            tracing::warn!(error = %cause, "answering 503");
+        }
+        let mut response = self.status().into_response();
+        response.extensions_mut().insert(ErrorReport {
+            code: self.code(),
+            message: self.to_string(),
+        });
+        if matches!(self, ApiError::Unauthorized(_)) {
+            response
+                .headers_mut()
+                .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+        }
+        response
+    }
+}
+
+/// The ids of one request, available to handlers as an extension.
+#[derive(Clone, Debug)]
+pub struct RequestIds {
+    pub request_id: String,
+    pub client_request_id: String,
+}
+
+const REQUEST_ID: HeaderName = HeaderName::from_static("request-id");
+const CLIENT_REQUEST_ID: HeaderName = HeaderName::from_static("client-request-id");
+
+/// Accepts a caller's `client-request-id` only if it is short printable
+/// ASCII, so that echoing it can never inject anything.
+fn client_request_id(headers: &HeaderMap) -> Option<String> {
+    let value = headers.get(&CLIENT_REQUEST_ID)?.to_str().ok()?;
+    let acceptable = !value.is_empty()
+        && value.len() <= 128
+        && value.bytes().all(|byte| byte.is_ascii_graphic());
+    acceptable.then(|| value.to_owned())
+}
+
+/// Gives every request its ids and every error response its envelope.
+pub async fn envelope(mut request: Request, next: Next) -> Response {
+    let request_id = uuid::Uuid::new_v4().to_string();
+    let client_request_id =
+        client_request_id(request.headers()).unwrap_or_else(|| request_id.clone());
+    let ids = RequestIds {
+        request_id,
+        client_request_id,
+    };
+    request.extensions_mut().insert(ids.clone());
+    let mut response = next.run(request).await;
+    let status = response.status();
+    if status.is_client_error() || status.is_server_error() {
+        let report = response.extensions_mut().remove::<ErrorReport>();
+        let report = report.unwrap_or_else(|| generic_report(status));
+        response = render(status, response.headers().clone(), report, &ids);
+    }
+    let headers = response.headers_mut();
+    if let Ok(value) = HeaderValue::from_str(&ids.request_id) {
+        headers.insert(REQUEST_ID, value);
+    }
+    if let Ok(value) = HeaderValue::from_str(&ids.client_request_id) {
+        headers.insert(CLIENT_REQUEST_ID, value);
+    }
+    response
+}
+
+/// An envelope for a status that no handler explained (axum's own 405, a
+/// panic caught by the catch-panic layer).
+fn generic_report(status: StatusCode) -> ErrorReport {
+    let (code, message) = match status {
+        StatusCode::METHOD_NOT_ALLOWED => (
+            "MethodNotAllowed",
+            "This endpoint does not accept that HTTP method; see /openapi.json for the methods it takes.",
+        ),
+        StatusCode::PAYLOAD_TOO_LARGE => (
+            "RequestEntityTooLarge",
+            "The request body is too large; send a smaller body.",
+        ),
+        StatusCode::NOT_FOUND => (
+            "NotFound",
+            "No such resource; see /openapi.json for the endpoints presenced serves.",
+        ),
+        status if status.is_server_error() => (
+            "InternalServerError",
+            "presenced failed to handle the request; the failure is logged with this request-id.",
+        ),
+        _ => ("BadRequest", "The request could not be handled."),
+    };
+    ErrorReport {
+        code,
+        message: message.to_owned(),
+    }
+}
+
+fn render(
+    status: StatusCode,
+    headers: HeaderMap,
+    report: ErrorReport,
+    ids: &RequestIds,
+) -> Response {
+    let date = jiff::Timestamp::now()
+        .strftime("%Y-%m-%dT%H:%M:%S")
+        .to_string();
+    let body = serde_json::json!({
+        "error": {
+            "code": report.code,
+            "message": report.message,
+            "innerError": {
+                "date": date,
+                "request-id": ids.request_id,
+                "client-request-id": ids.client_request_id,
+            }
+        }
+    });
+    let mut response = Response::new(Body::from(body.to_string()));
+    *response.status_mut() = status;
+    let kept = [header::WWW_AUTHENTICATE, header::ALLOW, header::RETRY_AFTER];
+    for name in kept {
+        if let Some(value) = headers.get(&name) {
+            response.headers_mut().insert(name, value.clone());
+        }
+    }
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    response
+}

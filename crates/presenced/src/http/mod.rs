@@ -1,0 +1,357 @@
+//! The HTTP surface: Graph's presence endpoints under `/v1.0` and `/beta`,
+//! presenced's own under `/_presenced`, and the operational ones.
+//!
+//! Every route is registered through [`Api::route`], which adds it to the
+//! router and describes it in the OpenAPI document in the same call, so the
+//! document cannot drift from what is served.
+//!
+//! Layout: one file per resource ([`presence`], [`actions`], [`legacy`],
+//! [`extensions`], [`ops`]); [`wire`] holds Graph's JSON shapes; [`error`]
+//! renders every failure as Graph's OData error envelope.
+
+pub mod actions;
+pub mod error;
+pub mod extensions;
+pub mod legacy;
+pub mod ops;
+pub mod presence;
+pub mod wire;
+
+use axum::Router;
+use axum::extract::DefaultBodyLimit;
+use axum::routing::{MethodRouter, delete, get, post, put};
+use utoipa::openapi::path::{
+    HttpMethod, OperationBuilder, ParameterBuilder, ParameterIn, PathItem,
+};
+use utoipa::openapi::request_body::RequestBodyBuilder;
+use utoipa::openapi::{
+    ComponentsBuilder, ContentBuilder, InfoBuilder, OpenApiBuilder, PathsBuilder, Ref, Required,
+    ResponseBuilder,
+};
+
+use crate::http::error::ApiError;
+use crate::state::AppState;
+
+/// The largest request body accepted: 650 ids of the longest accepted id
+/// fit with room to spare.
+pub const MAX_BODY_BYTES: usize = 128 * 1024;
+
+/// What a route answers, for the OpenAPI document.
+#[derive(Clone, Copy, Debug)]
+enum Answer {
+    /// `200` with an empty body (Graph's write actions).
+    Empty,
+    /// `200` with a JSON body of the named schema.
+    Schema(&'static str),
+    /// `200` with a JSON object described in the summary.
+    Object,
+    /// `200` with plain text.
+    Text,
+}
+
+#[derive(Clone, Copy, Debug)]
+struct Doc {
+    summary: &'static str,
+    request: Option<&'static str>,
+    answer: Answer,
+}
+
+const fn doc(summary: &'static str, request: Option<&'static str>, answer: Answer) -> Doc {
+    Doc {
+        summary,
+        request,
+        answer,
+    }
+}
+
+struct Api {
+    router: Router<AppState>,
+    paths: PathsBuilder,
+}
+
+impl Api {
+    fn route(
+        mut self,
+        method: HttpMethod,
+        path: &str,
+        handler: MethodRouter<AppState>,
+        doc: Doc,
+    ) -> Api {
+        self.router = self.router.route(path, handler);
+        let mut operation = OperationBuilder::new()
+            .summary(Some(doc.summary))
+            .operation_id(Some(operation_id(&method, path)));
+        for segment in path.split('/') {
+            if let Some(name) = segment
+                .strip_prefix('{')
+                .and_then(|rest| rest.strip_suffix('}'))
+            {
+                operation = operation.parameter(
+                    ParameterBuilder::new()
+                        .name(name)
+                        .parameter_in(ParameterIn::Path)
+                        .required(Required::True)
+                        .schema(Some(utoipa::openapi::schema::Object::with_type(
+                            utoipa::openapi::schema::Type::String,
+                        ))),
+                );
+            }
+        }
+        if let Some(schema) = doc.request {
+            operation = operation.request_body(Some(
+                RequestBodyBuilder::new()
+                    .content(
+                        "application/json",
+                        ContentBuilder::new()
+                            .schema(Some(Ref::from_schema_name(schema)))
+                            .build(),
+                    )
+                    .build(),
+            ));
+        }
+        let success = match doc.answer {
+            Answer::Empty => ResponseBuilder::new().description("Done; the body is empty."),
+            Answer::Schema(schema) => ResponseBuilder::new().description("Success.").content(
+                "application/json",
+                ContentBuilder::new()
+                    .schema(Some(Ref::from_schema_name(schema)))
+                    .build(),
+            ),
+            Answer::Object => ResponseBuilder::new()
+                .description("Success.")
+                .content("application/json", ContentBuilder::new().build()),
+            Answer::Text => ResponseBuilder::new()
+                .description("Success.")
+                .content("text/plain", ContentBuilder::new().build()),
+        };
+        let failure = ResponseBuilder::new()
+            .description("Graph's OData error envelope.")
+            .content(
+                "application/json",
+                ContentBuilder::new()
+                    .schema(Some(Ref::from_schema_name("ODataError")))
+                    .build(),
+            );
+        operation = operation
+            .response("200", success.build())
+            .response("default", failure.build());
+        self.paths = self
+            .paths
+            .path(path, PathItem::new(method, operation.build()));
+        self
+    }
+}
+
+fn operation_id(method: &HttpMethod, path: &str) -> String {
+    let method = match method {
+        HttpMethod::Get => "get",
+        HttpMethod::Post => "post",
+        HttpMethod::Put => "put",
+        HttpMethod::Delete => "delete",
+        _ => "other",
+    };
+    let path: String = path
+        .chars()
+        .map(|c| if c.is_ascii_alphanumeric() { c } else { '_' })
+        .collect();
+    format!("{method}{path}")
+}
+
+/// The three forms Graph's SDKs address one user's presence by.
+const PRESENCE_BASES: [&str; 3] = [
+    "/users/{id}/presence",
+    "/me/presence",
+    "/communications/presences/{id}",
+];
+
+fn graph_routes(mut api: Api, version: &str) -> Api {
+    use HttpMethod::{Delete, Get, Post, Put};
+    use actions::*;
+    for base in PRESENCE_BASES {
+        let path = |action: &str| format!("{version}{base}{action}");
+        api = api
+            .route(
+                Get,
+                &path(""),
+                get(presence::get_presence),
+                doc(
+                    "Get a user's aggregated presence.",
+                    None,
+                    Answer::Schema("PresenceJson"),
+                ),
+            )
+            .route(
+                Post,
+                &path("/setPresence"),
+                post(set_presence),
+                doc(
+                    "Create or refresh the calling application's presence session.",
+                    Some("SetPresenceBody"),
+                    Answer::Empty,
+                ),
+            )
+            .route(
+                Post,
+                &path("/clearPresence"),
+                post(clear_presence),
+                doc(
+                    "Delete the calling application's presence session (404 if it does not exist).",
+                    Some("ClearPresenceBody"),
+                    Answer::Empty,
+                ),
+            )
+            .route(
+                Post,
+                &path("/setUserPreferredPresence"),
+                post(set_user_preferred_presence),
+                doc(
+                    "Set the user-preferred presence, which wins while any session exists.",
+                    Some("SetUserPreferredPresenceBody"),
+                    Answer::Empty,
+                ),
+            )
+            .route(
+                Post,
+                &path("/clearUserPreferredPresence"),
+                post(clear_user_preferred_presence),
+                doc("Clear the user-preferred presence.", None, Answer::Empty),
+            )
+            .route(
+                Post,
+                &path("/setStatusMessage"),
+                post(set_status_message),
+                doc(
+                    "Set or clear (null or empty content) the status message.",
+                    Some("SetStatusMessageBody"),
+                    Answer::Empty,
+                ),
+            )
+            .route(
+                Post,
+                &path("/setManualLocation"),
+                post(set_manual_location),
+                doc(
+                    "Set the manual work location (overrides automatic).",
+                    Some("WorkLocationBody"),
+                    Answer::Empty,
+                ),
+            )
+            .route(
+                Post,
+                &path("/setAutomaticLocation"),
+                post(set_automatic_location),
+                doc(
+                    "Set the automatic work location.",
+                    Some("WorkLocationBody"),
+                    Answer::Empty,
+                ),
+            )
+            .route(
+                Post,
+                &path("/clearAutomaticLocation"),
+                post(clear_automatic_location),
+                doc("Clear the automatic work location.", None, Answer::Empty),
+            )
+            .route(
+                Post,
+                &path("/clearLocation"),
+                post(clear_location),
+                doc(
+                    "Clear the manual and automatic work locations.",
+                    None,
+                    Answer::Empty,
+                ),
+            );
+    }
+    api = api.route(
+        Post,
+        &format!("{version}/communications/getPresencesByUserId"),
+        post(presence::get_presences_by_user_id),
+        doc(
+            "Get the presence of up to 650 users; one entry per requested id.",
+            Some("GetPresencesBody"),
+            Answer::Schema("PresenceCollection"),
+        ),
+    );
+    if version == "/beta" {
+        for path in [
+            "/beta/users/{id}/presence/sessions/{sessionId}",
+            "/beta/users/{id}/presence/{sessionId}",
+        ] {
+            api = api
+                .route(Put, path, put(legacy::put_session), doc("Legacy: create or refresh a session that fades and ends at the third idle timeout.", Some("LegacySessionBody"), Answer::Empty))
+                .route(Delete, path, delete(legacy::delete_session), doc("Legacy: delete a session (404 if it does not exist).", None, Answer::Empty));
+        }
+    }
+    api
+}
+
+fn routes() -> Api {
+    use HttpMethod::{Get, Post, Put};
+    let mut api = Api {
+        router: Router::new(),
+        paths: PathsBuilder::new(),
+    };
+    api = graph_routes(api, "/v1.0");
+    api = graph_routes(api, "/beta");
+    api.route(Get, "/_presenced/users/{id}/sessions", get(extensions::get_sessions), doc("The sessions behind a presence: each one's set state, current stage, next fade and expiry, and the rule that decided the aggregate.", None, Answer::Object))
+        .route(Put, "/_presenced/users/{id}/outOfOffice", put(extensions::put_out_of_office), doc("Set outOfOfficeSettings, which Graph derives from a mailbox.", Some("OutOfOfficeBody"), Answer::Empty))
+        .route(Get, "/_presenced/clock", get(extensions::get_clock), doc("The manual clock's now (only with --clock manual).", None, Answer::Object))
+        .route(Post, "/_presenced/clock/advance", post(extensions::advance_clock), doc("Advance the manual clock, firing every fade and expiry that falls due, each at its instant.", Some("ClockAdvanceBody"), Answer::Object))
+        .route(Get, "/healthz", get(ops::healthz), doc("Liveness: the process answers.", None, Answer::Object))
+        .route(Get, "/readyz", get(ops::readyz), doc("Readiness: the store answers.", None, Answer::Object))
+        .route(Get, "/metrics", get(ops::metrics), doc("Prometheus metrics.", None, Answer::Text))
+        .route(Get, "/openapi.json", get(ops::openapi), doc("This document.", None, Answer::Object))
+}
+
+/// The OpenAPI document for every route [`app`] serves.
+pub fn openapi_document() -> utoipa::openapi::OpenApi {
+    use wire::*;
+    let components = ComponentsBuilder::new()
+        .schema_from::<PresenceJson>()
+        .schema_from::<presence::PresenceCollection>()
+        .schema_from::<SetPresenceBody>()
+        .schema_from::<ClearPresenceBody>()
+        .schema_from::<SetUserPreferredPresenceBody>()
+        .schema_from::<SetStatusMessageBody>()
+        .schema_from::<WorkLocationBody>()
+        .schema_from::<GetPresencesBody>()
+        .schema_from::<LegacySessionBody>()
+        .schema_from::<OutOfOfficeBody>()
+        .schema_from::<ClockAdvanceBody>()
+        .schema_from::<ops::ODataError>()
+        .build();
+    OpenApiBuilder::new()
+        .info(
+            InfoBuilder::new()
+                .title("presenced")
+                .version(env!("CARGO_PKG_VERSION"))
+                .description(Some(
+                    "A presence server that speaks the Microsoft Graph presence API.",
+                ))
+                .build(),
+        )
+        .paths(routes().paths.build())
+        .components(Some(components))
+        .build()
+}
+
+/// The whole application for a given state.
+pub fn app(state: AppState) -> Router {
+    routes()
+        .router
+        .fallback(fallback)
+        .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
+        .layer(axum::middleware::from_fn(ops::record_metrics))
+        .layer(tower_http::catch_panic::CatchPanicLayer::new())
+        .layer(axum::middleware::from_fn(error::envelope))
+        .layer(tower_http::trace::TraceLayer::new_for_http())
+        .with_state(state)
+}
+
+async fn fallback(method: axum::http::Method, uri: axum::http::Uri) -> ApiError {
+    ApiError::NotFound(format!(
+        "No endpoint answers {method} {}; see /openapi.json for the endpoints presenced serves.",
+        wire::truncate(uri.path())
+    ))
+}

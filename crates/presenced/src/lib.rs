@@ -1,0 +1,22 @@
+//! presenced: a presence server that speaks the Microsoft Graph presence API.
+//!
+//! The binary (`main.rs`) parses the command line ([`cli`]), installs the
+//! tracing subscriber and the metrics recorder, binds the listener and calls
+//! [`server::run`]. Everything else is a function of its inputs:
+//! - [`server`]: builds the state, starts the scheduler, serves HTTP, shuts down.
+//! - [`http`]: the routes, Graph's JSON shapes and error envelope.
+//! - [`auth`]: who is calling and what Graph lets them do.
+//! - [`scheduler`]: acts on fades and expiries when they fall due.
+//! - [`clock`]: the system clock or the manual one.
+//! - [`wire_time`]: Graph's duration and date-time formats.
+//!
+//! The presence model itself lives in `presence-core`; storage in `presence-store`.
+
+pub mod auth;
+pub mod cli;
+pub mod clock;
+pub mod http;
+pub mod scheduler;
+pub mod server;
+pub mod state;
+pub mod wire_time;

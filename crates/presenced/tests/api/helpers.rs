@@ -1,0 +1,237 @@
+//! Starts the real `presenced` binary on a free loopback port and talks HTTP
+//! to it. Every response is checked for the one thing no test may ever see:
+//! a 5xx.
+
+use std::process::Stdio;
+use std::time::Duration;
+
+use base64::Engine;
+use serde_json::Value;
+use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio::process::{Child, Command};
+
+pub struct TestServer {
+    child: Child,
+    pub base: String,
+    client: reqwest::Client,
+}
+
+#[derive(Debug)]
+pub struct Reply {
+    pub status: u16,
+    pub headers: reqwest::header::HeaderMap,
+    pub text: String,
+    /// The body as JSON, or `Null` if it is empty or not JSON.
+    pub body: Value,
+}
+
+impl Reply {
+    /// Asserts a Graph OData error envelope with `status` and `code`, and
+    /// returns the message.
+    #[track_caller]
+    pub fn assert_error(&self, status: u16, code: &str) -> String {
+        assert_eq!(
+            self.status, status,
+            "unexpected status; body: {}",
+            self.text
+        );
+        let error = &self.body["error"];
+        assert_eq!(error["code"], code, "unexpected code; body: {}", self.text);
+        let message = error["message"].as_str().expect("a message").to_owned();
+        assert!(
+            message.len() > 10,
+            "the message should say what to fix: {message}"
+        );
+        let inner = &error["innerError"];
+        assert!(
+            inner["request-id"]
+                .as_str()
+                .is_some_and(|id| !id.is_empty()),
+            "{}",
+            self.text
+        );
+        assert!(inner["client-request-id"].is_string(), "{}", self.text);
+        assert!(inner["date"].is_string(), "{}", self.text);
+        assert_eq!(
+            self.headers
+                .get("content-type")
+                .and_then(|v| v.to_str().ok()),
+            Some("application/json")
+        );
+        message
+    }
+
+    #[track_caller]
+    pub fn assert_ok_empty(&self) {
+        assert_eq!(self.status, 200, "body: {}", self.text);
+        assert!(
+            self.text.is_empty(),
+            "a write answers an empty body, got {}",
+            self.text
+        );
+    }
+}
+
+/// A delegated token for `--auth none`, where presenced reads its claims
+/// without verifying them.
+pub fn dev_token(user: &str) -> String {
+    let encode =
+        |value: Value| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(value.to_string());
+    format!(
+        "{}.{}.{}",
+        encode(serde_json::json!({"alg": "none", "typ": "JWT"})),
+        encode(serde_json::json!({"oid": user, "tid": "default", "scp": "Presence.ReadWrite"})),
+        "signature"
+    )
+}
+
+impl TestServer {
+    /// Starts presenced with the manual clock and the memory store, plus `args`.
+    pub async fn start(args: &[&str]) -> TestServer {
+        let mut all = vec![
+            "serve",
+            "--listen",
+            "127.0.0.1:0",
+            "--store",
+            "memory",
+            "--clock",
+            "manual",
+        ];
+        all.extend_from_slice(args);
+        TestServer::start_with(&all).await
+    }
+
+    /// Starts presenced with exactly `args`.
+    pub async fn start_with(args: &[&str]) -> TestServer {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_presenced"))
+            .args(args)
+            .env("RUST_LOG", "warn")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .kill_on_drop(true)
+            .spawn()
+            .expect("presenced starts");
+        let stdout = child.stdout.take().expect("stdout is piped");
+        let mut lines = BufReader::new(stdout).lines();
+        let line = tokio::time::timeout(Duration::from_secs(30), lines.next_line())
+            .await
+            .expect("presenced prints its address within 30 s")
+            .expect("stdout is readable")
+            .expect("presenced printed a line");
+        let base = line
+            .strip_prefix("presenced listening on ")
+            .unwrap_or_else(|| panic!("unexpected first line: {line}"))
+            .to_owned();
+        // Keep draining stdout so that the child never blocks on it.
+        tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+        TestServer {
+            child,
+            base,
+            client: reqwest::Client::new(),
+        }
+    }
+
+    pub fn client(&self) -> &reqwest::Client {
+        &self.client
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id().expect("running")
+    }
+
+    pub async fn wait(&mut self) -> std::process::ExitStatus {
+        tokio::time::timeout(Duration::from_secs(20), self.child.wait())
+            .await
+            .expect("presenced exits within 20 s")
+            .expect("wait works")
+    }
+
+    pub async fn send(&self, request: reqwest::RequestBuilder) -> Reply {
+        let response = request.send().await.expect("the request is answered");
+        let status = response.status().as_u16();
+        let headers = response.headers().clone();
+        let text = response.text().await.expect("the body is readable");
+        let body = serde_json::from_str(&text).unwrap_or(Value::Null);
+        assert!(status < 500, "presenced answered {status}: {text}");
+        Reply {
+            status,
+            headers,
+            text,
+            body,
+        }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{}", self.base, path)
+    }
+
+    pub async fn get(&self, path: &str) -> Reply {
+        self.send(self.client.get(self.url(path))).await
+    }
+
+    pub async fn post(&self, path: &str, body: Value) -> Reply {
+        self.send(self.client.post(self.url(path)).json(&body))
+            .await
+    }
+
+    pub async fn post_raw(&self, path: &str, body: impl Into<reqwest::Body>) -> Reply {
+        let request = self
+            .client
+            .post(self.url(path))
+            .header("content-type", "application/json")
+            .body(body);
+        self.send(request).await
+    }
+
+    pub async fn put(&self, path: &str, body: Value) -> Reply {
+        self.send(self.client.put(self.url(path)).json(&body)).await
+    }
+
+    pub async fn delete(&self, path: &str) -> Reply {
+        self.send(self.client.delete(self.url(path))).await
+    }
+
+    /// Advances the manual clock by an ISO 8601 duration.
+    pub async fn advance(&self, by: &str) {
+        let reply = self
+            .post("/_presenced/clock/advance", serde_json::json!({ "by": by }))
+            .await;
+        assert_eq!(reply.status, 200, "advance: {}", reply.text);
+    }
+
+    /// The (availability, activity) of a user, read through /v1.0/users.
+    pub async fn shown(&self, user: &str) -> (String, String) {
+        let reply = self.get(&format!("/v1.0/users/{user}/presence")).await;
+        assert_eq!(reply.status, 200, "{}", reply.text);
+        (
+            reply.body["availability"]
+                .as_str()
+                .expect("availability")
+                .to_owned(),
+            reply.body["activity"]
+                .as_str()
+                .expect("activity")
+                .to_owned(),
+        )
+    }
+
+    pub async fn set_presence(
+        &self,
+        user: &str,
+        session: &str,
+        availability: &str,
+        activity: &str,
+        expiration: Option<&str>,
+    ) -> Reply {
+        let mut body = serde_json::json!({
+            "sessionId": session,
+            "availability": availability,
+            "activity": activity,
+        });
+        if let Some(expiration) = expiration {
+            body["expirationDuration"] = Value::String(expiration.to_owned());
+        }
+        self.post(&format!("/v1.0/users/{user}/presence/setPresence"), body)
+            .await
+    }
+}

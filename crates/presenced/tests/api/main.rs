@@ -1,0 +1,9 @@
+//! Integration tests: each starts the real `presenced` binary and talks HTTP
+//! to it. One binary, one module per area, shared helpers.
+
+// Not every test binary uses every helper.
+#[allow(dead_code)]
+mod helpers;
+
+mod sdk_python;
+mod timeline;

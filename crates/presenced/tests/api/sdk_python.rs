@@ -1,0 +1,92 @@
+//! The official Microsoft Graph Python SDK against presenced, changing only
+//! the base URL. The test installs the SDK into a virtual environment under
+//! the target directory the first time (and whenever the pinned requirements
+//! change); it fails, saying how to fix it, if Python cannot do that.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use crate::helpers::TestServer;
+
+fn sdk_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests")
+        .join("sdk")
+}
+
+fn run(command: &mut Command, what: &str) {
+    let output = command.output().unwrap_or_else(|error| {
+        panic!("{what}: cannot run {command:?}: {error}. Install Python 3 with venv and pip (Debian: apt-get install python3-venv python3-pip).")
+    });
+    assert!(
+        output.status.success(),
+        "{what} failed ({}):\n{}\n{}\nInstall Python 3 with venv and pip, with access to PyPI.",
+        output.status,
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+}
+
+/// A virtual environment with the pinned SDK; returns its python.
+fn sdk_python() -> PathBuf {
+    let requirements = sdk_dir().join("requirements.txt");
+    let pinned = std::fs::read_to_string(&requirements).expect("requirements.txt is readable");
+    let venv = Path::new(env!("CARGO_TARGET_TMPDIR")).join("graph-sdk-venv");
+    let python = venv.join("bin").join("python");
+    let stamp = venv.join("installed-requirements.txt");
+    if std::fs::read_to_string(&stamp).ok().as_deref() == Some(pinned.as_str()) && python.exists() {
+        return python;
+    }
+    let interpreter = std::env::var("PYTHON").unwrap_or_else(|_| "python3".to_owned());
+    run(
+        Command::new(&interpreter)
+            .args(["-m", "venv", "--clear"])
+            .arg(&venv),
+        "creating the SDK's virtual environment",
+    );
+    run(
+        Command::new(&python)
+            .args([
+                "-m",
+                "pip",
+                "install",
+                "--quiet",
+                "--disable-pip-version-check",
+                "-r",
+            ])
+            .arg(&requirements),
+        "installing msgraph-sdk from PyPI",
+    );
+    std::fs::write(&stamp, pinned).expect("the stamp is writable");
+    python
+}
+
+#[tokio::test]
+async fn the_official_python_sdk_works_by_changing_only_the_base_url() {
+    let python = tokio::task::spawn_blocking(sdk_python)
+        .await
+        .expect("the installer ran");
+    let server = TestServer::start(&[]).await;
+    let base_url = format!("{}/v1.0", server.base);
+    let output = tokio::process::Command::new(&python)
+        .arg(sdk_dir().join("graph_sdk_roundtrip.py"))
+        .arg(&base_url)
+        .arg("dev-token")
+        .output()
+        .await
+        .expect("python runs");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success(),
+        "the SDK script failed:\n{stdout}\n{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(
+        stdout
+            .lines()
+            .filter(|line| line.starts_with("ok: "))
+            .count()
+            >= 11,
+        "{stdout}"
+    );
+}

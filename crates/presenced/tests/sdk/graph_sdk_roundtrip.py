@@ -1,0 +1,148 @@
+"""Drives presenced with the official Microsoft Graph Python SDK.
+
+The SDK code below is what a Graph user writes; the only change for presenced
+is the request adapter's base URL. Usage:
+
+    python graph_sdk_roundtrip.py BASE_URL TOKEN
+
+Every check raises on failure, so the exit status is the verdict.
+"""
+
+import asyncio
+import datetime
+import sys
+
+from kiota_abstractions.api_error import APIError
+from kiota_abstractions.authentication import (
+    AccessTokenProvider,
+    AllowedHostsValidator,
+    BaseBearerTokenAuthenticationProvider,
+)
+from msgraph import GraphRequestAdapter, GraphServiceClient
+from msgraph.generated.communications.get_presences_by_user_id.get_presences_by_user_id_post_request_body import (
+    GetPresencesByUserIdPostRequestBody,
+)
+from msgraph.generated.models.body_type import BodyType
+from msgraph.generated.models.date_time_time_zone import DateTimeTimeZone
+from msgraph.generated.models.item_body import ItemBody
+from msgraph.generated.models.presence_status_message import PresenceStatusMessage
+from msgraph.generated.users.item.presence.clear_presence.clear_presence_post_request_body import (
+    ClearPresencePostRequestBody,
+)
+from msgraph.generated.users.item.presence.set_presence.set_presence_post_request_body import (
+    SetPresencePostRequestBody,
+)
+from msgraph.generated.users.item.presence.set_status_message.set_status_message_post_request_body import (
+    SetStatusMessagePostRequestBody,
+)
+from msgraph.generated.users.item.presence.set_user_preferred_presence.set_user_preferred_presence_post_request_body import (
+    SetUserPreferredPresencePostRequestBody,
+)
+
+USER = "fa8bf3dc-eca7-46b7-bad1-db199b62afc3"
+OTHER = "66825e03-7ef5-42da-9069-724602c31f6b"
+APP = "22553876-f5ab-4529-bffb-cfe50aa89f87"
+
+
+class StaticToken(AccessTokenProvider):
+    def __init__(self, token):
+        self.token = token
+
+    async def get_authorization_token(self, uri, additional_authentication_context=None):
+        return self.token
+
+    def get_allowed_hosts_validator(self):
+        return AllowedHostsValidator([])
+
+
+def check(condition, what):
+    if not condition:
+        raise AssertionError(what)
+    print(f"ok: {what}")
+
+
+async def shown(client, user):
+    presence = await client.users.by_user_id(user).presence.get()
+    return presence.availability, presence.activity
+
+
+async def main(base_url, token):
+    adapter = GraphRequestAdapter(BaseBearerTokenAuthenticationProvider(StaticToken(token)))
+    adapter.base_url = base_url
+    client = GraphServiceClient(request_adapter=adapter)
+    presence = client.users.by_user_id(USER).presence
+
+    await presence.set_presence.post(
+        SetPresencePostRequestBody(
+            session_id=APP,
+            availability="Available",
+            activity="Available",
+            expiration_duration=datetime.timedelta(hours=1),
+        )
+    )
+    check(await shown(client, USER) == ("Available", "Available"), "setPresence with a timedelta expiration")
+
+    await presence.set_presence.post(
+        SetPresencePostRequestBody(session_id=APP, availability="Busy", activity="InACall")
+    )
+    check(await shown(client, USER) == ("Busy", "InACall"), "setPresence refreshes the app's session")
+
+    await presence.set_user_preferred_presence.post(
+        SetUserPreferredPresencePostRequestBody(
+            availability="DoNotDisturb",
+            activity="DoNotDisturb",
+            expiration_duration=datetime.timedelta(hours=8),
+        )
+    )
+    check(await shown(client, USER) == ("DoNotDisturb", "DoNotDisturb"), "setUserPreferredPresence wins")
+
+    await presence.clear_user_preferred_presence.post()
+    check(await shown(client, USER) == ("Busy", "InACall"), "clearUserPreferredPresence")
+
+    await presence.set_status_message.post(
+        SetStatusMessagePostRequestBody(
+            status_message=PresenceStatusMessage(
+                message=ItemBody(content="In the lab until noon", content_type=BodyType.Text),
+                expiry_date_time=DateTimeTimeZone(date_time="2099-01-01T12:00:00", time_zone="Pacific Standard Time"),
+            )
+        )
+    )
+    read = await presence.get()
+    check(read.status_message.message.content == "In the lab until noon", "setStatusMessage")
+    check(read.sequence_number is not None and read.sequence_number != "", "sequenceNumber is present")
+
+    via_communications = await client.communications.presences.by_presence_id(USER).get()
+    check(via_communications.id == USER and via_communications.availability == "Busy", "GET /communications/presences/{id}")
+
+    batch = await client.communications.get_presences_by_user_id.post(
+        GetPresencesByUserIdPostRequestBody(ids=[USER, OTHER])
+    )
+    by_id = {entry.id: (entry.availability, entry.activity) for entry in batch.value}
+    check(by_id == {USER: ("Busy", "InACall"), OTHER: ("Offline", "Offline")}, "getPresencesByUserId")
+
+    await presence.clear_presence.post(ClearPresencePostRequestBody(session_id=APP))
+    check(await shown(client, USER) == ("Offline", "Offline"), "clearPresence of the only session")
+
+    try:
+        await presence.clear_presence.post(ClearPresencePostRequestBody(session_id=APP))
+        raise AssertionError("clearing a missing session must fail")
+    except APIError as error:
+        check(error.response_status_code == 404, "clearPresence of a missing session is a 404 the SDK raises")
+
+    try:
+        await presence.set_presence.post(
+            SetPresencePostRequestBody(
+                session_id=APP,
+                availability="Available",
+                activity="Available",
+                expiration_duration=datetime.timedelta(minutes=1),
+            )
+        )
+        raise AssertionError("an expiration under five minutes must fail")
+    except APIError as error:
+        code = getattr(getattr(error, "error", None), "code", None)
+        check(error.response_status_code == 400 and code == "InvalidArgument", "out-of-range expiration is InvalidArgument")
+
+
+if __name__ == "__main__":
+    asyncio.run(main(sys.argv[1], sys.argv[2] if len(sys.argv) > 2 else "dev-token"))

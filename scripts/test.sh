@@ -1,0 +1,28 @@
+#!/usr/bin/env bash
+# Runs every check presenced has: formatting, lints, and every test (unit,
+# property, integration against the real binary, and the official Graph
+# Python SDK, which the SDK test installs into a virtual environment under
+# target/ on first use). CI runs exactly this.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+need() {
+    command -v "$1" >/dev/null 2>&1 || {
+        echo "scripts/test.sh: '$1' is missing. $2" >&2
+        exit 1
+    }
+}
+need cargo "Install Rust with rustup (https://rustup.rs)."
+need python3 "Install Python 3 with venv and pip (Debian: apt-get install python3 python3-venv python3-pip)."
+if ! python3 -c 'import venv, ensurepip' >/dev/null 2>&1; then
+    if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+        apt-get update -qq && apt-get install -y -qq python3-venv python3-pip
+    else
+        echo "scripts/test.sh: Python's venv/ensurepip modules are missing; install python3-venv." >&2
+        exit 1
+    fi
+fi
+
+cargo fmt --all -- --check
+cargo clippy --workspace --all-targets --locked -- -D warnings
+cargo test --workspace --locked
