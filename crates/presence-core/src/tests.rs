@@ -124,13 +124,11 @@ fn a_keep_alive_restarts_the_timeline() {
 fn legacy_sessions_go_offline_at_the_third_timeout() {
     let mut facts = UserFacts::default();
     let timeouts = Timeouts::default();
-    for (name, state) in [("a", SessionState::Available)] {
-        let command = Command::PutLegacySession {
-            session_id: session_id(name),
-            state,
-        };
-        apply(&mut facts, &command, at(0), timeouts).expect("applies");
-    }
+    let command = Command::PutLegacySession {
+        session_id: session_id("a"),
+        state: SessionState::Available,
+    };
+    apply(&mut facts, &command, at(0), timeouts).expect("applies");
     check_timeline(
         &facts,
         &[
