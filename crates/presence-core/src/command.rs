@@ -174,15 +174,15 @@ pub fn apply(
             let duration = expiration
                 .map(PreferredExpiration::duration)
                 .unwrap_or_else(|| PreferredPresence::default_expiration(*state));
-            next.preferred = Some(PreferredPresence {
+            next.extras_mut().preferred = Some(PreferredPresence {
                 state: *state,
                 set_at: now,
                 expires_at: now.saturating_add(duration),
             });
         }
-        Command::ClearUserPreferredPresence => next.preferred = None,
+        Command::ClearUserPreferredPresence => next.extras_mut().preferred = None,
         Command::SetStatusMessage(input) => {
-            next.status_message = input.as_ref().map(|input| StatusMessage {
+            next.extras_mut().status_message = input.as_ref().map(|input| StatusMessage {
                 content: input.content.clone(),
                 published_at: now,
                 expiry: input.expiry.clone(),
@@ -190,18 +190,21 @@ pub fn apply(
             // A message that has already expired is not kept at all.
             next.prune(now);
         }
-        Command::SetManualLocation(location) => next.work_location.manual = Some(location.clone()),
+        Command::SetManualLocation(location) => {
+            next.extras_mut().work_location.manual = Some(location.clone())
+        }
         Command::SetAutomaticLocation(location) => {
-            next.work_location.automatic = Some(location.clone())
+            next.extras_mut().work_location.automatic = Some(location.clone())
         }
-        Command::ClearAutomaticLocation => next.work_location.automatic = None,
+        Command::ClearAutomaticLocation => next.extras_mut().work_location.automatic = None,
         Command::ClearLocation => {
-            next.work_location.manual = None;
-            next.work_location.automatic = None;
+            next.extras_mut().work_location.manual = None;
+            next.extras_mut().work_location.automatic = None;
         }
-        Command::SetOutOfOffice(settings) => next.out_of_office = settings.clone(),
+        Command::SetOutOfOffice(settings) => next.extras_mut().out_of_office = settings.clone(),
         Command::Tick => {}
     }
+    next.tidy();
     let visibly_changed = visibly_differs(facts, &next, now, timeouts);
     let as_of = now.max(facts.sequence.as_of);
     next.sequence.value = sequence_at(facts, now, timeouts) + u64::from(visibly_changed);

@@ -230,46 +230,102 @@ impl Default for Instant {
     }
 }
 
+/// The facts most users never have, kept behind one pointer so that a user
+/// with only sessions costs eight bytes for all of them.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Extras {
+    pub preferred: Option<PreferredPresence>,
+    pub status_message: Option<StatusMessage>,
+    pub out_of_office: OutOfOffice,
+    pub work_location: WorkLocationLayers,
+}
+
+static NO_OUT_OF_OFFICE: OutOfOffice = OutOfOffice {
+    is_out_of_office: false,
+    message: None,
+};
+static NO_WORK_LOCATION: WorkLocationLayers = WorkLocationLayers {
+    manual: None,
+    automatic: None,
+};
+
 /// Everything held for one (tenant, user).
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct UserFacts {
     /// Sessions in no particular order; one per session id.
     pub sessions: SmallVec<[Session; 1]>,
-    pub preferred: Option<PreferredPresence>,
-    pub status_message: Option<StatusMessage>,
-    pub out_of_office: OutOfOffice,
-    pub work_location: WorkLocationLayers,
+    /// `None` whenever every extra fact is absent (see [`UserFacts::tidy`]).
+    extras: Option<Box<Extras>>,
     pub sequence: SequenceBase,
 }
 
 impl UserFacts {
+    pub fn preferred(&self) -> Option<&PreferredPresence> {
+        self.extras
+            .as_ref()
+            .and_then(|extras| extras.preferred.as_ref())
+    }
+
+    pub fn status_message(&self) -> Option<&StatusMessage> {
+        self.extras
+            .as_ref()
+            .and_then(|extras| extras.status_message.as_ref())
+    }
+
+    pub fn out_of_office(&self) -> &OutOfOffice {
+        self.extras
+            .as_ref()
+            .map_or(&NO_OUT_OF_OFFICE, |extras| &extras.out_of_office)
+    }
+
+    pub fn work_location(&self) -> &WorkLocationLayers {
+        self.extras
+            .as_ref()
+            .map_or(&NO_WORK_LOCATION, |extras| &extras.work_location)
+    }
+
+    /// The extra facts, for changing them; call [`UserFacts::tidy`] after.
+    pub fn extras_mut(&mut self) -> &mut Extras {
+        self.extras.get_or_insert_with(Box::default)
+    }
+
+    /// Frees the extras when nothing is left in them.
+    pub fn tidy(&mut self) {
+        if self
+            .extras
+            .as_deref()
+            .is_some_and(|extras| *extras == Extras::default())
+        {
+            self.extras = None;
+        }
+    }
+
     /// Whether nothing but the sequence number is held: such a user reads as
     /// Offline, and only the sequence number needs keeping.
     pub fn holds_nothing(&self) -> bool {
-        self.sessions.is_empty()
-            && self.preferred.is_none()
-            && self.status_message.is_none()
-            && self.out_of_office == OutOfOffice::default()
-            && self.work_location == WorkLocationLayers::default()
+        self.sessions.is_empty() && self.extras.is_none()
     }
 
     /// Drops every fact that has ended by `now`. Never changes what is shown.
     pub fn prune(&mut self, now: Instant) {
         self.sessions.retain(|session| session.is_live(now));
-        if self
-            .preferred
-            .as_ref()
-            .is_some_and(|preferred| !preferred.is_live(now))
-        {
-            self.preferred = None;
+        if let Some(extras) = self.extras.as_deref_mut() {
+            if extras
+                .preferred
+                .as_ref()
+                .is_some_and(|preferred| !preferred.is_live(now))
+            {
+                extras.preferred = None;
+            }
+            if extras
+                .status_message
+                .as_ref()
+                .is_some_and(|message| !message.is_live(now))
+            {
+                extras.status_message = None;
+            }
         }
-        if self
-            .status_message
-            .as_ref()
-            .is_some_and(|message| !message.is_live(now))
-        {
-            self.status_message = None;
-        }
+        self.tidy();
     }
 
     pub fn session(&self, id: &SessionId) -> Option<&Session> {

@@ -26,8 +26,8 @@ pub use command::{
     apply,
 };
 pub use facts::{
-    OutOfOffice, PreferredPresence, SequenceBase, Session, SessionKind, Stage, StatusMessage,
-    StatusMessageExpiry, Timeouts, UserFacts, WorkLocation, WorkLocationLayers,
+    Extras, OutOfOffice, PreferredPresence, SequenceBase, Session, SessionKind, Stage,
+    StatusMessage, StatusMessageExpiry, Timeouts, UserFacts, WorkLocation, WorkLocationLayers,
 };
 pub use id::{IdError, SessionId, TenantId, UserId, UserKey};
 pub use presence::{

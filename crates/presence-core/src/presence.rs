@@ -55,10 +55,7 @@ pub fn strongest_session(facts: &UserFacts, now: Instant, timeouts: Timeouts) ->
 
 fn visible(facts: &UserFacts, now: Instant, timeouts: Timeouts) -> (Visible<'_>, Decision<'_>) {
     let strongest = strongest_session(facts, now, timeouts);
-    let preferred = facts
-        .preferred
-        .as_ref()
-        .filter(|preferred| preferred.is_live(now));
+    let preferred = facts.preferred().filter(|preferred| preferred.is_live(now));
     let ((availability, activity), decided_by) = match (strongest, preferred) {
         (Some(_), Some(preferred)) => (preferred.state.pair(), Decision::UserPreferred),
         (Some(session), None) => (session.shown(now, timeouts), Decision::Session(&session.id)),
@@ -67,7 +64,7 @@ fn visible(facts: &UserFacts, now: Instant, timeouts: Timeouts) -> (Visible<'_>,
             Decision::NoSession,
         ),
     };
-    let layers = &facts.work_location;
+    let layers = facts.work_location();
     let work_location = match (&layers.manual, &layers.automatic) {
         (Some(manual), _) => Some((manual, WorkLocationSource::Manual)),
         (None, Some(automatic)) => Some((automatic, WorkLocationSource::Automatic)),
@@ -77,10 +74,9 @@ fn visible(facts: &UserFacts, now: Instant, timeouts: Timeouts) -> (Visible<'_>,
         availability,
         activity,
         status_message: facts
-            .status_message
-            .as_ref()
+            .status_message()
             .filter(|message| message.is_live(now)),
-        out_of_office: &facts.out_of_office,
+        out_of_office: facts.out_of_office(),
         work_location,
     };
     (visible, decided_by)
@@ -94,13 +90,9 @@ pub fn next_transition(facts: &UserFacts, after: Instant, timeouts: Timeouts) ->
         .sessions
         .iter()
         .flat_map(|session| session.transitions(timeouts));
-    let preferred = facts
-        .preferred
-        .as_ref()
-        .map(|preferred| preferred.expires_at);
+    let preferred = facts.preferred().map(|preferred| preferred.expires_at);
     let status = facts
-        .status_message
-        .as_ref()
+        .status_message()
         .and_then(|message| message.expiry.as_ref().map(|expiry| expiry.at));
     sessions
         .chain(preferred)

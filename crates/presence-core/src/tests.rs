@@ -210,7 +210,7 @@ fn preferred_presence_defaults_to_a_day_for_busy_and_a_week_otherwise() {
             expiration: None,
         };
         apply(&mut facts, &command, at(0), timeouts).expect("applies");
-        let preferred = facts.preferred.expect("set");
+        let preferred = facts.preferred().cloned().expect("set");
         assert_eq!(preferred.expires_at, at(days * 24 * 60));
     }
 }
@@ -398,7 +398,7 @@ proptest! {
         let now = last.saturating_add(Duration::from_millis(offset % 20_000_000));
         let presence = presence_at(&facts, now, timeouts);
         let live: Vec<&Session> = facts.sessions.iter().filter(|s| s.is_live(now)).collect();
-        let preferred = facts.preferred.as_ref().filter(|p| p.is_live(now));
+        let preferred = facts.preferred().filter(|p| p.is_live(now));
         if live.is_empty() {
             prop_assert_eq!((presence.availability, presence.activity), (Av::Offline, Ac::Offline));
         } else if let Some(preferred) = preferred {

@@ -37,7 +37,8 @@ pub async fn run_all(store: &dyn Store) {
     applies_and_reads_back(store).await;
     refused_commands_change_nothing(store).await;
     tenants_are_separate(store).await;
-    ticks_prune_and_report_the_next_transition(store).await;
+    asks_for_each_tick_once(store).await;
+    ticks_prune_what_has_ended(store).await;
 }
 
 async fn applies_and_reads_back(store: &dyn Store) {
@@ -51,7 +52,7 @@ async fn applies_and_reads_back(store: &dyn Store) {
         .expect("command applies");
     assert!(outcome.applied.visibly_changed);
     assert_eq!(
-        outcome.next_transition,
+        outcome.schedule_at,
         Some(now.saturating_add(Duration::from_mins(5)))
     );
     let facts = read_one(store, &alice).await.expect("alice is held");
@@ -99,7 +100,7 @@ async fn tenants_are_separate(store: &dyn Store) {
     assert!(read_one(store, &key("t2", "carol")).await.is_some());
 }
 
-async fn ticks_prune_and_report_the_next_transition(store: &dyn Store) {
+async fn ticks_prune_what_has_ended(store: &dyn Store) {
     let timeouts = Timeouts::default();
     let start = Instant::from_unix_millis(4_000_000);
     let dave = key("t1", "dave");
@@ -117,7 +118,7 @@ async fn ticks_prune_and_report_the_next_transition(store: &dyn Store) {
         .await
         .expect("works")
         .expect("ok");
-    assert_eq!(outcome.next_transition, None);
+    assert_eq!(outcome.schedule_at, None);
     let facts = read_one(store, &dave)
         .await
         .expect("the sequence number is kept");
@@ -129,4 +130,29 @@ async fn ticks_prune_and_report_the_next_transition(store: &dyn Store) {
         .await
         .expect("scan works");
     assert!(scanned >= 3);
+}
+
+async fn asks_for_each_tick_once(store: &dyn Store) {
+    let timeouts = Timeouts::default();
+    let start = Instant::from_unix_millis(5_000_000);
+    let erin = key("t1", "erin");
+    let first_fade = start.saturating_add(Duration::from_mins(5));
+    let command = set_presence("app", 60);
+    let set = |at| store.apply(&erin, &command, at, timeouts);
+    let outcome = set(start).await.expect("works").expect("ok");
+    assert_eq!(outcome.schedule_at, Some(first_fade));
+    // A refresh moves the fade later; the pending tick at first_fade covers it.
+    let refreshed = start.saturating_add(Duration::from_mins(1));
+    let outcome = set(refreshed).await.expect("works").expect("ok");
+    assert_eq!(outcome.schedule_at, None);
+    // The pending tick runs early for the refreshed session and asks again.
+    let outcome = store
+        .apply(&erin, &Command::Tick, first_fade, timeouts)
+        .await
+        .expect("works")
+        .expect("ok");
+    assert_eq!(
+        outcome.schedule_at,
+        Some(refreshed.saturating_add(Duration::from_mins(5)))
+    );
 }

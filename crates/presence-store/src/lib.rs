@@ -33,9 +33,11 @@ pub enum StoreError {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Outcome {
     pub applied: Applied,
-    /// The first instant after `now` at which any of the user's facts change
-    /// by themselves (a fade, an expiry): when the scheduler must look again.
-    pub next_transition: Option<Instant>,
+    /// When the scheduler must tick this user, if it is not already due to:
+    /// the user's next transition (a fade, an expiry), unless a tick at or
+    /// before it is already scheduled. The store keeps that bookkeeping so
+    /// that the scheduler holds each user about once.
+    pub schedule_at: Option<Instant>,
 }
 
 /// Counts for metrics. They may lag a little behind concurrent writes.

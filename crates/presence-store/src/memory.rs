@@ -2,6 +2,11 @@
 //!
 //! It is also the read side of the durable backends, which keep the same
 //! maps in memory and use their log only to survive restarts.
+//!
+//! Memory per user is what this backend is measured on (a million users must
+//! fit in a few hundred megabytes), so each entry is kept small: maps are
+//! nested by tenant so the tenant id is not repeated per user, ids are
+//! compact (`presence_core::id`), and rare facts sit behind one pointer.
 
 use std::collections::HashMap;
 use std::hash::BuildHasher;
@@ -10,7 +15,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use async_trait::async_trait;
 use presence_core::{
-    Command, CommandError, Instant, Timeouts, UserFacts, UserKey, apply, next_transition,
+    Applied, Command, CommandError, Instant, TenantId, Timeouts, UserFacts, UserId, UserKey, apply,
+    next_transition,
 };
 
 use crate::{Outcome, Store, StoreCounts, StoreError};
@@ -23,11 +29,23 @@ const SHARDS: usize = 64;
 /// would let a caller pile every key into one bucket.
 type Hasher64 = foldhash::fast::RandomState;
 
+/// One user's facts and the store's scheduling bookkeeping for them.
+#[derive(Debug, Default)]
+struct Entry {
+    facts: UserFacts,
+    /// The earliest tick already asked of the scheduler and not yet run;
+    /// `None` if none is pending.
+    scheduled: Option<Instant>,
+}
+
+type Users = HashMap<UserId, Entry, Hasher64>;
+type Shard = HashMap<TenantId, Users, Hasher64>;
+
 #[derive(Debug)]
 pub struct MemoryStore {
     /// A std `Mutex`, not a tokio one: it is never held across an `.await`,
     /// and each critical section is a few hundred nanoseconds.
-    shards: Box<[Mutex<HashMap<UserKey, UserFacts, Hasher64>>]>,
+    shards: Box<[Mutex<Shard>]>,
     hasher: Hasher64,
     /// Maintained on every apply so that metrics never walk the maps.
     users: AtomicU64,
@@ -53,10 +71,12 @@ impl MemoryStore {
         }
     }
 
-    fn shard(&self, key: &UserKey) -> &Mutex<HashMap<UserKey, UserFacts, Hasher64>> {
-        // The high bits: the map itself uses the low ones for its buckets.
+    fn shard(&self, key: &UserKey) -> std::sync::MutexGuard<'_, Shard> {
+        // The high bits: the maps themselves use the low ones for buckets.
         let index = (self.hasher.hash_one(key) >> 58) as usize % SHARDS;
-        &self.shards[index]
+        self.shards[index]
+            .lock()
+            .unwrap_or_else(|poison| poison.into_inner())
     }
 
     /// Applies a command synchronously; the durable backends call this after
@@ -68,33 +88,54 @@ impl MemoryStore {
         now: Instant,
         timeouts: Timeouts,
     ) -> Result<Outcome, CommandError> {
-        let mut shard = self
-            .shard(key)
-            .lock()
-            .unwrap_or_else(|poison| poison.into_inner());
-        let inserted = !shard.contains_key(key);
-        if inserted && matches!(command, Command::Tick) {
+        let mut shard = self.shard(key);
+        let exists = shard
+            .get(&key.tenant)
+            .is_some_and(|users| users.contains_key(&key.user));
+        if !exists && matches!(command, Command::Tick) {
             // Nothing is held: a tick has nothing to do.
             return Ok(Outcome {
-                applied: presence_core::Applied {
+                applied: Applied {
                     visibly_changed: false,
                 },
-                next_transition: None,
+                schedule_at: None,
             });
         }
-        let facts = shard.entry(key.clone()).or_default();
-        let held_before = !inserted && !facts.holds_nothing();
-        let sessions_before = facts.sessions.len() as u64;
-        let result = apply(facts, command, now, timeouts);
-        let held_after = !facts.holds_nothing();
-        let sessions_after = facts.sessions.len() as u64;
-        let outcome = result.map(|applied| Outcome {
-            applied,
-            next_transition: next_transition(facts, now, timeouts),
+        let users = shard
+            .entry(key.tenant.clone())
+            .or_insert_with(|| HashMap::with_hasher(self.hasher.clone()));
+        let entry = users.entry(key.user.clone()).or_default();
+        let held_before = exists && !entry.facts.holds_nothing();
+        let sessions_before = entry.facts.sessions.len() as u64;
+        if matches!(command, Command::Tick) && entry.scheduled.is_some_and(|at| at <= now) {
+            // This is the tick that was asked for (or a later one).
+            entry.scheduled = None;
+        }
+        let result = apply(&mut entry.facts, command, now, timeouts);
+        let held_after = !entry.facts.holds_nothing();
+        let sessions_after = entry.facts.sessions.len() as u64;
+        let outcome = result.map(|applied| {
+            let next = next_transition(&entry.facts, now, timeouts);
+            let schedule_at = match (next, entry.scheduled) {
+                (Some(next), Some(pending)) if pending <= next => None,
+                (Some(next), _) => {
+                    entry.scheduled = Some(next);
+                    Some(next)
+                }
+                (None, _) => None,
+            };
+            Outcome {
+                applied,
+                schedule_at,
+            }
         });
-        if inserted && !held_after && facts.sequence.value == 0 {
-            // A refused command on a user nothing was held for: keep nothing.
-            shard.remove(key);
+        if !exists && !held_after && entry.facts.sequence.value == 0 {
+            // A command that left nothing on a user nothing was held for
+            // (refused, or a no-op clear): keep nothing.
+            users.remove(&key.user);
+            if users.is_empty() {
+                shard.remove(&key.tenant);
+            }
         }
         drop(shard);
         match (held_before, held_after) {
@@ -135,11 +176,11 @@ impl Store for MemoryStore {
         visit: &mut (dyn for<'f> FnMut(usize, Option<&'f UserFacts>) + Send),
     ) -> Result<(), StoreError> {
         for (index, key) in keys.iter().enumerate() {
-            let shard = self
-                .shard(key)
-                .lock()
-                .unwrap_or_else(|poison| poison.into_inner());
-            visit(index, shard.get(key));
+            let shard = self.shard(key);
+            let entry = shard
+                .get(&key.tenant)
+                .and_then(|users| users.get(&key.user));
+            visit(index, entry.map(|entry| &entry.facts));
         }
         Ok(())
     }
@@ -150,8 +191,10 @@ impl Store for MemoryStore {
     ) -> Result<(), StoreError> {
         for shard in self.shards.iter() {
             let shard = shard.lock().unwrap_or_else(|poison| poison.into_inner());
-            for (key, facts) in shard.iter() {
-                visit(key, facts);
+            for (tenant, users) in shard.iter() {
+                for (user, entry) in users.iter() {
+                    visit(&UserKey::new(tenant.clone(), user.clone()), &entry.facts);
+                }
             }
         }
         Ok(())

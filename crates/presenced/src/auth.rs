@@ -88,7 +88,7 @@ impl Principal {
             return Ok(());
         }
         match self.app_id() {
-            Some(app_id) if app_id == session.as_str() => Ok(()),
+            Some(app_id) if app_id == &*session.as_str() => Ok(()),
             Some(app_id) => Err(ApiError::Forbidden(format!(
                 "sessionId must be the calling application's id '{app_id}'; an application can set and clear only its own session."
             ))),

@@ -71,7 +71,7 @@ pub async fn run(
         idle: config.idle_timeout,
     };
     let scheduler = Arc::new(Scheduler::new());
-    scheduler.load(store.as_ref(), timeouts).await;
+    scheduler.load(store.as_ref(), clock.now()).await;
     let openapi = serde_json::to_vec(&http::openapi_document()).map_err(|error| {
         ServeError::Config(format!("cannot render the OpenAPI document: {error}"))
     })?;

@@ -48,7 +48,7 @@ impl AppState {
         let now = self.clock.now();
         match self.store.apply(key, &command, now, self.timeouts).await? {
             Ok(outcome) => {
-                self.scheduler.schedule(key, outcome.next_transition);
+                self.scheduler.schedule(key, outcome.schedule_at);
                 Ok(outcome)
             }
             Err(CommandError::SessionNotFound(id)) => Err(ApiError::NotFound(format!(

@@ -84,8 +84,7 @@ pub async fn get_sessions(
         })
         .collect();
     let preferred = facts
-        .preferred
-        .as_ref()
+        .preferred()
         .filter(|preferred| preferred.is_live(now))
         .map(|preferred| {
             let (availability, activity) = preferred.state.pair();

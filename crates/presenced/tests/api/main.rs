@@ -5,5 +5,6 @@
 #[allow(dead_code)]
 mod helpers;
 
+mod scheduler;
 mod sdk_python;
 mod timeline;
