@@ -36,7 +36,8 @@ struct Bucket {
 impl Bucket {
     fn sort(&mut self) {
         if !self.sorted {
-            self.entries.sort_unstable_by_key(|entry| std::cmp::Reverse(entry.0));
+            self.entries
+                .sort_unstable_by_key(|entry| std::cmp::Reverse(entry.0));
             self.sorted = true;
         }
     }
