@@ -228,15 +228,21 @@ fn upsert_session(
         set_at,
         expires_at,
     };
-    let count = facts.sessions.len();
+    // Keep the sessions in write order: the aggregation's tie break on equal
+    // set instants picks the one written last.
     match facts
         .sessions
-        .iter_mut()
-        .find(|existing| &existing.id == session_id)
+        .iter()
+        .position(|existing| &existing.id == session_id)
     {
-        Some(existing) => *existing = session,
-        None if count >= MAX_SESSIONS_PER_USER => return Err(CommandError::TooManySessions),
-        None => facts.sessions.push(session),
+        Some(index) => {
+            facts.sessions.remove(index);
+        }
+        None if facts.sessions.len() >= MAX_SESSIONS_PER_USER => {
+            return Err(CommandError::TooManySessions);
+        }
+        None => {}
     }
+    facts.sessions.push(session);
     Ok(())
 }

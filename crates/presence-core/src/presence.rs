@@ -39,7 +39,9 @@ struct Visible<'a> {
 }
 
 /// The strongest live session at `now`: highest rank, then most recently
-/// set, then the smallest id so that the answer never depends on order.
+/// set. Sessions are kept in write order (a write moves its session last)
+/// and `max_by` returns the last of equals, so of two sessions set within
+/// the same millisecond the one written last wins.
 pub fn strongest_session(facts: &UserFacts, now: Instant, timeouts: Timeouts) -> Option<&Session> {
     facts
         .sessions
@@ -49,7 +51,6 @@ pub fn strongest_session(facts: &UserFacts, now: Instant, timeouts: Timeouts) ->
             a.strength(now, timeouts)
                 .cmp(&b.strength(now, timeouts))
                 .then(a.set_at.cmp(&b.set_at))
-                .then(b.id.cmp(&a.id))
         })
 }
 

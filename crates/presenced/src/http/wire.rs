@@ -44,6 +44,13 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for JsonBody<T> {
         } else {
             &bytes
         };
+        // serde's derive would also read a JSON array as the fields in order;
+        // Graph's parameters are always an object.
+        if text.iter().find(|byte| !byte.is_ascii_whitespace()) != Some(&b'{') {
+            return Err(ApiError::BadRequest(
+                "The request body must be a JSON object of this action's parameters, such as {\"sessionId\": \"...\"}.".into(),
+            ));
+        }
         parse_json(text).map(JsonBody)
     }
 }
