@@ -20,7 +20,18 @@ use crate::wire_time::parse_duration;
     about = "A presence server that speaks the Microsoft Graph presence API.",
     long_about = "A presence server that speaks the Microsoft Graph presence API: sessions that fade \
                   and expire, aggregated into one presence per user, served under /v1.0 and /beta \
-                  as Graph serves it."
+                  as Graph serves it.",
+    after_long_help = "`presenced serve` flags (each also a PRESENCED_* variable; `presenced serve --help` has more):\n  \
+        --listen ADDR            where to listen [default: 127.0.0.1:8080]\n  \
+        --data-dir DIR           the embedded store's directory [default: ./presenced-data]\n  \
+        --store KIND             memory (the default in this version), embedded, redis\n  \
+        --redis-url URL          Redis seed nodes, repeatable\n  \
+        --auth MODE              none: every request an app with every permission (development)\n  \
+        --allow-insecure         allow --auth none on a non-loopback address\n  \
+        --clock KIND             system, or manual (moved by POST /_presenced/clock/advance)\n  \
+        --idle-timeout DURATION  the length of one fade stage [default: PT5M]\n  \
+        --config FILE            a TOML file with any of these settings\n  \
+        --log-format FORMAT      text or json"
 )]
 pub struct Cli {
     #[command(subcommand)]
