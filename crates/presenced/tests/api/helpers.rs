@@ -235,3 +235,127 @@ impl TestServer {
             .await
     }
 }
+
+// ---------------------------------------------------------------------------
+// Added for the endpoint, error, aggregation, extension and ops tests.
+
+impl TestServer {
+    /// Starts presenced with exactly `args` and the extra environment
+    /// variables `env` (for the `PRESENCED_*` settings).
+    pub async fn start_with_env(args: &[&str], env: &[(&str, &str)]) -> TestServer {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_presenced"));
+        command.args(args).env("RUST_LOG", "warn");
+        for (name, value) in env {
+            command.env(name, value);
+        }
+        let mut child = command
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .kill_on_drop(true)
+            .spawn()
+            .expect("presenced starts");
+        let stdout = child.stdout.take().expect("stdout is piped");
+        let mut lines = BufReader::new(stdout).lines();
+        let line = tokio::time::timeout(Duration::from_secs(30), lines.next_line())
+            .await
+            .expect("presenced prints its address within 30 s")
+            .expect("stdout is readable")
+            .expect("presenced printed a line");
+        let base = line
+            .strip_prefix("presenced listening on ")
+            .unwrap_or_else(|| panic!("unexpected first line: {line}"))
+            .to_owned();
+        tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+        TestServer {
+            child,
+            base,
+            client: reqwest::Client::new(),
+        }
+    }
+
+    /// `GET path`, as the delegated user `user` when given (for `/me`).
+    pub async fn get_as(&self, path: &str, user: Option<&str>) -> Reply {
+        let mut request = self.client.get(self.url(path));
+        if let Some(user) = user {
+            request = request.bearer_auth(dev_token(user));
+        }
+        self.send(request).await
+    }
+
+    /// `POST path` with a JSON body, as the delegated user `user` when given.
+    pub async fn post_as(&self, path: &str, user: Option<&str>, body: Value) -> Reply {
+        let mut request = self.client.post(self.url(path)).json(&body);
+        if let Some(user) = user {
+            request = request.bearer_auth(dev_token(user));
+        }
+        self.send(request).await
+    }
+
+    /// The whole presence of a user, read through /v1.0/users.
+    pub async fn presence(&self, user: &str) -> Value {
+        let reply = self.get(&format!("/v1.0/users/{user}/presence")).await;
+        assert_eq!(reply.status, 200, "{}", reply.text);
+        reply.body
+    }
+
+    /// The sequence number of a user, read through /v1.0/users.
+    pub async fn sequence_number(&self, user: &str) -> String {
+        let presence = self.presence(user).await;
+        presence["sequenceNumber"]
+            .as_str()
+            .unwrap_or_else(|| panic!("sequenceNumber is a string: {presence}"))
+            .to_owned()
+    }
+
+    /// The manual clock's now, from `GET /_presenced/clock`.
+    pub async fn now(&self) -> jiff::Timestamp {
+        let reply = self.get("/_presenced/clock").await;
+        assert_eq!(reply.status, 200, "clock: {}", reply.text);
+        reply.body["now"]
+            .as_str()
+            .unwrap_or_else(|| panic!("now is a string: {}", reply.text))
+            .parse()
+            .unwrap_or_else(|error| panic!("now is RFC 3339 ({error}): {}", reply.text))
+    }
+
+    /// Sets the user-preferred presence of `user` through /v1.0/users.
+    pub async fn set_preferred(
+        &self,
+        user: &str,
+        availability: &str,
+        activity: &str,
+        expiration: Option<&str>,
+    ) -> Reply {
+        let mut body = serde_json::json!({
+            "availability": availability,
+            "activity": activity,
+        });
+        if let Some(expiration) = expiration {
+            body["expirationDuration"] = Value::String(expiration.to_owned());
+        }
+        self.post(
+            &format!("/v1.0/users/{user}/presence/setUserPreferredPresence"),
+            body,
+        )
+        .await
+    }
+
+    /// Clears the session `session` of `user` through /v1.0/users.
+    pub async fn clear_presence(&self, user: &str, session: &str) -> Reply {
+        self.post(
+            &format!("/v1.0/users/{user}/presence/clearPresence"),
+            serde_json::json!({ "sessionId": session }),
+        )
+        .await
+    }
+}
+
+/// Formats an instant as presenced writes an `Edm.DateTimeOffset`: UTC, seven
+/// fractional digits (milliseconds then zeros) and `Z`.
+pub fn graph_instant(timestamp: jiff::Timestamp) -> String {
+    format!(
+        "{}.{:03}0000Z",
+        timestamp.strftime("%Y-%m-%dT%H:%M:%S"),
+        timestamp.subsec_millisecond()
+    )
+}

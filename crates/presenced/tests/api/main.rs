@@ -5,6 +5,12 @@
 #[allow(dead_code)]
 mod helpers;
 
+mod aggregation;
+mod combinations;
+mod endpoints;
+mod errors;
+mod extensions;
+mod ops;
 mod scheduler;
 mod sdk_python;
 mod timeline;
