@@ -359,3 +359,17 @@ pub fn graph_instant(timestamp: jiff::Timestamp) -> String {
         timestamp.subsec_millisecond()
     )
 }
+
+/// The value of an unlabelled gauge in Prometheus text.
+pub fn gauge(metrics: &str, name: &str) -> f64 {
+    metrics
+        .lines()
+        .find_map(|line| {
+            line.strip_prefix(name)?
+                .strip_prefix(' ')?
+                .trim()
+                .parse()
+                .ok()
+        })
+        .unwrap_or_else(|| panic!("{name} is not in /metrics:\n{metrics}"))
+}

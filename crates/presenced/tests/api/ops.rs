@@ -7,24 +7,10 @@ use std::time::Duration;
 use serde_json::Value;
 
 use crate::endpoints::{VERSIONS, graph_path_templates};
-use crate::helpers::TestServer;
+use crate::helpers::{TestServer, gauge};
 
 fn pair(availability: &str, activity: &str) -> (String, String) {
     (availability.to_owned(), activity.to_owned())
-}
-
-/// The value of an unlabelled gauge in Prometheus text.
-fn gauge(metrics: &str, name: &str) -> f64 {
-    metrics
-        .lines()
-        .find_map(|line| {
-            line.strip_prefix(name)?
-                .strip_prefix(' ')?
-                .trim()
-                .parse()
-                .ok()
-        })
-        .unwrap_or_else(|| panic!("{name} is not in /metrics:\n{metrics}"))
 }
 
 /// Runs the binary with `args` to completion (it must not start serving).

@@ -1,21 +1,7 @@
 //! The scheduler reclaims what has ended, so memory stays flat for users who
 //! stop calling; it is observed through the store's gauges in /metrics.
 
-use crate::helpers::TestServer;
-
-/// The value of an unlabelled gauge in Prometheus text.
-fn gauge(metrics: &str, name: &str) -> f64 {
-    metrics
-        .lines()
-        .find_map(|line| {
-            line.strip_prefix(name)?
-                .strip_prefix(' ')?
-                .trim()
-                .parse()
-                .ok()
-        })
-        .unwrap_or_else(|| panic!("{name} is not in /metrics:\n{metrics}"))
-}
+use crate::helpers::{TestServer, gauge};
 
 #[tokio::test]
 async fn expired_sessions_are_reclaimed_without_any_request() {
