@@ -1,0 +1,253 @@
+//! What presenced costs while holding many users rather than while serving
+//! requests: resident memory per user, the scheduler's CPU while a million
+//! sessions wait to fade, the time to process many fades due at once, and
+//! (later) start-up time with users on disk.
+//!
+//! Memory and CPU are read from `/proc/PID/status` and `/proc/PID/stat` of
+//! the presenced process; users are loaded through the same load generator
+//! as the throughput scenarios, at full speed.
+
+use std::time::{Duration, Instant};
+
+use hyper::Uri;
+
+use crate::Context;
+use crate::load::{RequestSpec, send_once};
+use crate::process::{CpuMeter, ServerProcess, clock_ticks_per_second, resident_bytes};
+use crate::report::{FootprintRow, Report, Target};
+use crate::scenarios::{ServerVariant, preload_users, presence_uri};
+
+/// The issue's targets.
+const MAX_BYTES_PER_USER: f64 = 300.0;
+const MAX_IDLE_CORE_FRACTION: f64 = 0.01;
+const MAX_FADE_TIME: Duration = Duration::from_secs(1);
+
+/// The first fade of a session comes one idle timeout (PT5M by default)
+/// after it is set; the idle measurement must end before then, or it would
+/// measure fades instead of waiting.
+const FIRST_FADE_AFTER: Duration = Duration::from_secs(5 * 60);
+
+fn mebibytes(bytes: u64) -> String {
+    format!("{:.1} MiB", bytes as f64 / (1024.0 * 1024.0))
+}
+
+/// The value of an unlabelled metric in Prometheus text
+/// (`presenced_sessions 1000000`).
+pub fn parse_metric(exposition: &str, name: &str) -> Option<f64> {
+    exposition.lines().find_map(|line| {
+        let value = line.strip_prefix(name)?.strip_prefix(' ')?;
+        value.trim().parse().ok()
+    })
+}
+
+async fn read_metric(server: &ServerProcess, name: &str) -> Result<f64, String> {
+    let answer = send_once(
+        server.address(),
+        &RequestSpec::get(Uri::from_static("/metrics")),
+    )
+    .await?;
+    let text = String::from_utf8_lossy(&answer.body);
+    parse_metric(&text, name).ok_or_else(|| format!("GET /metrics has no `{name}` gauge"))
+}
+
+/// Checks through /metrics that presenced holds `expected` sessions, so that
+/// a measurement is never taken over fewer users than it claims.
+async fn expect_sessions(server: &ServerProcess, expected: usize) -> Result<(), String> {
+    let sessions = read_metric(server, "presenced_sessions").await?;
+    if sessions as usize == expected {
+        Ok(())
+    } else {
+        Err(format!(
+            "presenced reports {sessions} sessions after loading {expected} users with one each"
+        ))
+    }
+}
+
+/// Resident memory per user at `footprint_users` users with one session
+/// each, then the CPU of the same process idling with all those sessions
+/// waiting for their first fade.
+pub async fn measure_memory_and_idle_cpu(
+    context: &Context,
+    report: &mut Report,
+) -> Result<(), String> {
+    let settings = &context.settings;
+    let users = settings.footprint_users;
+    let variant = ServerVariant::memory();
+    let label = format!("presenced ({}) footprint", variant.label);
+    let server = ServerProcess::start(&label, &context.presenced_binary, &variant.serve_args())?;
+    let pid = server.pid();
+
+    // Let start-up allocations settle before the baseline.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let before = resident_bytes(pid)?;
+    let loading_started = Instant::now();
+    let load = preload_users(&server, settings.connections, users).await?;
+    println!(
+        "[footprint] loaded {users} users in {:.1} s ({:.0} setPresence/s)",
+        load.measured.as_secs_f64(),
+        users as f64 / load.measured.as_secs_f64().max(1e-9)
+    );
+    // Connection buffers are released and allocator caches trimmed over the
+    // next moments; read the settled figure, as a long-running server has.
+    tokio::time::sleep(settings.settle).await;
+    let after = resident_bytes(pid)?;
+    expect_sessions(&server, users).await?;
+    let per_user = after.saturating_sub(before) as f64 / users as f64;
+    println!(
+        "[footprint] resident memory {} -> {}: {per_user:.0} bytes per user",
+        mebibytes(before),
+        mebibytes(after)
+    );
+    report.footprint.push(FootprintRow {
+        measurement: format!("resident memory per user, one session each, {users} users"),
+        value: format!(
+            "{per_user:.0} bytes ({} → {})",
+            mebibytes(before),
+            mebibytes(after)
+        ),
+        target: Some(Target::new(
+            format!("≤ {MAX_BYTES_PER_USER:.0} bytes"),
+            per_user <= MAX_BYTES_PER_USER,
+        )),
+    });
+
+    // Idle: no traffic, every session waiting for its first fade.
+    let (ticks_per_second, assumed) = clock_ticks_per_second();
+    if assumed {
+        report.notes.push(
+            "`getconf CLK_TCK` did not answer; CPU times assume 100 clock ticks per second".into(),
+        );
+    }
+    let meter = CpuMeter::start(pid, ticks_per_second)?;
+    tokio::time::sleep(settings.idle_cpu_window).await;
+    let (core_fraction, cpu_seconds) = meter.finish()?;
+    if loading_started.elapsed() >= FIRST_FADE_AFTER {
+        report.failures.push(format!(
+            "the idle CPU measurement ended {:.0} s after the first user was set, after the \
+             first fades fell due: it measured fading, not waiting",
+            loading_started.elapsed().as_secs_f64()
+        ));
+    }
+    println!(
+        "[footprint] idle for {} s with {users} sessions waiting: {:.3}% of one core",
+        settings.idle_cpu_window.as_secs_f64(),
+        core_fraction * 100.0
+    );
+    report.footprint.push(FootprintRow {
+        measurement: format!("idle CPU, {users} sessions waiting to fade (none due)"),
+        value: format!(
+            "{:.3}% of one core ({cpu_seconds:.2} CPU s over {:.0} s)",
+            core_fraction * 100.0,
+            settings.idle_cpu_window.as_secs_f64()
+        ),
+        target: Some(Target::new(
+            format!("< {:.0}% of a core", MAX_IDLE_CORE_FRACTION * 100.0),
+            core_fraction < MAX_IDLE_CORE_FRACTION,
+        )),
+    });
+    Ok(())
+}
+
+/// `fade_users` sessions set at the same manual instant, then one
+/// `POST /_presenced/clock/advance {"by":"PT5M"}`: it answers once every fade
+/// due in that span has been applied, so its duration is the time to process
+/// them all.
+pub async fn measure_fades(context: &Context, report: &mut Report) -> Result<(), String> {
+    let settings = &context.settings;
+    let users = settings.fade_users;
+    let variant = ServerVariant {
+        label: "memory, manual clock".into(),
+        server_args: ["--store", "memory", "--clock", "manual"]
+            .map(String::from)
+            .to_vec(),
+    };
+    let label = format!("presenced ({})", variant.label);
+    let server = ServerProcess::start(&label, &context.presenced_binary, &variant.serve_args())?;
+    preload_users(&server, settings.connections, users).await?;
+    expect_sessions(&server, users).await?;
+
+    let (ticks_per_second, _) = clock_ticks_per_second();
+    let meter = CpuMeter::start(server.pid(), ticks_per_second)?;
+    let started = Instant::now();
+    let answer = send_once(
+        server.address(),
+        &RequestSpec::post_json(
+            Uri::from_static("/_presenced/clock/advance"),
+            bytes::Bytes::from_static(br#"{"by":"PT5M"}"#),
+        ),
+    )
+    .await?;
+    let elapsed = started.elapsed();
+    let (core_fraction, cpu_seconds) = meter.finish()?;
+    if !answer.status.is_success() {
+        return Err(format!(
+            "the clock advance answered {}: {}",
+            answer.status,
+            String::from_utf8_lossy(&answer.body)
+        ));
+    }
+
+    // The fades really happened: the first and the last user now show
+    // AvailableInactive.
+    for index in [0, users as u64 - 1] {
+        let presence = send_once(server.address(), &RequestSpec::get(presence_uri(index))).await?;
+        let json: serde_json::Value = serde_json::from_slice(&presence.body)
+            .map_err(|error| format!("GET presence after the fades: {error}"))?;
+        if json["activity"] != "AvailableInactive" {
+            return Err(format!(
+                "after the clock advanced by PT5M, user {index} shows {} instead of \
+                 AvailableInactive",
+                json["activity"]
+            ));
+        }
+    }
+    println!(
+        "[fades] {users} fades due at once processed in {:.1} ms ({cpu_seconds:.2} CPU s)",
+        elapsed.as_secs_f64() * 1000.0
+    );
+    report.footprint.push(FootprintRow {
+        measurement: format!("{users} fades due at the same instant (manual clock, one advance)"),
+        value: format!(
+            "{:.1} ms ({cpu_seconds:.2} CPU s, {:.0}% of one core meanwhile)",
+            elapsed.as_secs_f64() * 1000.0,
+            core_fraction * 100.0
+        ),
+        target: Some(Target::new(
+            format!("< {} s", MAX_FADE_TIME.as_secs()),
+            elapsed < MAX_FADE_TIME,
+        )),
+    });
+    Ok(())
+}
+
+/// Start-up with a million users on disk needs the durable store, which
+/// presenced does not have yet; the row is there so the table shows the gap.
+pub fn note_startup(report: &mut Report) {
+    report.footprint.push(FootprintRow {
+        measurement: "start-up with 1000000 users on disk".into(),
+        value: "n/a (no durable store yet)".into(),
+        target: None,
+    });
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn gauges_are_read_by_exact_name() {
+        let exposition = "# TYPE presenced_sessions gauge\n\
+                          presenced_sessions_total_bogus 7\n\
+                          presenced_users 1000000\n\
+                          presenced_sessions 999999\n";
+        assert_eq!(
+            parse_metric(exposition, "presenced_sessions"),
+            Some(999_999.0)
+        );
+        assert_eq!(
+            parse_metric(exposition, "presenced_users"),
+            Some(1_000_000.0)
+        );
+        assert_eq!(parse_metric(exposition, "presenced_missing"), None);
+    }
+}

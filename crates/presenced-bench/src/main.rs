@@ -1,0 +1,371 @@
+//! `presenced-bench`: the benchmark harness of presenced.
+//!
+//! `presenced-bench run` (the default) builds presenced, starts it as a
+//! separate process for every scenario, drives it over loopback with one
+//! in-process load generator, then does the same against the *ceiling* (a
+//! do-nothing hyper server answering the same bytes, `presenced-bench
+//! ceiling`), and prints a table of requests/s, latencies and the ratio of
+//! the two; then the footprint: memory per user, idle scheduler CPU, and
+//! fades processed at once. `--quick` is the same in under a minute, for CI.
+//!
+//! Layout: `load.rs` is the generator and its histograms, `scenarios.rs` the
+//! throughput scenarios and their data, `footprint.rs` the memory and
+//! scheduler measurements, `ceiling.rs` the ceiling server, `process.rs`
+//! starting servers and reading `/proc`, `report.rs` the tables.
+
+mod ceiling;
+mod footprint;
+mod load;
+mod process;
+mod report;
+mod scenarios;
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::{Duration, Instant};
+
+use clap::{Args, Parser, Subcommand};
+
+use crate::report::Report;
+use crate::scenarios::{Part, ServerVariant};
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "presenced-bench",
+    about = "Benchmarks presenced against a do-nothing HTTP server (the ceiling) and measures its footprint.",
+    long_about = "Benchmarks presenced: each scenario runs against presenced and then against the \
+                  ceiling, a minimal hyper server answering the same bytes and doing no other \
+                  work, with the same connections, duration and requests; then memory per user, \
+                  idle scheduler CPU and simultaneous fades. Without a subcommand, `run`.",
+    args_conflicts_with_subcommands = true
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Option<Command>,
+
+    #[command(flatten)]
+    run: RunArgs,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Measure everything and print the table (what runs without a subcommand).
+    Run(RunArgs),
+    /// Serve as the ceiling; `run` starts this itself.
+    Ceiling(CeilingArgs),
+}
+
+#[derive(Clone, Debug, Args)]
+struct RunArgs {
+    /// Short runs and small data sets, done in under a minute. CI runs this so
+    /// the harness keeps working; the targets are for the full run.
+    #[arg(long)]
+    quick: bool,
+
+    /// Seconds measured per run [default: 15; quick: 2].
+    #[arg(long, value_name = "SECS")]
+    duration: Option<f64>,
+
+    /// Seconds of warm-up before each measured run, sent but not counted
+    /// [default: 5; quick: 1].
+    #[arg(long, value_name = "SECS")]
+    warmup: Option<f64>,
+
+    /// Keep-alive connections of the load generator [default: 256; quick: 32].
+    #[arg(long, value_name = "N")]
+    connections: Option<usize>,
+
+    /// Run only these parts (several may follow one --only).
+    #[arg(long, value_enum, num_args = 1.., value_name = "NAME")]
+    only: Vec<Part>,
+
+    /// Also write the results as Markdown to FILE (for the README).
+    #[arg(long, value_name = "FILE")]
+    markdown: Option<PathBuf>,
+
+    /// Measure this presenced binary instead of building the workspace's
+    /// with `cargo build --release -p presenced`.
+    #[arg(long, value_name = "PATH")]
+    presenced: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+struct CeilingArgs {
+    /// Where to listen; port 0 picks one, printed as `ceiling listening on http://ADDR`.
+    #[arg(long, value_name = "ADDR")]
+    listen: SocketAddr,
+
+    /// The size of every answer's body (0: empty).
+    #[arg(long, value_name = "N")]
+    body_bytes: usize,
+
+    /// Pad the headers to this many bytes (`name: value\r\n` each, as
+    /// presenced's are counted), so that answers match presenced's in size.
+    #[arg(long, value_name = "N", default_value_t = 0)]
+    header_bytes: usize,
+}
+
+/// The sizes and spans of one harness run.
+#[derive(Clone, Debug)]
+pub struct Settings {
+    pub quick: bool,
+    pub connections: usize,
+    pub warmup: Duration,
+    pub measure: Duration,
+    /// Users preloaded for the throughput scenarios (the issue's 100k).
+    pub scenario_users: usize,
+    /// Ids per getPresencesByUserId (Graph's maximum).
+    pub batch_ids: usize,
+    /// Users with one session each for the memory and idle CPU measurement.
+    pub footprint_users: usize,
+    /// How long idle CPU is measured.
+    pub idle_cpu_window: Duration,
+    /// Sessions fading at the same instant.
+    pub fade_users: usize,
+    /// Pause between loading users and reading resident memory.
+    pub settle: Duration,
+}
+
+impl Settings {
+    fn from_args(args: &RunArgs) -> Settings {
+        let defaults = if args.quick {
+            Settings {
+                quick: true,
+                connections: 32,
+                warmup: Duration::from_secs(1),
+                measure: Duration::from_secs(2),
+                scenario_users: 10_000,
+                batch_ids: 650,
+                footprint_users: 50_000,
+                idle_cpu_window: Duration::from_secs(3),
+                fade_users: 10_000,
+                settle: Duration::from_secs(1),
+            }
+        } else {
+            Settings {
+                quick: false,
+                connections: 256,
+                warmup: Duration::from_secs(5),
+                measure: Duration::from_secs(15),
+                scenario_users: 100_000,
+                batch_ids: 650,
+                footprint_users: 1_000_000,
+                idle_cpu_window: Duration::from_secs(10),
+                fade_users: 100_000,
+                settle: Duration::from_secs(2),
+            }
+        };
+        Settings {
+            connections: args.connections.unwrap_or(defaults.connections).max(1),
+            warmup: args.warmup.map_or(defaults.warmup, |seconds| {
+                Duration::from_secs_f64(seconds.max(0.0))
+            }),
+            measure: args.duration.map_or(defaults.measure, |seconds| {
+                Duration::from_secs_f64(seconds.max(0.1))
+            }),
+            ..defaults
+        }
+    }
+
+    /// The settings as lines for the report.
+    fn describe(&self) -> Vec<String> {
+        let mode = if self.quick {
+            "mode: quick (short runs, small data sets: a smoke test; the targets are for the full run)"
+        } else {
+            "mode: full"
+        };
+        vec![
+            mode.to_string(),
+            format!(
+                "load: {} keep-alive HTTP/1.1 connections over loopback from one in-process \
+                 generator on one core; {} s warm-up (not counted), then {} s measured, per run",
+                self.connections,
+                self.warmup.as_secs_f64(),
+                self.measure.as_secs_f64()
+            ),
+            format!(
+                "data: {} users preloaded with one app session each (not measured); \
+                 getPresencesByUserId with {} random ids; footprint at {} users; {} \
+                 simultaneous fades",
+                self.scenario_users, self.batch_ids, self.footprint_users, self.fade_users
+            ),
+            "servers: presenced and the ceiling each run as a separate process, one at a \
+             time; the ceiling is hyper 1 (HTTP/1.1, keep-alive, tokio multi-thread with the \
+             default workers) that reads each request body and answers with presenced's \
+             answer size (body and headers), doing nothing else"
+                .to_string(),
+            "50% of max: open loop at half the closed-loop requests/s; latency counts from the \
+             instant a request was due whenever the connection was still busy then \
+             (coordinated omission corrected)"
+                .to_string(),
+        ]
+    }
+}
+
+/// What every measurement needs.
+#[derive(Debug)]
+pub struct Context {
+    pub presenced_binary: PathBuf,
+    /// This program, re-executed as `ceiling`.
+    pub bench_binary: PathBuf,
+    pub settings: Settings,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match cli.command {
+        Some(Command::Ceiling(args)) => {
+            ceiling::serve(args.listen, args.body_bytes, args.header_bytes)
+        }
+        Some(Command::Run(args)) => run(args),
+        None => run(cli.run),
+    }
+}
+
+/// The command line as typed, for the report: through cargo when cargo
+/// started this program.
+fn command_line() -> String {
+    let args: Vec<String> = std::env::args()
+        .skip(1)
+        .map(|arg| {
+            if arg.contains(char::is_whitespace) || arg.is_empty() {
+                format!("'{arg}'")
+            } else {
+                arg
+            }
+        })
+        .collect();
+    let program = if std::env::var_os("CARGO").is_some() {
+        "cargo run --release -p presenced-bench --".to_string()
+    } else {
+        std::env::args()
+            .next()
+            .unwrap_or_else(|| "presenced-bench".into())
+    };
+    if args.is_empty() {
+        program.trim_end_matches(" --").to_string()
+    } else {
+        format!("{program} {}", args.join(" "))
+    }
+}
+
+fn run(args: RunArgs) -> ExitCode {
+    // One thread for the whole harness: the load generator must not take
+    // more than one core from the server it measures.
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(error) => {
+            eprintln!("presenced-bench: cannot start the async runtime: {error}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(measure(args)) {
+        Ok(true) => ExitCode::SUCCESS,
+        Ok(false) => ExitCode::FAILURE,
+        Err(message) => {
+            eprintln!("presenced-bench: {message}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// Runs every wanted part and prints the report; `Ok(false)` when a request
+/// or a measurement failed.
+async fn measure(args: RunArgs) -> Result<bool, String> {
+    let started = Instant::now();
+    let settings = Settings::from_args(&args);
+    if cfg!(debug_assertions) {
+        println!(
+            "warning: presenced-bench is a debug build; its load generator may be the \
+             bottleneck. Use `cargo run --release -p presenced-bench`."
+        );
+    }
+    let presenced_binary = match &args.presenced {
+        Some(path) => path.clone(),
+        None => process::build_presenced()?,
+    };
+    println!("measuring {}", presenced_binary.display());
+    let bench_binary = std::env::current_exe()
+        .map_err(|error| format!("cannot find this program to start the ceiling: {error}"))?;
+    let context = Context {
+        presenced_binary,
+        bench_binary,
+        settings: settings.clone(),
+    };
+    let mut report = Report {
+        title: format!(
+            "presenced benchmark ({} run)",
+            if settings.quick { "quick" } else { "full" }
+        ),
+        command_line: command_line(),
+        machine: process::describe_machine(),
+        settings: settings.describe(),
+        throughput: Vec::new(),
+        footprint: Vec::new(),
+        notes: Vec::new(),
+        failures: Vec::new(),
+    };
+    for setting in &report.settings {
+        println!("- {setting}");
+    }
+    let wanted = |part: Part| args.only.is_empty() || args.only.contains(&part);
+
+    let throughput_parts = [
+        Part::SetPresence,
+        Part::GetPresence,
+        Part::Batch,
+        Part::Mixed,
+    ];
+    if throughput_parts.into_iter().any(wanted) {
+        // Only the in-memory store exists yet; the durable store and hs256
+        // auth will be more variants here.
+        for variant in [ServerVariant::memory()] {
+            let scenarios = scenarios::throughput_scenarios(
+                &variant,
+                settings.scenario_users,
+                settings.batch_ids,
+            );
+            for scenario in scenarios.iter().filter(|scenario| wanted(scenario.part)) {
+                let result =
+                    scenarios::run_throughput_scenario(&context, scenario, &mut report).await;
+                record_failure(&mut report, &scenario.name, result);
+            }
+        }
+    }
+    if wanted(Part::Footprint) {
+        let result = footprint::measure_memory_and_idle_cpu(&context, &mut report).await;
+        record_failure(&mut report, "footprint", result);
+    }
+    if wanted(Part::Fades) {
+        let result = footprint::measure_fades(&context, &mut report).await;
+        record_failure(&mut report, "fades", result);
+    }
+    if wanted(Part::Startup) {
+        footprint::note_startup(&mut report);
+    }
+
+    report.notes.push(format!(
+        "the harness took {:.0} s in all",
+        started.elapsed().as_secs_f64()
+    ));
+    println!("\n{}", report.to_text());
+    if let Some(path) = &args.markdown {
+        std::fs::write(path, report.to_markdown())
+            .map_err(|error| format!("cannot write {}: {error}", path.display()))?;
+        println!("Markdown written to {}", path.display());
+    }
+    Ok(report.failures.is_empty())
+}
+
+/// A part that could not be measured is reported and the others still run:
+/// one broken scenario should not hide the rest of the table.
+fn record_failure(report: &mut Report, part: &str, result: Result<(), String>) {
+    if let Err(message) = result {
+        println!("[{part}] FAILED: {message}");
+        report.failures.push(format!("{part}: {message}"));
+    }
+}

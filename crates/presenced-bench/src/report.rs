@@ -1,0 +1,316 @@
+//! The results as a plain-text table for the terminal and as Markdown for the
+//! README: the same [`Report`] rendered twice, so the two never disagree.
+
+use std::fmt::Write as _;
+
+use crate::process::Machine;
+
+/// A target from the issue and whether this run met it.
+#[derive(Clone, Debug)]
+pub struct Target {
+    pub description: String,
+    pub met: bool,
+}
+
+impl Target {
+    pub fn new(description: impl Into<String>, met: bool) -> Target {
+        Target {
+            description: description.into(),
+            met,
+        }
+    }
+
+    fn cell(&self) -> String {
+        let verdict = if self.met { "PASS" } else { "MISS" };
+        format!("{}: {verdict}", self.description)
+    }
+}
+
+/// One load run.
+#[derive(Clone, Debug)]
+pub struct ThroughputRow {
+    pub scenario: String,
+    pub server: String,
+    pub requests_per_second: f64,
+    pub p50_micros: u64,
+    pub p99_micros: u64,
+    pub p999_micros: u64,
+    pub ratio_to_ceiling: Option<f64>,
+    pub errors: u64,
+    pub target: Option<Target>,
+}
+
+/// One footprint measurement, its value already worded.
+#[derive(Clone, Debug)]
+pub struct FootprintRow {
+    pub measurement: String,
+    pub value: String,
+    pub target: Option<Target>,
+}
+
+#[derive(Clone, Debug)]
+pub struct Report {
+    pub title: String,
+    pub command_line: String,
+    pub machine: Machine,
+    pub settings: Vec<String>,
+    pub throughput: Vec<ThroughputRow>,
+    pub footprint: Vec<FootprintRow>,
+    pub notes: Vec<String>,
+    /// Failed requests and failed measurements: printed last and loudly.
+    pub failures: Vec<String>,
+}
+
+impl Report {
+    fn machine_line(&self) -> String {
+        let machine = &self.machine;
+        format!(
+            "{} cores ({}), {} RAM, {}, {}",
+            machine.cores, machine.cpu_model, machine.memory, machine.kernel, machine.rustc
+        )
+    }
+
+    fn throughput_table(&self) -> Table {
+        Table {
+            headers: vec![
+                "scenario",
+                "server",
+                "requests/s",
+                "p50",
+                "p99",
+                "p99.9",
+                "vs ceiling",
+                "errors",
+                "target",
+            ],
+            rows: self
+                .throughput
+                .iter()
+                .map(|row| {
+                    vec![
+                        row.scenario.clone(),
+                        row.server.clone(),
+                        format!("{:.0}", row.requests_per_second),
+                        format_micros(row.p50_micros),
+                        format_micros(row.p99_micros),
+                        format_micros(row.p999_micros),
+                        row.ratio_to_ceiling
+                            .map_or_else(String::new, |ratio| format!("{ratio:.2}")),
+                        if row.errors == 0 {
+                            "0".to_string()
+                        } else {
+                            format!("!! {} ERRORS", row.errors)
+                        },
+                        row.target.as_ref().map_or_else(String::new, Target::cell),
+                    ]
+                })
+                .collect(),
+        }
+    }
+
+    fn footprint_table(&self) -> Table {
+        Table {
+            headers: vec!["measurement", "value", "target"],
+            rows: self
+                .footprint
+                .iter()
+                .map(|row| {
+                    vec![
+                        row.measurement.clone(),
+                        row.value.clone(),
+                        row.target.as_ref().map_or_else(String::new, Target::cell),
+                    ]
+                })
+                .collect(),
+        }
+    }
+
+    pub fn to_text(&self) -> String {
+        let mut text = String::new();
+        let _ = writeln!(text, "{}", self.title);
+        let _ = writeln!(text, "command: {}", self.command_line);
+        let _ = writeln!(text, "machine: {}", self.machine_line());
+        for setting in &self.settings {
+            let _ = writeln!(text, "- {setting}");
+        }
+        if !self.throughput.is_empty() {
+            let _ = writeln!(text, "\nThroughput and latency\n");
+            text.push_str(&self.throughput_table().to_text());
+        }
+        if !self.footprint.is_empty() {
+            let _ = writeln!(text, "\nFootprint\n");
+            text.push_str(&self.footprint_table().to_text());
+        }
+        if !self.notes.is_empty() {
+            let _ = writeln!(text, "\nNotes");
+            for note in &self.notes {
+                let _ = writeln!(text, "- {note}");
+            }
+        }
+        if !self.failures.is_empty() {
+            let _ = writeln!(text, "\n!!! FAILURES !!!");
+            for failure in &self.failures {
+                let _ = writeln!(text, "- {failure}");
+            }
+        }
+        text
+    }
+
+    pub fn to_markdown(&self) -> String {
+        let mut text = String::new();
+        let _ = writeln!(text, "### {}\n", self.title);
+        let _ = writeln!(text, "- command: `{}`", self.command_line);
+        let _ = writeln!(text, "- machine: {}", self.machine_line());
+        for setting in &self.settings {
+            let _ = writeln!(text, "- {setting}");
+        }
+        if !self.throughput.is_empty() {
+            let _ = writeln!(text, "\n#### Throughput and latency\n");
+            text.push_str(&self.throughput_table().to_markdown());
+        }
+        if !self.footprint.is_empty() {
+            let _ = writeln!(text, "\n#### Footprint\n");
+            text.push_str(&self.footprint_table().to_markdown());
+        }
+        if !self.notes.is_empty() {
+            let _ = writeln!(text, "\n#### Notes\n");
+            for note in &self.notes {
+                let _ = writeln!(text, "- {note}");
+            }
+        }
+        if !self.failures.is_empty() {
+            let _ = writeln!(text, "\n#### Failures\n");
+            for failure in &self.failures {
+                let _ = writeln!(text, "- **{}**", failure.replace('\n', " "));
+            }
+        }
+        text
+    }
+}
+
+/// Microseconds as milliseconds with three decimals, the unit of the
+/// latency targets.
+pub fn format_micros(micros: u64) -> String {
+    format!("{:.3} ms", micros as f64 / 1000.0)
+}
+
+/// A table with a header row, rendered with aligned columns or as Markdown.
+#[derive(Debug)]
+struct Table {
+    headers: Vec<&'static str>,
+    rows: Vec<Vec<String>>,
+}
+
+impl Table {
+    fn widths(&self) -> Vec<usize> {
+        self.headers
+            .iter()
+            .enumerate()
+            .map(|(column, header)| {
+                self.rows
+                    .iter()
+                    .map(|row| row[column].chars().count())
+                    .chain([header.chars().count()])
+                    .max()
+                    .unwrap_or(0)
+            })
+            .collect()
+    }
+
+    fn to_text(&self) -> String {
+        let widths = self.widths();
+        let line = |cells: Vec<&str>| {
+            let padded: Vec<String> = cells
+                .iter()
+                .zip(&widths)
+                .map(|(cell, width)| format!("{cell:<width$}"))
+                .collect();
+            format!("{}\n", padded.join("  ").trim_end())
+        };
+        let mut text = line(self.headers.clone());
+        let rules: Vec<String> = widths.iter().map(|width| "-".repeat(*width)).collect();
+        text.push_str(&line(rules.iter().map(String::as_str).collect()));
+        for row in &self.rows {
+            text.push_str(&line(row.iter().map(String::as_str).collect()));
+        }
+        text
+    }
+
+    fn to_markdown(&self) -> String {
+        let escape = |cell: &str| cell.replace('|', "\\|");
+        let mut text = format!("| {} |\n", self.headers.join(" | "));
+        text.push_str(&format!(
+            "|{}\n",
+            self.headers.iter().map(|_| "---|").collect::<String>()
+        ));
+        for row in &self.rows {
+            let cells: Vec<String> = row.iter().map(|cell| escape(cell)).collect();
+            text.push_str(&format!("| {} |\n", cells.join(" | ")));
+        }
+        text
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sample_report() -> Report {
+        Report {
+            title: "presenced benchmark".into(),
+            command_line: "presenced-bench --quick".into(),
+            machine: Machine {
+                cores: 2,
+                cpu_model: "Test CPU".into(),
+                memory: "1.0 GiB".into(),
+                rustc: "rustc 1.95.0".into(),
+                kernel: "Linux 6.1".into(),
+            },
+            settings: vec!["32 connections".into()],
+            throughput: vec![ThroughputRow {
+                scenario: "GET presence".into(),
+                server: "presenced (memory)".into(),
+                requests_per_second: 41_234.4,
+                p50_micros: 512,
+                p99_micros: 1_999,
+                p999_micros: 12_000,
+                ratio_to_ceiling: Some(0.8712),
+                errors: 3,
+                target: Some(Target::new("≥ 0.85 × ceiling", true)),
+            }],
+            footprint: vec![FootprintRow {
+                measurement: "startup | 1M users".into(),
+                value: "n/a (no durable store yet)".into(),
+                target: None,
+            }],
+            notes: vec![],
+            failures: vec!["3 requests failed".into()],
+        }
+    }
+
+    #[test]
+    fn text_and_markdown_carry_the_same_cells() {
+        let report = sample_report();
+        let text = report.to_text();
+        let markdown = report.to_markdown();
+        for cell in [
+            "41234",
+            "0.512 ms",
+            "1.999 ms",
+            "12.000 ms",
+            "0.87",
+            "!! 3 ERRORS",
+            "≥ 0.85 × ceiling: PASS",
+            "n/a (no durable store yet)",
+        ] {
+            assert!(text.contains(cell), "text lacks {cell:?}:\n{text}");
+            assert!(
+                markdown.contains(cell),
+                "markdown lacks {cell:?}:\n{markdown}"
+            );
+        }
+        assert!(markdown.contains("startup \\| 1M users"));
+        assert!(markdown.contains("|---|---|---|"));
+        assert!(text.contains("!!! FAILURES !!!"));
+    }
+}

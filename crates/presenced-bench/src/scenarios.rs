@@ -1,0 +1,555 @@
+//! The throughput scenarios, their data, and how each is run against
+//! presenced and then against the ceiling.
+//!
+//! A scenario is data ([`ThroughputScenario`]): a name, the server variant it
+//! runs on (a label and extra `presenced serve` arguments, so the durable
+//! store and hs256 auth can be added as variants later), a request
+//! generator, a sample request (whose answer sizes the ceiling's), and its
+//! targets. [`run_throughput_scenario`] does the same thing for every one:
+//!
+//! 1. start presenced, preload the users (not measured);
+//! 2. send the sample request once and note the answer's size;
+//! 3. closed loop: maximum throughput and its latencies;
+//! 4. open loop at 50% of that throughput: latency at a moderate load;
+//! 5. stop presenced, start the ceiling answering the same number of bytes,
+//!    and run step 3 again with the same connections, duration and requests.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use hyper::Uri;
+
+use crate::Context;
+use crate::load::{
+    LoadOutcome, LoadPlan, Pacing, RequestGenerator, RequestSpec, SequenceGenerator, Xorshift64,
+    run_load, run_sequence, send_once,
+};
+use crate::process::ServerProcess;
+use crate::report::{Report, Target, ThroughputRow};
+
+/// The one application that sets everybody's presence. With `--auth none`
+/// the caller is an application without an app id, so any session id is
+/// accepted; a GUID is what a real application's id looks like.
+pub const APP_SESSION_ID: &str = "5e55107a-99b0-4c2e-8d4f-b3a1c0ffee01";
+
+/// The user id of user number `index`: GUID-shaped (8-4-4-4-12 lowercase
+/// hex), because that is what Graph's user ids are and what presenced packs
+/// into 16 bytes. The low 64 bits are the index itself, so ids are unique;
+/// the high 64 bits are scrambled so they do not all share a prefix.
+pub fn user_guid(index: u64) -> String {
+    let high = crate::load::splitmix64(index);
+    format!(
+        "{:08x}-{:04x}-{:04x}-{:04x}-{:012x}",
+        high >> 32,
+        (high >> 16) & 0xffff,
+        high & 0xffff,
+        index >> 48,
+        index & 0xffff_ffff_ffff
+    )
+}
+
+fn uri(text: String) -> Uri {
+    Uri::try_from(text).expect("user GUIDs make valid paths")
+}
+
+pub fn presence_uri(index: u64) -> Uri {
+    uri(format!("/v1.0/users/{}/presence", user_guid(index)))
+}
+
+pub fn set_presence_uri(index: u64) -> Uri {
+    uri(format!(
+        "/v1.0/users/{}/presence/setPresence",
+        user_guid(index)
+    ))
+}
+
+/// The setPresence body of the benchmark's application: Available for
+/// `expiration` (an ISO 8601 duration).
+pub fn set_presence_body(expiration: &str) -> Bytes {
+    Bytes::from(format!(
+        r#"{{"sessionId":"{APP_SESSION_ID}","availability":"Available","activity":"Available","expirationDuration":"{expiration}"}}"#
+    ))
+}
+
+/// Sets users `0..users` Available for four hours, one app session each,
+/// through the load generator at full speed. Fails if any request fails:
+/// a scenario on half-loaded data would measure the wrong thing.
+pub async fn preload_users(
+    server: &ServerProcess,
+    connections: usize,
+    users: usize,
+) -> Result<LoadOutcome, String> {
+    let body = set_presence_body("PT4H");
+    let generator: SequenceGenerator =
+        Arc::new(move |index| RequestSpec::post_json(set_presence_uri(index as u64), body.clone()));
+    let outcome = run_sequence(server.address(), connections, users, generator).await?;
+    if outcome.errors() > 0 {
+        return Err(format!(
+            "preloading {users} users: {} requests failed; the first: {}",
+            outcome.errors(),
+            outcome.first_failure.as_deref().unwrap_or("?")
+        ));
+    }
+    Ok(outcome)
+}
+
+/// What `presenced serve` runs with for a set of scenarios, and the label
+/// that names it in the table.
+#[derive(Clone, Debug)]
+pub struct ServerVariant {
+    pub label: String,
+    pub server_args: Vec<String>,
+}
+
+impl ServerVariant {
+    /// The in-memory store with the system clock and no authentication.
+    pub fn memory() -> ServerVariant {
+        ServerVariant {
+            label: "memory".into(),
+            server_args: ["--store", "memory"].map(String::from).to_vec(),
+        }
+    }
+
+    /// The full `presenced ...` argument list.
+    pub fn serve_args(&self) -> Vec<String> {
+        let mut args = ["serve", "--listen", "127.0.0.1:0"]
+            .map(String::from)
+            .to_vec();
+        args.extend(self.server_args.iter().cloned());
+        args
+    }
+}
+
+/// Which scenario, as named on the command line (`--only`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum Part {
+    /// setPresence of random users.
+    SetPresence,
+    /// GET presence of random users.
+    GetPresence,
+    /// getPresencesByUserId with 650 random ids.
+    Batch,
+    /// 90% GET presence, 10% setPresence.
+    Mixed,
+    /// Resident memory per user and idle scheduler CPU.
+    Footprint,
+    /// 100k fades due at the same instant.
+    Fades,
+    /// Start-up with 1M users on disk (not measurable yet).
+    Startup,
+}
+
+/// One throughput scenario on one server variant.
+pub struct ThroughputScenario {
+    pub part: Part,
+    pub name: String,
+    pub variant: ServerVariant,
+    pub generator: RequestGenerator,
+    /// Sent once before measuring; its answer's size is what the ceiling
+    /// answers every request with.
+    pub sample: RequestSpec,
+    /// Why the sample stands for the whole scenario, when it is not obvious.
+    pub ceiling_note: Option<String>,
+    /// Minimum fraction of the ceiling's requests/s.
+    pub ratio_target: Option<f64>,
+    /// Maximum p99 latency in the open-loop run at 50% of the maximum.
+    pub half_load_p99_target: Option<Duration>,
+}
+
+impl std::fmt::Debug for ThroughputScenario {
+    fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        formatter
+            .debug_struct("ThroughputScenario")
+            .field("name", &self.name)
+            .field("variant", &self.variant)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The scenarios of the issue, on `variant`, over `users` preloaded users.
+pub fn throughput_scenarios(
+    variant: &ServerVariant,
+    users: usize,
+    batch_ids: usize,
+) -> Vec<ThroughputScenario> {
+    // Paths precomputed: the load generator has one core, and formatting a
+    // GUID per request would be work the ceiling run repeats but that
+    // competes with sending.
+    let presence_uris: Arc<Vec<Uri>> = Arc::new((0..users as u64).map(presence_uri).collect());
+    let set_presence_uris: Arc<Vec<Uri>> =
+        Arc::new((0..users as u64).map(set_presence_uri).collect());
+    let set_body = set_presence_body("PT1H");
+
+    let random_set: RequestGenerator = {
+        let uris = set_presence_uris.clone();
+        let body = set_body.clone();
+        Arc::new(move |random: &mut Xorshift64| {
+            RequestSpec::post_json(uris[random.below(uris.len())].clone(), body.clone())
+        })
+    };
+    let random_get: RequestGenerator = {
+        let uris = presence_uris.clone();
+        Arc::new(move |random: &mut Xorshift64| {
+            RequestSpec::get(uris[random.below(uris.len())].clone())
+        })
+    };
+    let batch_pool = Arc::new(batch_bodies(users, batch_ids, 256));
+    let batch_uri = Uri::from_static("/v1.0/communications/getPresencesByUserId");
+    let random_batch: RequestGenerator = {
+        let pool = batch_pool.clone();
+        let uri = batch_uri.clone();
+        Arc::new(move |random: &mut Xorshift64| {
+            RequestSpec::post_json(uri.clone(), pool[random.below(pool.len())].clone())
+        })
+    };
+    let mixed: RequestGenerator = {
+        let (random_get, random_set) = (random_get.clone(), random_set.clone());
+        Arc::new(move |random: &mut Xorshift64| {
+            if random.below(10) == 0 {
+                random_set(random)
+            } else {
+                random_get(random)
+            }
+        })
+    };
+    let label = &variant.label;
+    vec![
+        ThroughputScenario {
+            part: Part::SetPresence,
+            name: format!("setPresence, {users} users ({label})"),
+            variant: variant.clone(),
+            generator: random_set,
+            sample: RequestSpec::post_json(set_presence_uris[0].clone(), set_body),
+            ceiling_note: None,
+            ratio_target: Some(0.75),
+            half_load_p99_target: Some(Duration::from_millis(2)),
+        },
+        ThroughputScenario {
+            part: Part::GetPresence,
+            name: format!("GET presence, {users} users ({label})"),
+            variant: variant.clone(),
+            generator: random_get,
+            sample: RequestSpec::get(presence_uris[0].clone()),
+            ceiling_note: None,
+            ratio_target: Some(0.85),
+            half_load_p99_target: Some(Duration::from_millis(2)),
+        },
+        ThroughputScenario {
+            part: Part::Batch,
+            name: format!("getPresencesByUserId({batch_ids}) ({label})"),
+            variant: variant.clone(),
+            generator: random_batch,
+            sample: RequestSpec::post_json(batch_uri, batch_pool[0].clone()),
+            ceiling_note: None,
+            ratio_target: None,
+            half_load_p99_target: Some(Duration::from_millis(5)),
+        },
+        ThroughputScenario {
+            part: Part::Mixed,
+            name: format!("mixed 90% GET / 10% set ({label})"),
+            variant: variant.clone(),
+            generator: mixed,
+            sample: RequestSpec::get(presence_uris[0].clone()),
+            ceiling_note: Some(
+                "the ceiling answers every mixed request with the size of a GET presence answer \
+                 (90% of the requests are GETs; setPresence answers are empty)"
+                    .into(),
+            ),
+            ratio_target: None,
+            half_load_p99_target: Some(Duration::from_millis(2)),
+        },
+    ]
+}
+
+/// `pool` getPresencesByUserId bodies of `ids` distinct random users each
+/// (from a fixed seed, so every run sends the same ones). A pool rather than
+/// a fresh body per request, because formatting 650 GUIDs would cost the
+/// one-core load generator more than sending them.
+pub fn batch_bodies(users: usize, ids: usize, pool: usize) -> Vec<Bytes> {
+    let ids = ids.min(users);
+    let mut random = Xorshift64::seeded(650);
+    (0..pool)
+        .map(|_| {
+            let mut chosen = std::collections::HashSet::with_capacity(ids);
+            while chosen.len() < ids {
+                chosen.insert(random.below(users) as u64);
+            }
+            let quoted: Vec<String> = chosen
+                .into_iter()
+                .map(|index| format!("\"{}\"", user_guid(index)))
+                .collect();
+            Bytes::from(format!("{{\"ids\":[{}]}}", quoted.join(",")))
+        })
+        .collect()
+}
+
+fn load_row(
+    scenario: &ThroughputScenario,
+    server: String,
+    outcome: &LoadOutcome,
+    ratio_to_ceiling: Option<f64>,
+    target: Option<Target>,
+) -> ThroughputRow {
+    ThroughputRow {
+        scenario: scenario.name.clone(),
+        server,
+        requests_per_second: outcome.requests_per_second(),
+        p50_micros: outcome.latency_at(0.5),
+        p99_micros: outcome.latency_at(0.99),
+        p999_micros: outcome.latency_at(0.999),
+        ratio_to_ceiling,
+        errors: outcome.errors(),
+        target,
+    }
+}
+
+fn note_failures(report: &mut Report, who: &str, outcome: &LoadOutcome) {
+    if outcome.errors() > 0 {
+        report.failures.push(format!(
+            "{who}: {} requests failed ({} non-2xx, {} without an answer); the first: {}",
+            outcome.errors(),
+            outcome.failed_status,
+            outcome.failed_transport,
+            outcome.first_failure.as_deref().unwrap_or("?")
+        ));
+    }
+}
+
+fn progress(scenario: &ThroughputScenario, message: &str) {
+    println!("[{}] {message}", scenario.name);
+}
+
+fn summary(outcome: &LoadOutcome) -> String {
+    format!(
+        "{:.0} req/s, p50 {:.3} ms, p99 {:.3} ms, {} errors",
+        outcome.requests_per_second(),
+        outcome.latency_at(0.5) as f64 / 1000.0,
+        outcome.latency_at(0.99) as f64 / 1000.0,
+        outcome.errors()
+    )
+}
+
+/// Runs one scenario as described at the top of this file and adds its rows
+/// (presenced, presenced at half load, ceiling) to `report`.
+pub async fn run_throughput_scenario(
+    context: &Context,
+    scenario: &ThroughputScenario,
+    report: &mut Report,
+) -> Result<(), String> {
+    let settings = &context.settings;
+    let closed_loop = LoadPlan {
+        connections: settings.connections,
+        warmup: settings.warmup,
+        measure: settings.measure,
+        pacing: Pacing::ClosedLoop,
+    };
+    let presenced_label = format!("presenced ({})", scenario.variant.label);
+
+    // 1. presenced with its users.
+    let mut presenced = ServerProcess::start(
+        &presenced_label,
+        &context.presenced_binary,
+        &scenario.variant.serve_args(),
+    )?;
+    let preload = preload_users(&presenced, settings.connections, settings.scenario_users).await?;
+    progress(
+        scenario,
+        &format!(
+            "{presenced_label}: preloaded {} users in {:.1} s",
+            settings.scenario_users,
+            preload.measured.as_secs_f64()
+        ),
+    );
+
+    // 2. The answer size the ceiling must match.
+    let sample = send_once(presenced.address(), &scenario.sample).await?;
+    if !sample.status.is_success() {
+        return Err(format!(
+            "{}: the sample request {} {} answered {}: {}",
+            scenario.name,
+            scenario.sample.method,
+            scenario.sample.uri,
+            sample.status,
+            String::from_utf8_lossy(&sample.body)
+        ));
+    }
+    let body_bytes = sample.body.len();
+    let header_bytes = sample.header_bytes();
+    let entries = serde_json::from_slice::<serde_json::Value>(&sample.body)
+        .ok()
+        .and_then(|json| json["value"].as_array().map(Vec::len))
+        .map_or_else(String::new, |count| format!(", {count} entries"));
+    progress(
+        scenario,
+        &format!(
+            "sample answer: {}, {body_bytes}-byte body{entries}, {header_bytes} bytes of headers",
+            sample.status
+        ),
+    );
+
+    // 3. Maximum throughput.
+    let maximum = run_load(presenced.address(), closed_loop, scenario.generator.clone()).await?;
+    presenced.ensure_running()?;
+    progress(
+        scenario,
+        &format!("{presenced_label}, closed loop: {}", summary(&maximum)),
+    );
+    note_failures(
+        report,
+        &format!("{} on {presenced_label}", scenario.name),
+        &maximum,
+    );
+
+    // 4. Latency at half of it.
+    let half_load = match scenario.half_load_p99_target {
+        Some(target) if maximum.requests_per_second() > 0.0 => {
+            let rate = maximum.requests_per_second() / 2.0;
+            let plan = LoadPlan {
+                pacing: Pacing::OpenLoop {
+                    requests_per_second: rate,
+                },
+                ..closed_loop
+            };
+            let outcome = run_load(presenced.address(), plan, scenario.generator.clone()).await?;
+            presenced.ensure_running()?;
+            progress(
+                scenario,
+                &format!(
+                    "{presenced_label}, open loop at {rate:.0} req/s: {}",
+                    summary(&outcome)
+                ),
+            );
+            note_failures(
+                report,
+                &format!("{} on {presenced_label} at 50% load", scenario.name),
+                &outcome,
+            );
+            Some((outcome, target))
+        }
+        _ => None,
+    };
+    // The ceiling must not share the CPU with an idle presenced.
+    drop(presenced);
+
+    // 5. The ceiling, same connections, same requests.
+    let ceiling_args: Vec<String> = vec![
+        "ceiling".into(),
+        "--listen".into(),
+        "127.0.0.1:0".into(),
+        "--body-bytes".into(),
+        body_bytes.to_string(),
+        "--header-bytes".into(),
+        header_bytes.to_string(),
+    ];
+    let ceiling = ServerProcess::start("ceiling", &context.bench_binary, &ceiling_args)?;
+    let ceiling_sample = send_once(ceiling.address(), &scenario.sample).await?;
+    if ceiling_sample.body.len() != body_bytes || ceiling_sample.header_bytes() != header_bytes {
+        report.notes.push(format!(
+            "{}: the ceiling answered {} body bytes and {} header bytes for presenced's {} and {}",
+            scenario.name,
+            ceiling_sample.body.len(),
+            ceiling_sample.header_bytes(),
+            body_bytes,
+            header_bytes
+        ));
+    }
+    let ceiling_outcome =
+        run_load(ceiling.address(), closed_loop, scenario.generator.clone()).await?;
+    drop(ceiling);
+    progress(scenario, &format!("ceiling: {}", summary(&ceiling_outcome)));
+    note_failures(
+        report,
+        &format!("{} on the ceiling", scenario.name),
+        &ceiling_outcome,
+    );
+
+    let ratio = (ceiling_outcome.requests_per_second() > 0.0)
+        .then(|| maximum.requests_per_second() / ceiling_outcome.requests_per_second());
+    let ratio_target = scenario.ratio_target.map(|minimum| {
+        Target::new(
+            format!("≥ {minimum:.2} × ceiling"),
+            ratio.is_some_and(|ratio| ratio >= minimum) && maximum.errors() == 0,
+        )
+    });
+    report.throughput.push(load_row(
+        scenario,
+        format!("{presenced_label}, max"),
+        &maximum,
+        ratio,
+        ratio_target,
+    ));
+    if let Some((outcome, target)) = half_load {
+        let met = Duration::from_micros(outcome.latency_at(0.99)) < target
+            && outcome.errors() == 0
+            && outcome.succeeded > 0;
+        report.throughput.push(load_row(
+            scenario,
+            format!("{presenced_label}, 50% of max (open loop)"),
+            &outcome,
+            None,
+            Some(Target::new(format!("p99 < {} ms", target.as_millis()), met)),
+        ));
+    }
+    report.throughput.push(load_row(
+        scenario,
+        format!("ceiling ({body_bytes} B body, {header_bytes} B headers)"),
+        &ceiling_outcome,
+        Some(1.0),
+        None,
+    ));
+    if let Some(note) = &scenario.ceiling_note {
+        report.notes.push(format!("{}: {note}", scenario.name));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn user_ids_are_unique_lowercase_guids() {
+        let mut seen = std::collections::HashSet::new();
+        for index in (0..10_000).chain([u64::MAX, 1 << 48, (1 << 48) - 1]) {
+            let id = user_guid(index);
+            let groups: Vec<&str> = id.split('-').collect();
+            let lengths: Vec<usize> = groups.iter().map(|group| group.len()).collect();
+            assert_eq!(lengths, [8, 4, 4, 4, 12], "{id}");
+            assert!(
+                id.chars()
+                    .all(|c| c == '-' || c.is_ascii_digit() || ('a'..='f').contains(&c)),
+                "{id}"
+            );
+            assert!(seen.insert(id));
+        }
+        assert_eq!(&user_guid(0xabc)[24..], "000000000abc");
+    }
+
+    #[test]
+    fn batch_bodies_hold_distinct_ids_of_preloaded_users() {
+        let bodies = batch_bodies(1_000, 650, 3);
+        assert_eq!(bodies.len(), 3);
+        let known: std::collections::HashSet<String> = (0..1_000).map(user_guid).collect();
+        for body in bodies {
+            let json: serde_json::Value = serde_json::from_slice(&body).unwrap();
+            let ids: std::collections::HashSet<&str> = json["ids"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|id| id.as_str().unwrap())
+                .collect();
+            assert_eq!(ids.len(), 650);
+            assert!(ids.iter().all(|id| known.contains(*id)));
+        }
+    }
+
+    #[test]
+    fn the_set_presence_body_is_the_documented_shape() {
+        let json: serde_json::Value = serde_json::from_slice(&set_presence_body("PT4H")).unwrap();
+        assert_eq!(json["sessionId"], APP_SESSION_ID);
+        assert_eq!(json["availability"], "Available");
+        assert_eq!(json["activity"], "Available");
+        assert_eq!(json["expirationDuration"], "PT4H");
+    }
+}
