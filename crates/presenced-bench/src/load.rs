@@ -152,6 +152,11 @@ pub struct LoadOutcome {
     pub first_failure: Option<String>,
     /// The span the counts were taken over.
     pub measured: Duration,
+    /// CPU seconds the server process used in the measured window, when its
+    /// process id was given. Unlike requests/s, CPU per request hardly
+    /// depends on what else the machine is doing, so it is the number to
+    /// compare when profiling.
+    pub server_cpu_seconds: Option<f64>,
 }
 
 impl LoadOutcome {
@@ -163,6 +168,7 @@ impl LoadOutcome {
             failed_transport: 0,
             first_failure: None,
             measured,
+            server_cpu_seconds: None,
         }
     }
 
@@ -192,6 +198,12 @@ impl LoadOutcome {
         } else {
             0.0
         }
+    }
+
+    /// Server CPU time per successful request, in microseconds.
+    pub fn server_cpu_micros_per_request(&self) -> Option<f64> {
+        let seconds = self.server_cpu_seconds?;
+        (self.succeeded > 0).then(|| seconds * 1e6 / self.succeeded as f64)
     }
 
     /// The latency at `quantile` (0.99 for p99), in microseconds.
@@ -391,10 +403,13 @@ impl Window {
 /// Runs `plan` against `address`: opens every connection first (so that
 /// connection set-up is not measured), then sends through warm-up and the
 /// measured span, and merges every connection's outcome.
+/// Runs `plan` against `address`; with `server_pid`, also measures the CPU
+/// that process uses during the measured window.
 pub async fn run_load(
     address: SocketAddr,
     plan: LoadPlan,
     generator: RequestGenerator,
+    server_pid: Option<u32>,
 ) -> Result<LoadOutcome, String> {
     let mut connections = Vec::with_capacity(plan.connections);
     for _ in 0..plan.connections {
@@ -406,6 +421,15 @@ pub async fn run_load(
         measure_start: start + plan.warmup,
         end: start + plan.warmup + plan.measure,
     };
+    let cpu = server_pid.map(|pid| {
+        tokio::spawn(async move {
+            let (ticks_per_second, _) = crate::process::clock_ticks_per_second();
+            tokio::time::sleep_until(window.measure_start).await;
+            let meter = crate::process::CpuMeter::start(pid, ticks_per_second)?;
+            tokio::time::sleep_until(window.end).await;
+            meter.finish().map(|(_, cpu_seconds)| cpu_seconds)
+        })
+    });
     let tasks: Vec<_> = connections
         .into_iter()
         .enumerate()
@@ -449,6 +473,12 @@ pub async fn run_load(
         total.merge(&outcome);
     }
     total.measured = plan.measure;
+    if let Some(cpu) = cpu {
+        let measured = cpu
+            .await
+            .map_err(|error| format!("the CPU meter task failed: {error}"))??;
+        total.server_cpu_seconds = Some(measured);
+    }
     Ok(total)
 }
 

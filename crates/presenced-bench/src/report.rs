@@ -35,6 +35,8 @@ pub struct ThroughputRow {
     pub p50_micros: u64,
     pub p99_micros: u64,
     pub p999_micros: u64,
+    /// Server CPU per request in the closed-loop runs.
+    pub server_cpu_micros: Option<f64>,
     pub ratio_to_ceiling: Option<f64>,
     pub errors: u64,
     pub target: Option<Target>,
@@ -79,6 +81,7 @@ impl Report {
                 "p50",
                 "p99",
                 "p99.9",
+                "CPU/request",
                 "vs ceiling",
                 "errors",
                 "target",
@@ -94,6 +97,8 @@ impl Report {
                         format_micros(row.p50_micros),
                         format_micros(row.p99_micros),
                         format_micros(row.p999_micros),
+                        row.server_cpu_micros
+                            .map_or_else(String::new, |micros| format!("{micros:.1} µs")),
                         row.ratio_to_ceiling
                             .map_or_else(String::new, |ratio| format!("{ratio:.2}")),
                         if row.errors == 0 {
@@ -274,6 +279,7 @@ mod tests {
                 p50_micros: 512,
                 p99_micros: 1_999,
                 p999_micros: 12_000,
+                server_cpu_micros: Some(9.25),
                 ratio_to_ceiling: Some(0.8712),
                 errors: 3,
                 target: Some(Target::new("≥ 0.85 × ceiling", true)),
@@ -298,6 +304,7 @@ mod tests {
             "0.512 ms",
             "1.999 ms",
             "12.000 ms",
+            "9.2 µs",
             "0.87",
             "!! 3 ERRORS",
             "≥ 0.85 × ceiling: PASS",

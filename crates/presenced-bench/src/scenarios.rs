@@ -298,6 +298,7 @@ fn load_row(
         p50_micros: outcome.latency_at(0.5),
         p99_micros: outcome.latency_at(0.99),
         p999_micros: outcome.latency_at(0.999),
+        server_cpu_micros: outcome.server_cpu_micros_per_request(),
         ratio_to_ceiling,
         errors: outcome.errors(),
         target,
@@ -321,8 +322,13 @@ fn progress(scenario: &ThroughputScenario, message: &str) {
 }
 
 fn summary(outcome: &LoadOutcome) -> String {
+    let cpu = outcome
+        .server_cpu_micros_per_request()
+        .map_or_else(String::new, |micros| {
+            format!(", {micros:.1} µs server CPU per request")
+        });
     format!(
-        "{:.0} req/s, p50 {:.3} ms, p99 {:.3} ms, {} errors",
+        "{:.0} req/s, p50 {:.3} ms, p99 {:.3} ms, {} errors{cpu}",
         outcome.requests_per_second(),
         outcome.latency_at(0.5) as f64 / 1000.0,
         outcome.latency_at(0.99) as f64 / 1000.0,
@@ -389,7 +395,13 @@ pub async fn run_throughput_scenario(
     );
 
     // 3. Maximum throughput.
-    let maximum = run_load(presenced.address(), closed_loop, scenario.generator.clone()).await?;
+    let maximum = run_load(
+        presenced.address(),
+        closed_loop,
+        scenario.generator.clone(),
+        Some(presenced.pid()),
+    )
+    .await?;
     presenced.ensure_running()?;
     progress(
         scenario,
@@ -411,7 +423,8 @@ pub async fn run_throughput_scenario(
                 },
                 ..closed_loop
             };
-            let outcome = run_load(presenced.address(), plan, scenario.generator.clone()).await?;
+            let outcome =
+                run_load(presenced.address(), plan, scenario.generator.clone(), None).await?;
             presenced.ensure_running()?;
             progress(
                 scenario,
@@ -454,8 +467,13 @@ pub async fn run_throughput_scenario(
             header_bytes
         ));
     }
-    let ceiling_outcome =
-        run_load(ceiling.address(), closed_loop, scenario.generator.clone()).await?;
+    let ceiling_outcome = run_load(
+        ceiling.address(),
+        closed_loop,
+        scenario.generator.clone(),
+        Some(ceiling.pid()),
+    )
+    .await?;
     drop(ceiling);
     progress(scenario, &format!("ceiling: {}", summary(&ceiling_outcome)));
     note_failures(
