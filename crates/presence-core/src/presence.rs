@@ -167,5 +167,14 @@ pub(crate) fn visibly_differs(
 /// Formats a sequence number as Graph does: a fixed-width, lexicographically
 /// sortable string (Graph's samples look like `A0129311063`).
 pub fn format_sequence(value: u64) -> String {
-    format!("A{value:020}")
+    // By hand rather than `format!("A{value:020}")`, which goes through the
+    // formatting machinery (padding, width) on every presence rendered.
+    let mut text = [b'0'; 21];
+    text[0] = b'A';
+    let mut rest = value;
+    for digit in text[1..].iter_mut().rev() {
+        *digit = b'0' + (rest % 10) as u8;
+        rest /= 10;
+    }
+    text.iter().map(|&byte| char::from(byte)).collect()
 }

@@ -479,3 +479,17 @@ proptest! {
         }
     }
 }
+
+#[test]
+fn sequence_numbers_are_an_a_and_twenty_digits_that_sort_as_text() {
+    assert_eq!(format_sequence(0), "A00000000000000000000");
+    assert_eq!(format_sequence(1), "A00000000000000000001");
+    assert_eq!(format_sequence(1234567890), "A00000000001234567890");
+    assert_eq!(format_sequence(u64::MAX), "A18446744073709551615");
+    let mut numbers = [9, 10, 99, 100, 7, u64::MAX, 0];
+    let mut texts: Vec<String> = numbers.iter().map(|&n| format_sequence(n)).collect();
+    numbers.sort_unstable();
+    texts.sort();
+    let sorted: Vec<String> = numbers.iter().map(|&n| format_sequence(n)).collect();
+    assert_eq!(texts, sorted);
+}

@@ -197,12 +197,16 @@ fn unverified_claims(authorization: &str) -> Option<DevelopmentClaims> {
     serde_json::from_slice(&bytes).ok()
 }
 
+/// The one tenant of `--auth none`, parsed once.
+static DEFAULT_TENANT: std::sync::LazyLock<TenantId> = std::sync::LazyLock::new(|| {
+    TenantId::parse("default").expect("'default' is a valid tenant id")
+});
+
 impl<S: Send + Sync> FromRequestParts<S> for Principal {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Principal, ApiError> {
-        let tenant =
-            TenantId::parse("default").map_err(|error| ApiError::BadRequest(error.to_string()))?;
+        let tenant = DEFAULT_TENANT.clone();
         let claims = parts
             .headers
             .get(axum::http::header::AUTHORIZATION)

@@ -51,6 +51,82 @@ pub fn check_config(config: &ServeConfig) -> Result<(), ServeError> {
     Ok(())
 }
 
+/// How long a graceful shutdown waits for in-flight requests before it
+/// closes their connections anyway.
+const DRAIN_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// Serves HTTP/1.1 on `listener` until `shutdown` is cancelled, then stops
+/// accepting, lets in-flight requests finish (for at most
+/// [`DRAIN_TIMEOUT`]) and closes idle keep-alive connections.
+///
+/// Written out instead of `axum::serve` because that one accepts through
+/// hyper-util's protocol-detecting builder, which wraps every connection to
+/// replay the bytes it peeked at; presenced speaks HTTP/1.1 only (as Graph's
+/// SDKs do over plain HTTP), and the direct connection is measurably
+/// cheaper per request.
+async fn serve_http(
+    listener: TcpListener,
+    app: axum::Router,
+    shutdown: &CancellationToken,
+) -> std::io::Result<()> {
+    use hyper_util::rt::{TokioIo, TokioTimer};
+    use hyper_util::service::TowerToHyperService;
+
+    let graceful = hyper_util::server::graceful::GracefulShutdown::new();
+    let mut builder = hyper::server::conn::http1::Builder::new();
+    builder
+        .timer(TokioTimer::new())
+        .header_read_timeout(std::time::Duration::from_secs(30));
+    loop {
+        let accepted = tokio::select! {
+            accepted = listener.accept() => accepted,
+            () = shutdown.cancelled() => break,
+        };
+        let stream = match accepted {
+            Ok((stream, _peer)) => stream,
+            Err(error) => {
+                // Out of file descriptors and the like: the connections that
+                // exist go on; pause so that a persistent error does not spin.
+                tracing::warn!(%error, "accepting a connection failed");
+                tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                continue;
+            }
+        };
+        // Answers are written whole; waiting to coalesce them only adds latency.
+        let _ = stream.set_nodelay(true);
+        let connection =
+            builder.serve_connection(TokioIo::new(stream), TowerToHyperService::new(app.clone()));
+        let connection = graceful.watch(connection);
+        tokio::spawn(async move {
+            // A client that goes away mid-request is not the server's error.
+            let _ = connection.await;
+        });
+    }
+    drop(listener);
+    if tokio::time::timeout(DRAIN_TIMEOUT, graceful.shutdown())
+        .await
+        .is_err()
+    {
+        tracing::warn!("in-flight requests did not finish within {DRAIN_TIMEOUT:?}; closing them");
+    }
+    Ok(())
+}
+
+/// Folds the recorded histogram samples into their buckets every few
+/// seconds. The Prometheus recorder keeps every sample until then, so
+/// without this a server that nobody scrapes would grow by a few bytes per
+/// request forever.
+async fn drain_histograms(handle: PrometheusHandle, shutdown: CancellationToken) {
+    let mut every = tokio::time::interval(std::time::Duration::from_secs(5));
+    every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = every.tick() => handle.run_upkeep(),
+            () = shutdown.cancelled() => return,
+        }
+    }
+}
+
 /// Serves on `listener` until `shutdown` is cancelled, then drains in-flight
 /// requests and stops every task it started.
 pub async fn run(
@@ -81,19 +157,20 @@ pub async fn run(
         clock: clock.clone(),
         timeouts,
         advancing: tokio::sync::Mutex::new(()),
-        metrics,
+        metrics: metrics.clone(),
         openapi: openapi.into(),
     });
 
     let tasks = TaskTracker::new();
+    if let Some(handle) = metrics {
+        tasks.spawn(drain_histograms(handle, shutdown.clone()));
+    }
     if !clock.is_manual() {
         tasks.spawn(scheduler.run(store, clock, timeouts, shutdown.clone()));
     }
     let address = listener.local_addr()?;
     tracing::info!(%address, store = ?config.store, clock = ?config.clock, "presenced started");
-    let served = axum::serve(listener, http::app(state))
-        .with_graceful_shutdown(shutdown.clone().cancelled_owned())
-        .await;
+    let served = serve_http(listener, http::app(state), &shutdown).await;
     shutdown.cancel();
     tasks.close();
     tasks.wait().await;

@@ -3,15 +3,14 @@
 //! `{"error":{"code","message","innerError":{"date","request-id","client-request-id"}}}`.
 //!
 //! A handler returns an [`ApiError`]; its `IntoResponse` only records the
-//! code and message in the response's extensions, and the request-id
-//! middleware ([`envelope`]) writes the body, because only it knows the ids.
+//! code and message in the response's extensions, and the request frame
+//! (`frame.rs`, through [`finish`]) writes the body, because only it knows
+//! the ids.
 //! Responses that axum or tower produce on their own (405, 413, panics) get
 //! the same envelope there.
 
 use axum::body::Body;
-use axum::extract::Request;
 use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode, header};
-use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use presence_store::StoreError;
 
@@ -95,11 +94,11 @@ impl IntoResponse for ApiError {
     }
 }
 
-/// The ids of one request, available to handlers as an extension.
+/// The ids of one request, sent back as headers and in every error body.
 #[derive(Clone, Debug)]
 pub struct RequestIds {
-    pub request_id: String,
-    pub client_request_id: String,
+    pub request_id: HeaderValue,
+    pub client_request_id: HeaderValue,
 }
 
 const REQUEST_ID: HeaderName = HeaderName::from_static("request-id");
@@ -107,38 +106,25 @@ const CLIENT_REQUEST_ID: HeaderName = HeaderName::from_static("client-request-id
 
 /// Accepts a caller's `client-request-id` only if it is short printable
 /// ASCII, so that echoing it can never inject anything.
-fn client_request_id(headers: &HeaderMap) -> Option<String> {
-    let value = headers.get(&CLIENT_REQUEST_ID)?.to_str().ok()?;
-    let acceptable = !value.is_empty()
-        && value.len() <= 128
-        && value.bytes().all(|byte| byte.is_ascii_graphic());
-    acceptable.then(|| value.to_owned())
+pub fn client_request_id(headers: &HeaderMap) -> Option<HeaderValue> {
+    let value = headers.get(&CLIENT_REQUEST_ID)?;
+    let bytes = value.as_bytes();
+    let acceptable =
+        !bytes.is_empty() && bytes.len() <= 128 && bytes.iter().all(|byte| byte.is_ascii_graphic());
+    acceptable.then(|| value.clone())
 }
 
-/// Gives every request its ids and every error response its envelope.
-pub async fn envelope(mut request: Request, next: Next) -> Response {
-    let request_id = uuid::Uuid::new_v4().to_string();
-    let client_request_id =
-        client_request_id(request.headers()).unwrap_or_else(|| request_id.clone());
-    let ids = RequestIds {
-        request_id,
-        client_request_id,
-    };
-    request.extensions_mut().insert(ids.clone());
-    let mut response = next.run(request).await;
+/// Gives a response its request ids and, if it is an error, its envelope.
+pub fn finish(mut response: Response, ids: &RequestIds) -> Response {
     let status = response.status();
     if status.is_client_error() || status.is_server_error() {
         let report = response.extensions_mut().remove::<ErrorReport>();
         let report = report.unwrap_or_else(|| generic_report(status));
-        response = render(status, response.headers().clone(), report, &ids);
+        response = render(status, response.headers().clone(), report, ids);
     }
     let headers = response.headers_mut();
-    if let Ok(value) = HeaderValue::from_str(&ids.request_id) {
-        headers.insert(REQUEST_ID, value);
-    }
-    if let Ok(value) = HeaderValue::from_str(&ids.client_request_id) {
-        headers.insert(CLIENT_REQUEST_ID, value);
-    }
+    headers.insert(REQUEST_ID, ids.request_id.clone());
+    headers.insert(CLIENT_REQUEST_ID, ids.client_request_id.clone());
     response
 }
 
@@ -185,8 +171,8 @@ fn render(
             "message": report.message,
             "innerError": {
                 "date": date,
-                "request-id": ids.request_id,
-                "client-request-id": ids.client_request_id,
+                "request-id": ids.request_id.to_str().unwrap_or_default(),
+                "client-request-id": ids.client_request_id.to_str().unwrap_or_default(),
             }
         }
     });

@@ -12,6 +12,7 @@
 pub mod actions;
 pub mod error;
 pub mod extensions;
+pub mod frame;
 pub mod legacy;
 pub mod ops;
 pub mod presence;
@@ -67,6 +68,8 @@ const fn doc(summary: &'static str, request: Option<&'static str>, answer: Answe
 struct Api {
     router: Router<AppState>,
     paths: PathsBuilder,
+    /// Every (method, path template) served, for the request metrics.
+    served: Vec<(axum::http::Method, String)>,
 }
 
 impl Api {
@@ -78,6 +81,7 @@ impl Api {
         doc: Doc,
     ) -> Api {
         self.router = self.router.route(path, handler);
+        self.served.push((http_method(&method), path.to_owned()));
         let mut operation = OperationBuilder::new()
             .summary(Some(doc.summary))
             .operation_id(Some(operation_id(&method, path)));
@@ -139,6 +143,19 @@ impl Api {
             .paths
             .path(path, PathItem::new(method, operation.build()));
         self
+    }
+}
+
+fn http_method(method: &HttpMethod) -> axum::http::Method {
+    match method {
+        HttpMethod::Get => axum::http::Method::GET,
+        HttpMethod::Post => axum::http::Method::POST,
+        HttpMethod::Put => axum::http::Method::PUT,
+        HttpMethod::Delete => axum::http::Method::DELETE,
+        HttpMethod::Patch => axum::http::Method::PATCH,
+        HttpMethod::Head => axum::http::Method::HEAD,
+        HttpMethod::Options => axum::http::Method::OPTIONS,
+        HttpMethod::Trace => axum::http::Method::TRACE,
     }
 }
 
@@ -291,6 +308,7 @@ fn routes() -> Api {
     let mut api = Api {
         router: Router::new(),
         paths: PathsBuilder::new(),
+        served: Vec::new(),
     };
     api = graph_routes(api, "/v1.0");
     api = graph_routes(api, "/beta");
@@ -338,14 +356,13 @@ pub fn openapi_document() -> utoipa::openapi::OpenApi {
 
 /// The whole application for a given state.
 pub fn app(state: AppState) -> Router {
-    routes()
-        .router
+    let api = routes();
+    let request_metrics = ops::RequestMetrics::register(&api.served);
+    api.router
         .fallback(fallback)
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
-        .layer(axum::middleware::from_fn(ops::record_metrics))
         .layer(tower_http::catch_panic::CatchPanicLayer::new())
-        .layer(axum::middleware::from_fn(error::envelope))
-        .layer(tower_http::trace::TraceLayer::new_for_http())
+        .layer(frame::FrameLayer::new(request_metrics))
         .with_state(state)
 }
 

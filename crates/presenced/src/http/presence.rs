@@ -35,11 +35,15 @@ fn service_root(headers: &HeaderMap, uri: &OriginalUri) -> String {
         .and_then(|value| value.to_str().ok())
         .unwrap_or("localhost");
     let version = if uri.path().starts_with("/beta") {
-        "beta"
+        "/beta"
     } else {
-        "v1.0"
+        "/v1.0"
     };
-    format!("http://{host}/{version}")
+    let mut root = String::with_capacity(96);
+    root.push_str("http://");
+    root.push_str(host);
+    root.push_str(version);
+    root
 }
 
 pub async fn get_presence(
@@ -51,12 +55,14 @@ pub async fn get_presence(
 ) -> Result<Json<PresenceJson>, ApiError> {
     let user = target_user(&principal, &params)?;
     principal.authorize(Access::Read, &user)?;
-    let root = service_root(&headers, &uri);
-    let context = if uri.path().contains("/communications/") {
-        format!("{root}/$metadata#communications/presences/$entity")
+    let mut context = service_root(&headers, &uri);
+    if uri.path().contains("/communications/") {
+        context.push_str("/$metadata#communications/presences/$entity");
     } else {
-        format!("{root}/$metadata#users('{user}')/presence/$entity")
-    };
+        context.push_str("/$metadata#users('");
+        context.push_str(&user.as_str());
+        context.push_str("')/presence/$entity");
+    }
     let key = UserKey::new(principal.tenant.clone(), user.clone());
     let now = state.clock.now();
     let reader = reader(&principal, &user);

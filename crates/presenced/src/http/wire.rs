@@ -371,7 +371,7 @@ impl PresenceJson {
     ) -> PresenceJson {
         PresenceJson {
             odata_context,
-            id: user.to_string(),
+            id: String::from(&*user.as_str()),
             availability: presence.availability.as_str(),
             activity: presence.activity.as_str(),
             status_message: presence
