@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
-# Runs every check presenced has: formatting, lints, and every test (unit,
+# Runs every check presenced has: formatting, lints, every test (unit,
 # property, integration against the real binary, and the official Graph
 # Python SDK, which the SDK test installs into a virtual environment under
-# target/ on first use). CI runs exactly this.
+# target/ on first use), and the benchmark harness in quick mode. CI runs
+# exactly this.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -26,3 +27,8 @@ fi
 cargo fmt --all -- --check
 cargo clippy --workspace --all-targets --locked -- -D warnings
 cargo test --workspace --locked
+
+# The benchmark harness in its quick mode, so that it never rots. Its
+# targets are for the full run on a quiet machine and are not asserted
+# here; it fails only if a request or a measurement fails.
+cargo run --release --locked -p presenced-bench -- --quick
