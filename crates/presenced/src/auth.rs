@@ -5,6 +5,11 @@
 //! permissions its token grants. Handlers ask the principal for an [`Access`]
 //! to a target user; the answer follows Graph's permission table.
 //!
+//! With `--auth hs256` or `--auth jwks` every request but the operational
+//! ones carries a bearer token, verified by [`crate::token`]; its claims
+//! give the principal: `tid` the tenant, `scp` (delegated, with `oid` the
+//! user) or `roles` (application) the permissions, `appid`/`azp` the app.
+//!
 //! With `--auth none` there is no token to verify: every request is an
 //! application with every permission in tenant `default`. To let developers
 //! exercise `/me` locally, a bearer token that is a JWT with an `oid` claim is
@@ -12,11 +17,14 @@
 //! still in tenant `default` and still with every permission.
 
 use axum::extract::FromRequestParts;
+use axum::http::HeaderMap;
 use axum::http::request::Parts;
 use base64::Engine;
 use presence_core::{SessionId, TenantId, UserId};
 
 use crate::http::error::ApiError;
+use crate::state::AppState;
+use crate::token::{Claims, TokenError, Verifier};
 
 /// How callers are authenticated (`--auth`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum, serde::Deserialize)]
@@ -24,6 +32,10 @@ use crate::http::error::ApiError;
 pub enum AuthMode {
     /// No verification: local development only.
     None,
+    /// HS256 tokens signed with `--jwt-secret`.
+    Hs256,
+    /// RS256 and ES256 tokens signed with a key of `--jwks-file` or `--jwks-url`.
+    Jwks,
 }
 
 /// Graph's presence permissions, as bits.
@@ -202,36 +214,143 @@ static DEFAULT_TENANT: std::sync::LazyLock<TenantId> = std::sync::LazyLock::new(
     TenantId::parse("default").expect("'default' is a valid tenant id")
 });
 
-impl<S: Send + Sync> FromRequestParts<S> for Principal {
+/// Turns a request's `Authorization` header into a [`Principal`].
+#[derive(Debug)]
+pub enum Authenticator {
+    /// `--auth none`.
+    Open,
+    /// `--auth hs256` or `--auth jwks`.
+    Tokens(Verifier),
+}
+
+impl Authenticator {
+    pub fn requires_tokens(&self) -> bool {
+        matches!(self, Authenticator::Tokens(_))
+    }
+
+    pub async fn principal(&self, headers: &HeaderMap) -> Result<Principal, ApiError> {
+        match self {
+            Authenticator::Open => open_principal(headers),
+            Authenticator::Tokens(verifier) => {
+                let token = bearer_token(headers).map_err(unauthorized)?;
+                let claims = verifier.verify(token).await.map_err(unauthorized)?;
+                Principal::from_claims(claims)
+            }
+        }
+    }
+}
+
+fn unauthorized(error: TokenError) -> ApiError {
+    ApiError::Unauthorized(error.to_string())
+}
+
+/// The token of an `Authorization: Bearer <token>` header.
+fn bearer_token(headers: &HeaderMap) -> Result<&str, TokenError> {
+    let Some(value) = headers.get(axum::http::header::AUTHORIZATION) else {
+        return Err(TokenError::Missing);
+    };
+    let value = value.to_str().map_err(|_| TokenError::NotBearer)?;
+    let (scheme, token) = value.split_once(' ').ok_or(TokenError::NotBearer)?;
+    if !scheme.eq_ignore_ascii_case("bearer") {
+        return Err(TokenError::NotBearer);
+    }
+    let token = token.trim();
+    if token.is_empty() {
+        return Err(TokenError::Missing);
+    }
+    Ok(token)
+}
+
+/// The permissions named in a space-separated `scp` or a `roles` list.
+/// Names are matched case-insensitively; other permissions are ignored.
+fn grants_named<'a>(names: impl Iterator<Item = &'a str>) -> Grants {
+    let mut bits = 0;
+    for name in names {
+        for grant in [
+            Grants::PRESENCE_READ,
+            Grants::PRESENCE_READ_ALL,
+            Grants::PRESENCE_READ_WRITE,
+            Grants::PRESENCE_READ_WRITE_ALL,
+        ] {
+            if name.eq_ignore_ascii_case(permission_name(grant)) {
+                bits |= grant.0;
+            }
+        }
+    }
+    Grants(bits)
+}
+
+impl Principal {
+    /// The principal of a verified token.
+    pub fn from_claims(claims: Claims) -> Result<Principal, ApiError> {
+        let tid = claims
+            .tid
+            .ok_or_else(|| unauthorized(TokenError::MissingClaim("tid")))?;
+        let tenant = TenantId::parse(&tid).map_err(|_| {
+            ApiError::Unauthorized("The access token's tid claim is not a valid tenant id.".into())
+        })?;
+        let app_id = claims.appid.or(claims.azp);
+        let scopes = claims.scp.filter(|scopes| !scopes.trim().is_empty());
+        match scopes {
+            Some(scopes) => {
+                let oid = claims
+                    .oid
+                    .ok_or_else(|| unauthorized(TokenError::MissingClaim("oid")))?;
+                let user = UserId::parse(&oid).map_err(|_| {
+                    ApiError::Unauthorized(
+                        "The access token's oid claim is not a valid user id.".into(),
+                    )
+                })?;
+                Ok(Principal {
+                    tenant,
+                    caller: Caller::Delegated { user, app_id },
+                    grants: grants_named(scopes.split_whitespace()),
+                })
+            }
+            None => Ok(Principal {
+                tenant,
+                caller: Caller::Application { app_id },
+                grants: grants_named(claims.roles.iter().map(String::as_str)),
+            }),
+        }
+    }
+}
+
+fn open_principal(headers: &HeaderMap) -> Result<Principal, ApiError> {
+    let tenant = DEFAULT_TENANT.clone();
+    let claims = headers
+        .get(axum::http::header::AUTHORIZATION)
+        .and_then(|value| value.to_str().ok())
+        .and_then(unverified_claims);
+    let caller = match claims {
+        Some(DevelopmentClaims {
+            oid: Some(oid),
+            appid,
+            azp,
+        }) => {
+            let user = UserId::parse(&oid)
+                .map_err(|error| ApiError::BadRequest(format!("The token's oid claim {error}.")))?;
+            Caller::Delegated {
+                user,
+                app_id: appid.or(azp),
+            }
+        }
+        _ => Caller::Application { app_id: None },
+    };
+    Ok(Principal {
+        tenant,
+        caller,
+        grants: Grants::EVERYTHING,
+    })
+}
+
+impl FromRequestParts<AppState> for Principal {
     type Rejection = ApiError;
 
-    async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Principal, ApiError> {
-        let tenant = DEFAULT_TENANT.clone();
-        let claims = parts
-            .headers
-            .get(axum::http::header::AUTHORIZATION)
-            .and_then(|value| value.to_str().ok())
-            .and_then(unverified_claims);
-        let caller = match claims {
-            Some(DevelopmentClaims {
-                oid: Some(oid),
-                appid,
-                azp,
-            }) => {
-                let user = UserId::parse(&oid).map_err(|error| {
-                    ApiError::BadRequest(format!("The token's oid claim {error}."))
-                })?;
-                Caller::Delegated {
-                    user,
-                    app_id: appid.or(azp),
-                }
-            }
-            _ => Caller::Application { app_id: None },
-        };
-        Ok(Principal {
-            tenant,
-            caller,
-            grants: Grants::EVERYTHING,
-        })
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &AppState,
+    ) -> Result<Principal, ApiError> {
+        state.auth.principal(&parts.headers).await
     }
 }

@@ -26,7 +26,12 @@ use crate::wire_time::parse_duration;
         --data-dir DIR           the embedded store's directory [default: ./presenced-data]\n  \
         --store KIND             memory (the default in this version), embedded, redis\n  \
         --redis-url URL          Redis seed nodes, repeatable\n  \
-        --auth MODE              none: every request an app with every permission (development)\n  \
+        --auth MODE              none (development: every request an app with every permission),\n  \
+                                 hs256 (with --jwt-secret), jwks (with --jwks-file or --jwks-url)\n  \
+        --jwt-secret S           the HS256 secret (at least 32 bytes)\n  \
+        --jwks-file F, --jwks-url U  the RS256/ES256 keys of --auth jwks\n  \
+        --issuer I, --audience A the iss and aud accepted (required with jwks)\n  \
+        --tls-cert F, --tls-key F  serve HTTPS\n  \
         --allow-insecure         allow --auth none on a non-loopback address\n  \
         --clock KIND             system, or manual (moved by POST /_presenced/clock/advance)\n  \
         --idle-timeout DURATION  the length of one fade stage [default: PT5M]\n  \
@@ -42,6 +47,87 @@ pub struct Cli {
 pub enum Command {
     /// Run the server.
     Serve(ServeArgs),
+    /// Print a signed HS256 token for a server run with `--auth hs256`.
+    Token(TokenArgs),
+}
+
+/// `presenced token`: a development token, signed with the shared secret.
+#[derive(Debug, Args)]
+#[command(after_help = "Example:\n  \
+    presenced token --tenant contoso --user alice --app my-app --secret \"$SECRET\"\n  \
+    presenced token --tenant contoso --app my-app --roles Presence.ReadWrite.All --secret \"$SECRET\"")]
+pub struct TokenArgs {
+    /// The tenant (`tid`).
+    #[arg(long, value_name = "TENANT")]
+    pub tenant: String,
+
+    /// The signed-in user (`oid`): makes the token delegated, with `scp`.
+    /// Without it the token is the application's own, with `roles`.
+    #[arg(long, value_name = "USER")]
+    pub user: Option<String>,
+
+    /// The calling application's id (`appid` and `azp`); setPresence takes it as `sessionId`.
+    #[arg(long, value_name = "APP")]
+    pub app: String,
+
+    /// Delegated scopes (with --user) [default: Presence.Read.All Presence.ReadWrite].
+    #[arg(long, value_name = "SCOPE", num_args = 1.., value_delimiter = ',')]
+    pub scopes: Vec<String>,
+
+    /// Application roles (without --user) [default: Presence.ReadWrite.All].
+    #[arg(long, value_name = "ROLE", num_args = 1.., value_delimiter = ',')]
+    pub roles: Vec<String>,
+
+    /// How long the token is valid, as an ISO 8601 duration.
+    #[arg(long, value_name = "DURATION", default_value = "PT1H")]
+    pub ttl: String,
+
+    /// The `iss` claim, if the server checks one.
+    #[arg(long, value_name = "ISSUER")]
+    pub issuer: Option<String>,
+
+    /// The `aud` claim, if the server checks one.
+    #[arg(long, value_name = "AUDIENCE")]
+    pub audience: Option<String>,
+
+    /// The server's `--jwt-secret`.
+    #[arg(
+        long,
+        env = "PRESENCED_JWT_SECRET",
+        value_name = "SECRET",
+        hide_env_values = true
+    )]
+    pub secret: String,
+}
+
+impl TokenArgs {
+    pub fn into_request(self) -> Result<crate::token::MintRequest, String> {
+        let ttl = parse_duration("--ttl", &self.ttl)?;
+        if !ttl.is_positive() {
+            return Err("--ttl must be positive, e.g. PT1H".into());
+        }
+        let scopes = if self.scopes.is_empty() {
+            vec!["Presence.Read.All".into(), "Presence.ReadWrite".into()]
+        } else {
+            self.scopes
+        };
+        let roles = if self.roles.is_empty() {
+            vec!["Presence.ReadWrite.All".into()]
+        } else {
+            self.roles
+        };
+        Ok(crate::token::MintRequest {
+            tenant: self.tenant,
+            user: self.user,
+            app: self.app,
+            scopes,
+            roles,
+            ttl_seconds: ttl.as_millis() / 1000,
+            issuer: self.issuer,
+            audience: self.audience,
+            secret: crate::token::Secret(self.secret),
+        })
+    }
 }
 
 /// Where facts are kept.
@@ -94,6 +180,50 @@ pub struct ServeArgs {
     #[arg(long, env = "PRESENCED_AUTH", value_enum)]
     pub auth: Option<AuthMode>,
 
+    /// The shared secret of `--auth hs256` (at least 32 bytes).
+    #[arg(
+        long,
+        env = "PRESENCED_JWT_SECRET",
+        value_name = "SECRET",
+        hide_env_values = true
+    )]
+    pub jwt_secret: Option<String>,
+
+    /// `--auth jwks`: a file holding the JWK set whose keys sign tokens.
+    #[arg(long, env = "PRESENCED_JWKS_FILE", value_name = "FILE")]
+    pub jwks_file: Option<PathBuf>,
+
+    /// `--auth jwks`: where to fetch the JWK set; fetched at start, and again
+    /// (at most once a minute) when a token names an unknown key id.
+    #[arg(long, env = "PRESENCED_JWKS_URL", value_name = "URL")]
+    pub jwks_url: Option<String>,
+
+    /// The token issuer (`iss`) accepted; required with jwks, checked with hs256 when given.
+    #[arg(long, env = "PRESENCED_ISSUER", value_name = "ISSUER")]
+    pub issuer: Option<String>,
+
+    /// The token audience (`aud`) accepted; required with jwks, checked with hs256 when given.
+    #[arg(long, env = "PRESENCED_AUDIENCE", value_name = "AUDIENCE")]
+    pub audience: Option<String>,
+
+    /// Serve HTTPS with this PEM certificate chain (with --tls-key).
+    #[arg(
+        long,
+        env = "PRESENCED_TLS_CERT",
+        value_name = "FILE",
+        requires = "tls_key"
+    )]
+    pub tls_cert: Option<PathBuf>,
+
+    /// The PEM private key of --tls-cert.
+    #[arg(
+        long,
+        env = "PRESENCED_TLS_KEY",
+        value_name = "FILE",
+        requires = "tls_cert"
+    )]
+    pub tls_key: Option<PathBuf>,
+
     /// Allow `--auth none` on an address other than loopback.
     #[arg(long, env = "PRESENCED_ALLOW_INSECURE")]
     pub allow_insecure: bool,
@@ -128,6 +258,13 @@ struct FileConfig {
     store: Option<StoreKind>,
     redis_url: Option<Vec<String>>,
     auth: Option<AuthMode>,
+    jwt_secret: Option<String>,
+    jwks_file: Option<PathBuf>,
+    jwks_url: Option<String>,
+    issuer: Option<String>,
+    audience: Option<String>,
+    tls_cert: Option<PathBuf>,
+    tls_key: Option<PathBuf>,
     allow_insecure: Option<bool>,
     clock: Option<ClockKind>,
     idle_timeout: Option<String>,
@@ -142,6 +279,12 @@ pub struct ServeConfig {
     pub store: StoreKind,
     pub redis_urls: Vec<String>,
     pub auth: AuthMode,
+    /// Where tokens' keys come from; `None` exactly when `auth` is none.
+    pub token_keys: Option<crate::token::KeySource>,
+    pub issuer: Option<String>,
+    pub audience: Option<String>,
+    /// The certificate chain and key files, to serve HTTPS.
+    pub tls: Option<(PathBuf, PathBuf)>,
     pub allow_insecure: bool,
     pub clock: ClockKind,
     pub idle_timeout: Duration,
@@ -156,6 +299,10 @@ impl Default for ServeConfig {
             store: StoreKind::Memory,
             redis_urls: Vec::new(),
             auth: AuthMode::None,
+            token_keys: None,
+            issuer: None,
+            audience: None,
+            tls: None,
             allow_insecure: false,
             clock: ClockKind::System,
             idle_timeout: Duration::from_mins(5),
@@ -196,12 +343,34 @@ impl ServeArgs {
         } else {
             self.redis_urls
         };
+        let auth = self.auth.or(file.auth).unwrap_or(defaults.auth);
+        let issuer = self.issuer.or(file.issuer);
+        let audience = self.audience.or(file.audience);
+        let token_keys = token_keys(
+            auth,
+            self.jwt_secret.or(file.jwt_secret),
+            self.jwks_file.or(file.jwks_file),
+            self.jwks_url.or(file.jwks_url),
+            issuer.is_some() && audience.is_some(),
+        )?;
+        let tls = match (
+            self.tls_cert.or(file.tls_cert),
+            self.tls_key.or(file.tls_key),
+        ) {
+            (Some(cert), Some(key)) => Some((cert, key)),
+            (None, None) => None,
+            _ => return Err("--tls-cert and --tls-key go together; give both or neither".into()),
+        };
         Ok(ServeConfig {
             listen: self.listen.or(file.listen).unwrap_or(defaults.listen),
             data_dir: self.data_dir.or(file.data_dir).unwrap_or(defaults.data_dir),
             store: self.store.or(file.store).unwrap_or(defaults.store),
             redis_urls,
-            auth: self.auth.or(file.auth).unwrap_or(defaults.auth),
+            auth,
+            token_keys,
+            issuer,
+            audience,
+            tls,
             allow_insecure: self.allow_insecure || file.allow_insecure.unwrap_or(false),
             clock: self.clock.or(file.clock).unwrap_or(defaults.clock),
             idle_timeout,
@@ -210,5 +379,57 @@ impl ServeArgs {
                 .or(file.log_format)
                 .unwrap_or(defaults.log_format),
         })
+    }
+}
+
+/// The shortest `--jwt-secret` accepted: HS256 with a short secret can be
+/// brute-forced from one captured token.
+const MIN_SECRET_BYTES: usize = 32;
+
+/// Checks that `--auth` has the key settings it needs, and no others.
+fn token_keys(
+    auth: AuthMode,
+    secret: Option<String>,
+    jwks_file: Option<PathBuf>,
+    jwks_url: Option<String>,
+    issuer_and_audience: bool,
+) -> Result<Option<crate::token::KeySource>, String> {
+    use crate::token::{KeySource, Secret};
+    match auth {
+        AuthMode::None => {
+            if secret.is_some() || jwks_file.is_some() || jwks_url.is_some() {
+                return Err(
+                    "--jwt-secret, --jwks-file and --jwks-url need --auth hs256 or --auth jwks"
+                        .into(),
+                );
+            }
+            Ok(None)
+        }
+        AuthMode::Hs256 => {
+            if jwks_file.is_some() || jwks_url.is_some() {
+                return Err("--jwks-file and --jwks-url go with --auth jwks, not hs256".into());
+            }
+            let secret =
+                secret.ok_or("--auth hs256 needs --jwt-secret (or PRESENCED_JWT_SECRET)")?;
+            if secret.len() < MIN_SECRET_BYTES {
+                return Err(format!(
+                    "--jwt-secret must be at least {MIN_SECRET_BYTES} bytes; a shorter HS256 secret can be guessed from one token"
+                ));
+            }
+            Ok(Some(KeySource::SharedSecret(Secret(secret))))
+        }
+        AuthMode::Jwks => {
+            if secret.is_some() {
+                return Err("--jwt-secret goes with --auth hs256, not jwks".into());
+            }
+            if !issuer_and_audience {
+                return Err("--auth jwks needs --issuer and --audience, so that tokens minted for other services are refused".into());
+            }
+            match (jwks_file, jwks_url) {
+                (Some(file), None) => Ok(Some(KeySource::JwksFile(file))),
+                (None, Some(url)) => Ok(Some(KeySource::JwksUrl(url))),
+                _ => Err("--auth jwks needs exactly one of --jwks-file and --jwks-url".into()),
+            }
+        }
     }
 }

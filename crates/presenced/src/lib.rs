@@ -6,6 +6,8 @@
 //! - [`server`]: builds the state, starts the scheduler, serves HTTP, shuts down.
 //! - [`http`]: the routes, Graph's JSON shapes and error envelope.
 //! - [`auth`]: who is calling and what Graph lets them do.
+//! - [`token`]: verifying bearer tokens (hs256, JWKS) and minting dev tokens.
+//! - [`tls`]: serving HTTPS with rustls.
 //! - [`scheduler`]: acts on fades and expiries when they fall due.
 //! - [`clock`]: the system clock or the manual one.
 //! - [`wire_time`]: Graph's duration and date-time formats.
@@ -19,4 +21,6 @@ pub mod http;
 pub mod scheduler;
 pub mod server;
 pub mod state;
+pub mod tls;
+pub mod token;
 pub mod wire_time;

@@ -4,7 +4,7 @@ use std::process::ExitCode;
 
 use clap::Parser;
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
-use presenced::cli::{Cli, Command, LogFormat, ServeArgs};
+use presenced::cli::{Cli, Command, LogFormat, ServeArgs, TokenArgs};
 use tokio_util::sync::CancellationToken;
 
 /// mimalloc instead of the system allocator: a request makes a few dozen
@@ -17,6 +17,24 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
         Command::Serve(args) => serve(args),
+        Command::Token(args) => token(args),
+    }
+}
+
+/// `presenced token`: prints a signed development token.
+fn token(args: TokenArgs) -> ExitCode {
+    let minted = args
+        .into_request()
+        .and_then(|request| presenced::token::mint(&request, jiff::Timestamp::now().as_second()));
+    match minted {
+        Ok(token) => {
+            println!("{token}");
+            ExitCode::SUCCESS
+        }
+        Err(message) => {
+            eprintln!("presenced: {message}");
+            ExitCode::from(2)
+        }
     }
 }
 
@@ -98,7 +116,12 @@ fn serve(args: ServeArgs) -> ExitCode {
             .await
             .map_err(|error| format!("cannot listen on {}: {error}", config.listen))?;
         let address = listener.local_addr().map_err(|error| error.to_string())?;
-        println!("presenced listening on http://{address}");
+        let scheme = if config.tls.is_some() {
+            "https"
+        } else {
+            "http"
+        };
+        println!("presenced listening on {scheme}://{address}");
         let shutdown = CancellationToken::new();
         tokio::spawn(watch_signals(shutdown.clone()));
         presenced::server::run(listener, config, shutdown, metrics)

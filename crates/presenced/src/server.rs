@@ -10,11 +10,13 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+use crate::auth::Authenticator;
 use crate::cli::{ServeConfig, StoreKind};
 use crate::clock::Clock;
 use crate::http;
 use crate::scheduler::Scheduler;
 use crate::state::{AppState, Shared};
+use crate::token::Verifier;
 
 /// Why the server could not start or stopped with an error.
 #[derive(Debug, thiserror::Error)]
@@ -55,22 +57,26 @@ pub fn check_config(config: &ServeConfig) -> Result<(), ServeError> {
 /// closes their connections anyway.
 const DRAIN_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
 
-/// Serves HTTP/1.1 on `listener` until `shutdown` is cancelled, then stops
-/// accepting, lets in-flight requests finish (for at most
-/// [`DRAIN_TIMEOUT`]) and closes idle keep-alive connections.
+/// Serves HTTP/1.1 (over TLS when `tls` is given) on `listener` until
+/// `shutdown` is cancelled, then stops accepting, lets in-flight requests
+/// finish (for at most [`DRAIN_TIMEOUT`]) and closes idle keep-alive
+/// connections.
 ///
 /// Written out instead of `axum::serve` because that one accepts through
 /// hyper-util's protocol-detecting builder, which wraps every connection to
 /// replay the bytes it peeked at; presenced speaks HTTP/1.1 only (as Graph's
-/// SDKs do over plain HTTP), and the direct connection is measurably
-/// cheaper per request.
+/// SDKs do), and the direct connection is measurably cheaper per request.
+/// Each request carries its peer's address as `ConnectInfo`.
 async fn serve_http(
     listener: TcpListener,
     app: axum::Router,
+    tls: Option<tokio_rustls::TlsAcceptor>,
     shutdown: &CancellationToken,
 ) -> std::io::Result<()> {
+    use axum::extract::connect_info::ConnectInfo;
     use hyper_util::rt::{TokioIo, TokioTimer};
     use hyper_util::service::TowerToHyperService;
+    use tower::Layer;
 
     let graceful = hyper_util::server::graceful::GracefulShutdown::new();
     let mut builder = hyper::server::conn::http1::Builder::new();
@@ -82,8 +88,8 @@ async fn serve_http(
             accepted = listener.accept() => accepted,
             () = shutdown.cancelled() => break,
         };
-        let stream = match accepted {
-            Ok((stream, _peer)) => stream,
+        let (stream, peer) = match accepted {
+            Ok(accepted) => accepted,
             Err(error) => {
                 // Out of file descriptors and the like: the connections that
                 // exist go on; pause so that a persistent error does not spin.
@@ -94,12 +100,33 @@ async fn serve_http(
         };
         // Answers are written whole; waiting to coalesce them only adds latency.
         let _ = stream.set_nodelay(true);
-        let connection =
-            builder.serve_connection(TokioIo::new(stream), TowerToHyperService::new(app.clone()));
-        let connection = graceful.watch(connection);
+        let service =
+            TowerToHyperService::new(axum::Extension(ConnectInfo(peer)).layer(app.clone()));
+        let builder = builder.clone();
+        let watcher = graceful.watcher();
+        let tls = tls.clone();
         tokio::spawn(async move {
             // A client that goes away mid-request is not the server's error.
-            let _ = connection.await;
+            match tls {
+                None => {
+                    let _ = watcher
+                        .watch(builder.serve_connection(TokioIo::new(stream), service))
+                        .await;
+                }
+                Some(acceptor) => {
+                    let handshake =
+                        tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await;
+                    match handshake {
+                        Ok(Ok(stream)) => {
+                            let _ = watcher
+                                .watch(builder.serve_connection(TokioIo::new(stream), service))
+                                .await;
+                        }
+                        Ok(Err(error)) => tracing::debug!(%error, %peer, "TLS handshake failed"),
+                        Err(_) => tracing::debug!(%peer, "TLS handshake timed out"),
+                    }
+                }
+            }
         });
     }
     drop(listener);
@@ -111,6 +138,9 @@ async fn serve_http(
     }
     Ok(())
 }
+
+/// How long a client may take to complete the TLS handshake.
+const TLS_HANDSHAKE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
 
 /// Folds the recorded histogram samples into their buckets every few
 /// seconds. The Prometheus recorder keeps every sample until then, so
@@ -141,6 +171,18 @@ pub async fn run(
             "authentication is off (--auth none): every request is an application with every permission in tenant 'default'; use this for local development only"
         );
     }
+    let auth = match &config.token_keys {
+        None => Authenticator::Open,
+        Some(keys) => Authenticator::Tokens(
+            Verifier::new(keys, config.issuer.as_deref(), config.audience.as_deref())
+                .await
+                .map_err(ServeError::Config)?,
+        ),
+    };
+    let tls = match &config.tls {
+        None => None,
+        Some((cert, key)) => Some(crate::tls::acceptor(cert, key).map_err(ServeError::Config)?),
+    };
     let store = open_store(&config)?;
     let clock = Arc::new(Clock::new(config.clock));
     let timeouts = Timeouts {
@@ -159,6 +201,7 @@ pub async fn run(
         advancing: tokio::sync::Mutex::new(()),
         metrics: metrics.clone(),
         openapi: openapi.into(),
+        auth,
     });
 
     let tasks = TaskTracker::new();
@@ -170,7 +213,7 @@ pub async fn run(
     }
     let address = listener.local_addr()?;
     tracing::info!(%address, store = ?config.store, clock = ?config.clock, "presenced started");
-    let served = serve_http(listener, http::app(state), &shutdown).await;
+    let served = serve_http(listener, http::app(state), tls, &shutdown).await;
     shutdown.cancel();
     tasks.close();
     tasks.wait().await;

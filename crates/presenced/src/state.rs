@@ -28,6 +28,8 @@ pub struct Shared {
     pub metrics: Option<PrometheusHandle>,
     /// The OpenAPI document, rendered once at start.
     pub openapi: bytes::Bytes,
+    /// Turns each request's token into a principal.
+    pub auth: crate::auth::Authenticator,
 }
 
 impl std::ops::Deref for AppState {

@@ -156,7 +156,13 @@ fn require_manual_clock(state: &AppState) -> Result<(), ApiError> {
 }
 
 /// `GET /_presenced/clock`.
-pub async fn get_clock(State(state): State<AppState>) -> Result<Json<Value>, ApiError> {
+///
+/// The manual clock is the whole server's, so with tokens any authenticated
+/// caller may read and move it: it is meant for test deployments only.
+pub async fn get_clock(
+    State(state): State<AppState>,
+    _caller: Principal,
+) -> Result<Json<Value>, ApiError> {
     require_manual_clock(&state)?;
     Ok(Json(json!({ "now": format_instant(state.clock.now()) })))
 }
@@ -166,6 +172,7 @@ pub async fn get_clock(State(state): State<AppState>) -> Result<Json<Value>, Api
 /// instant, and answers once all of it has been applied.
 pub async fn advance_clock(
     State(state): State<AppState>,
+    _caller: Principal,
     JsonBody(body): JsonBody<ClockAdvanceBody>,
 ) -> Result<Json<Value>, ApiError> {
     require_manual_clock(&state)?;

@@ -1,10 +1,13 @@
 //! Operational endpoints and request metrics.
 
 use std::collections::HashMap;
+use std::net::SocketAddr;
 use std::time::Duration;
 
 use axum::Json;
 use axum::extract::State;
+use axum::extract::connect_info::ConnectInfo;
+use axum::http::Extensions;
 use axum::http::{HeaderValue, Method, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde_json::{Value, json};
@@ -45,7 +48,20 @@ pub async fn readyz(State(state): State<AppState>) -> Result<Json<Value>, ApiErr
     Ok(Json(json!({ "status": "ready" })))
 }
 
-pub async fn metrics(State(state): State<AppState>) -> Response {
+/// `/metrics` counts every tenant's users and sessions together, so when
+/// tokens are required (tenants are separate) it is served only to clients
+/// on the same machine, where a Prometheus agent or sidecar scrapes it;
+/// no tenant's token can read another tenant's counts through it.
+pub async fn metrics(State(state): State<AppState>, extensions: Extensions) -> Response {
+    let peer = extensions
+        .get::<ConnectInfo<SocketAddr>>()
+        .map(|ConnectInfo(peer)| *peer);
+    if state.auth.requires_tokens() && !peer.is_some_and(|peer| peer.ip().is_loopback()) {
+        return ApiError::Forbidden(
+            "/metrics holds every tenant's counts; it is served only to clients on the server's own machine (loopback) when tokens are required.".into(),
+        )
+        .into_response();
+    }
     let counts = state.store.counts();
     metrics::gauge!("presenced_users").set(counts.users as f64);
     metrics::gauge!("presenced_sessions").set(counts.sessions as f64);

@@ -6,6 +6,7 @@
 mod helpers;
 
 mod aggregation;
+mod auth;
 mod combinations;
 mod endpoints;
 mod errors;

@@ -62,16 +62,34 @@ fn sdk_python() -> PathBuf {
 }
 
 #[tokio::test]
-async fn the_official_python_sdk_works_by_changing_only_the_base_url() {
+async fn the_official_python_sdk_works_with_a_real_token_by_changing_only_the_base_url() {
     let python = tokio::task::spawn_blocking(sdk_python)
         .await
         .expect("the installer ran");
-    let server = TestServer::start(&[]).await;
+    // With real token verification: the SDK sends an application token of
+    // the script's app, signed with the server's secret.
+    let secret = "the hs256 secret of the SDK test, 32+ bytes long";
+    let server = TestServer::start(&["--auth", "hs256", "--jwt-secret", secret]).await;
+    let token = presenced::token::mint(
+        &presenced::token::MintRequest {
+            tenant: "contoso".into(),
+            user: None,
+            app: "22553876-f5ab-4529-bffb-cfe50aa89f87".into(),
+            scopes: Vec::new(),
+            roles: vec!["Presence.ReadWrite.All".into()],
+            ttl_seconds: 3600,
+            issuer: None,
+            audience: None,
+            secret: presenced::token::Secret(secret.into()),
+        },
+        jiff::Timestamp::now().as_second(),
+    )
+    .expect("the token is signed");
     let base_url = format!("{}/v1.0", server.base);
     let output = tokio::process::Command::new(&python)
         .arg(sdk_dir().join("graph_sdk_roundtrip.py"))
         .arg(&base_url)
-        .arg("dev-token")
+        .arg(&token)
         .output()
         .await
         .expect("python runs");

@@ -145,4 +145,4 @@ async def main(base_url, token):
 
 
 if __name__ == "__main__":
-    asyncio.run(main(sys.argv[1], sys.argv[2] if len(sys.argv) > 2 else "dev-token"))
+    asyncio.run(main(sys.argv[1], sys.argv[2]))
