@@ -160,6 +160,8 @@ pub async fn measure_fades(context: &Context, report: &mut Report) -> Result<(),
         server_args: ["--store", "memory", "--clock", "manual"]
             .map(String::from)
             .to_vec(),
+        authorization: None,
+        parts: Vec::new(),
     };
     let label = format!("presenced ({})", variant.label);
     let server = ServerProcess::start(&label, &context.presenced_binary, &variant.serve_args())?;

@@ -28,7 +28,7 @@ use bytes::Bytes;
 use hdrhistogram::Histogram;
 use http_body_util::{BodyExt, Full};
 use hyper::client::conn::http1::SendRequest;
-use hyper::header::{CONTENT_TYPE, HOST, HeaderMap, HeaderValue};
+use hyper::header::{AUTHORIZATION, CONTENT_TYPE, HOST, HeaderMap, HeaderValue};
 use hyper::{Method, Request, StatusCode, Uri};
 use hyper_util::rt::TokioIo;
 use tokio::net::TcpStream;
@@ -90,6 +90,8 @@ pub struct RequestSpec {
     pub method: Method,
     pub uri: Uri,
     pub body: Bytes,
+    /// The `Authorization` header, for servers that check tokens.
+    pub authorization: Option<HeaderValue>,
 }
 
 impl RequestSpec {
@@ -98,6 +100,7 @@ impl RequestSpec {
             method: Method::GET,
             uri,
             body: Bytes::new(),
+            authorization: None,
         }
     }
 
@@ -106,7 +109,13 @@ impl RequestSpec {
             method: Method::POST,
             uri,
             body,
+            authorization: None,
         }
+    }
+
+    pub fn with_authorization(mut self, authorization: Option<&HeaderValue>) -> RequestSpec {
+        self.authorization = authorization.cloned();
+        self
     }
 }
 
@@ -315,6 +324,9 @@ impl Connection {
         headers.insert(HOST, self.host.clone());
         if !spec.body.is_empty() {
             headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+        }
+        if let Some(authorization) = &spec.authorization {
+            headers.insert(AUTHORIZATION, authorization.clone());
         }
         self.sender
             .ready()

@@ -321,11 +321,13 @@ async fn measure(args: RunArgs) -> Result<bool, String> {
         Part::Mixed,
     ];
     if throughput_parts.into_iter().any(wanted) {
-        // Only the in-memory store exists yet; the durable store and hs256
-        // auth will be more variants here.
-        for variant in [ServerVariant::memory()] {
+        let variants = [
+            ServerVariant::memory(),
+            ServerVariant::memory_hs256(&context.presenced_binary)?,
+        ];
+        for variant in &variants {
             let scenarios = scenarios::throughput_scenarios(
-                &variant,
+                variant,
                 settings.scenario_users,
                 settings.batch_ids,
             );
@@ -336,6 +338,7 @@ async fn measure(args: RunArgs) -> Result<bool, String> {
             }
         }
     }
+    compare_auth(&mut report);
     if wanted(Part::Footprint) {
         let result = footprint::measure_memory_and_idle_cpu(&context, &mut report).await;
         record_failure(&mut report, "footprint", result);
@@ -359,6 +362,40 @@ async fn measure(args: RunArgs) -> Result<bool, String> {
         println!("Markdown written to {}", path.display());
     }
     Ok(report.failures.is_empty())
+}
+
+/// What verifying a token costs: GET presence behind `--auth hs256` against
+/// the same scenario with `--auth none`, by requests/s (the target) and by
+/// server CPU per request (which the machine's noise moves less).
+fn compare_auth(report: &mut Report) {
+    let scenario = "GET presence";
+    let (Some(open), Some(checked)) = (
+        report.maximum(scenario, "presenced (memory)"),
+        report.maximum(scenario, "presenced (memory, hs256)"),
+    ) else {
+        return;
+    };
+    if open.requests_per_second <= 0.0 {
+        return;
+    }
+    let ratio = checked.requests_per_second / open.requests_per_second;
+    let cpu = match (open.server_cpu_micros, checked.server_cpu_micros) {
+        (Some(open), Some(checked)) if checked > 0.0 => {
+            format!(
+                "; CPU per request {open:.1} µs → {checked:.1} µs ({:.2})",
+                open / checked
+            )
+        }
+        _ => String::new(),
+    };
+    report.footprint.push(report::FootprintRow {
+        measurement: "GET presence with --auth hs256 vs --auth none (closed loop)".into(),
+        value: format!(
+            "{ratio:.2} ({:.0} vs {:.0} requests/s{cpu})",
+            checked.requests_per_second, open.requests_per_second
+        ),
+        target: Some(report::Target::new("≥ 0.90", ratio >= 0.9)),
+    });
 }
 
 /// A part that could not be measured is reported and the others still run:

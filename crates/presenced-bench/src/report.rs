@@ -50,6 +50,17 @@ pub struct FootprintRow {
     pub target: Option<Target>,
 }
 
+impl Report {
+    /// The closed-loop row of `server` in the scenario whose name starts
+    /// with `scenario`.
+    pub fn maximum(&self, scenario: &str, server: &str) -> Option<&ThroughputRow> {
+        let wanted = format!("{server}, max");
+        self.throughput
+            .iter()
+            .find(|row| row.scenario.starts_with(scenario) && row.server == wanted)
+    }
+}
+
 #[derive(Clone, Debug)]
 pub struct Report {
     pub title: String,

@@ -19,6 +19,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use hyper::Uri;
+use hyper::header::HeaderValue;
 
 use crate::Context;
 use crate::load::{
@@ -80,9 +81,21 @@ pub async fn preload_users(
     connections: usize,
     users: usize,
 ) -> Result<LoadOutcome, String> {
+    preload_users_as(server, connections, users, None).await
+}
+
+/// [`preload_users`] with an `Authorization` header on every request.
+pub async fn preload_users_as(
+    server: &ServerProcess,
+    connections: usize,
+    users: usize,
+    authorization: Option<HeaderValue>,
+) -> Result<LoadOutcome, String> {
     let body = set_presence_body("PT4H");
-    let generator: SequenceGenerator =
-        Arc::new(move |index| RequestSpec::post_json(set_presence_uri(index as u64), body.clone()));
+    let generator: SequenceGenerator = Arc::new(move |index| {
+        RequestSpec::post_json(set_presence_uri(index as u64), body.clone())
+            .with_authorization(authorization.as_ref())
+    });
     let outcome = run_sequence(server.address(), connections, users, generator).await?;
     if outcome.errors() > 0 {
         return Err(format!(
@@ -100,6 +113,10 @@ pub async fn preload_users(
 pub struct ServerVariant {
     pub label: String,
     pub server_args: Vec<String>,
+    /// Sent with every request, when the variant checks tokens.
+    pub authorization: Option<HeaderValue>,
+    /// Which scenarios run on this variant.
+    pub parts: Vec<Part>,
 }
 
 impl ServerVariant {
@@ -108,7 +125,58 @@ impl ServerVariant {
         ServerVariant {
             label: "memory".into(),
             server_args: ["--store", "memory"].map(String::from).to_vec(),
+            authorization: None,
+            parts: vec![
+                Part::SetPresence,
+                Part::GetPresence,
+                Part::Batch,
+                Part::Mixed,
+            ],
         }
+    }
+
+    /// The in-memory store behind `--auth hs256`: every request carries an
+    /// application token of the benchmark's app, minted by `presenced
+    /// token`. Only the single-user scenarios: what it measures is the cost
+    /// of verifying a token per request.
+    pub fn memory_hs256(presenced: &std::path::Path) -> Result<ServerVariant, String> {
+        let secret = "the presenced-bench hs256 secret, 32+ bytes";
+        let output = std::process::Command::new(presenced)
+            .args(["token", "--tenant", "bench", "--app", APP_SESSION_ID])
+            .args([
+                "--roles",
+                "Presence.ReadWrite.All",
+                "--ttl",
+                "P1D",
+                "--secret",
+                secret,
+            ])
+            .output()
+            .map_err(|error| format!("cannot run presenced token: {error}"))?;
+        if !output.status.success() {
+            return Err(format!(
+                "presenced token failed: {}",
+                String::from_utf8_lossy(&output.stderr)
+            ));
+        }
+        let token = String::from_utf8_lossy(&output.stdout).trim().to_owned();
+        let authorization = HeaderValue::from_str(&format!("Bearer {token}"))
+            .map_err(|error| format!("presenced token printed an unusable token: {error}"))?;
+        Ok(ServerVariant {
+            label: "memory, hs256".into(),
+            server_args: [
+                "--store",
+                "memory",
+                "--auth",
+                "hs256",
+                "--jwt-secret",
+                secret,
+            ]
+            .map(String::from)
+            .to_vec(),
+            authorization: Some(authorization),
+            parts: vec![Part::SetPresence, Part::GetPresence],
+        })
     }
 
     /// The full `presenced ...` argument list.
@@ -213,14 +281,30 @@ pub fn throughput_scenarios(
             }
         })
     };
+    let authorize = |generator: RequestGenerator| -> RequestGenerator {
+        match variant.authorization.clone() {
+            None => generator,
+            Some(authorization) => Arc::new(move |random: &mut Xorshift64| {
+                generator(random).with_authorization(Some(&authorization))
+            }),
+        }
+    };
+    let (random_set, random_get, random_batch, mixed) = (
+        authorize(random_set),
+        authorize(random_get),
+        authorize(random_batch),
+        authorize(mixed),
+    );
+    let authorization = variant.authorization.as_ref();
     let label = &variant.label;
-    vec![
+    let all = vec![
         ThroughputScenario {
             part: Part::SetPresence,
             name: format!("setPresence, {users} users ({label})"),
             variant: variant.clone(),
             generator: random_set,
-            sample: RequestSpec::post_json(set_presence_uris[0].clone(), set_body),
+            sample: RequestSpec::post_json(set_presence_uris[0].clone(), set_body)
+                .with_authorization(authorization),
             ceiling_note: None,
             ratio_target: Some(0.75),
             half_load_p99_target: Some(Duration::from_millis(2)),
@@ -230,7 +314,7 @@ pub fn throughput_scenarios(
             name: format!("GET presence, {users} users ({label})"),
             variant: variant.clone(),
             generator: random_get,
-            sample: RequestSpec::get(presence_uris[0].clone()),
+            sample: RequestSpec::get(presence_uris[0].clone()).with_authorization(authorization),
             ceiling_note: None,
             ratio_target: Some(0.85),
             half_load_p99_target: Some(Duration::from_millis(2)),
@@ -240,7 +324,8 @@ pub fn throughput_scenarios(
             name: format!("getPresencesByUserId({batch_ids}) ({label})"),
             variant: variant.clone(),
             generator: random_batch,
-            sample: RequestSpec::post_json(batch_uri, batch_pool[0].clone()),
+            sample: RequestSpec::post_json(batch_uri, batch_pool[0].clone())
+                .with_authorization(authorization),
             ceiling_note: None,
             ratio_target: None,
             half_load_p99_target: Some(Duration::from_millis(5)),
@@ -250,7 +335,7 @@ pub fn throughput_scenarios(
             name: format!("mixed 90% GET / 10% set ({label})"),
             variant: variant.clone(),
             generator: mixed,
-            sample: RequestSpec::get(presence_uris[0].clone()),
+            sample: RequestSpec::get(presence_uris[0].clone()).with_authorization(authorization),
             ceiling_note: Some(
                 "the ceiling answers every mixed request with the size of a GET presence answer \
                  (90% of the requests are GETs; setPresence answers are empty)"
@@ -259,7 +344,10 @@ pub fn throughput_scenarios(
             ratio_target: None,
             half_load_p99_target: Some(Duration::from_millis(2)),
         },
-    ]
+    ];
+    all.into_iter()
+        .filter(|scenario| variant.parts.contains(&scenario.part))
+        .collect()
 }
 
 /// `pool` getPresencesByUserId bodies of `ids` distinct random users each
@@ -358,7 +446,13 @@ pub async fn run_throughput_scenario(
         &context.presenced_binary,
         &scenario.variant.serve_args(),
     )?;
-    let preload = preload_users(&presenced, settings.connections, settings.scenario_users).await?;
+    let preload = preload_users_as(
+        &presenced,
+        settings.connections,
+        settings.scenario_users,
+        scenario.variant.authorization.clone(),
+    )
+    .await?;
     progress(
         scenario,
         &format!(

@@ -220,23 +220,94 @@ pub enum Authenticator {
     /// `--auth none`.
     Open,
     /// `--auth hs256` or `--auth jwks`.
-    Tokens(Verifier),
+    Tokens(Box<Verifier>, VerifiedTokens),
 }
 
 impl Authenticator {
+    pub fn tokens(verifier: Verifier) -> Authenticator {
+        Authenticator::Tokens(Box::new(verifier), VerifiedTokens::default())
+    }
+
     pub fn requires_tokens(&self) -> bool {
-        matches!(self, Authenticator::Tokens(_))
+        matches!(self, Authenticator::Tokens(..))
     }
 
     pub async fn principal(&self, headers: &HeaderMap) -> Result<Principal, ApiError> {
         match self {
             Authenticator::Open => open_principal(headers),
-            Authenticator::Tokens(verifier) => {
+            Authenticator::Tokens(verifier, verified) => {
                 let token = bearer_token(headers).map_err(unauthorized)?;
+                let now = jiff::Timestamp::now().as_second();
+                if let Some(principal) = verified.get(token, now) {
+                    return Ok(principal);
+                }
                 let claims = verifier.verify(token).await.map_err(unauthorized)?;
-                Principal::from_claims(claims)
+                let expires = claims.exp.map_or(0, |exp| exp as i64);
+                let principal = Principal::from_claims(claims)?;
+                verified.insert(token, expires, &principal);
+                Ok(principal)
             }
         }
+    }
+}
+
+/// Tokens already verified, by their full text, with their principal and
+/// expiry: a client sends the same token for an hour, and checking its
+/// signature and parsing its claims again on every request cost more than
+/// the rest of a GET presence (measured with presenced-bench).
+///
+/// Only tokens that passed every check are kept, and each is used only
+/// until its `exp` (plus the leeway verification allows). The cache is
+/// bounded: a full shard is emptied, which costs one verification per
+/// token it held. A key withdrawn from a JWKS stops new tokens at once but
+/// not tokens verified before, until they expire (as with any cache of
+/// verified tokens).
+#[derive(Debug)]
+pub struct VerifiedTokens {
+    shards: Box<[std::sync::Mutex<VerifiedShard>]>,
+    hasher: foldhash::fast::RandomState,
+}
+
+/// Verified tokens by their text, with their expiry and principal.
+type VerifiedShard = std::collections::HashMap<Box<str>, (i64, Principal)>;
+
+const VERIFIED_SHARDS: usize = 16;
+const VERIFIED_PER_SHARD: usize = 4096;
+
+impl Default for VerifiedTokens {
+    fn default() -> VerifiedTokens {
+        VerifiedTokens {
+            shards: (0..VERIFIED_SHARDS).map(|_| Default::default()).collect(),
+            hasher: Default::default(),
+        }
+    }
+}
+
+impl VerifiedTokens {
+    fn shard(&self, token: &str) -> std::sync::MutexGuard<'_, VerifiedShard> {
+        use std::hash::BuildHasher;
+        let index = self.hasher.hash_one(token) as usize % VERIFIED_SHARDS;
+        self.shards[index]
+            .lock()
+            .unwrap_or_else(|poison| poison.into_inner())
+    }
+
+    fn get(&self, token: &str, now_seconds: i64) -> Option<Principal> {
+        let mut shard = self.shard(token);
+        let (expires, principal) = shard.get(token)?;
+        if now_seconds <= expires.saturating_add(crate::token::LEEWAY_SECONDS as i64) {
+            return Some(principal.clone());
+        }
+        shard.remove(token);
+        None
+    }
+
+    fn insert(&self, token: &str, expires: i64, principal: &Principal) {
+        let mut shard = self.shard(token);
+        if shard.len() >= VERIFIED_PER_SHARD {
+            shard.clear();
+        }
+        shard.insert(token.into(), (expires, principal.clone()));
     }
 }
 
@@ -352,5 +423,63 @@ impl FromRequestParts<AppState> for Principal {
         state: &AppState,
     ) -> Result<Principal, ApiError> {
         state.auth.principal(&parts.headers).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn principal(tenant: &str) -> Principal {
+        Principal {
+            tenant: TenantId::parse(tenant).unwrap(),
+            caller: Caller::Application {
+                app_id: Some("app".into()),
+            },
+            grants: Grants::PRESENCE_READ_ALL,
+        }
+    }
+
+    #[test]
+    fn a_verified_token_is_remembered_only_until_it_expires() {
+        let verified = VerifiedTokens::default();
+        verified.insert("token-a", 1_000, &principal("tenant-a"));
+        let leeway = crate::token::LEEWAY_SECONDS as i64;
+        let found = verified
+            .get("token-a", 1_000 + leeway)
+            .expect("still valid");
+        assert_eq!(&*found.tenant.as_str(), "tenant-a");
+        assert!(verified.get("token-b", 0).is_none(), "only the exact token");
+        assert!(verified.get("token-", 0).is_none(), "not a prefix of it");
+        assert!(verified.get("token-a", 1_001 + leeway).is_none(), "expired");
+        assert!(
+            verified.get("token-a", 0).is_none(),
+            "an expired entry is dropped, not kept for a clock that goes back"
+        );
+    }
+
+    #[test]
+    fn the_cache_stays_bounded() {
+        let verified = VerifiedTokens::default();
+        for index in 0..(VERIFIED_SHARDS * VERIFIED_PER_SHARD * 3) {
+            verified.insert(&format!("token-{index}"), i64::MAX / 2, &principal("t"));
+        }
+        let held: usize = verified
+            .shards
+            .iter()
+            .map(|shard| shard.lock().unwrap().len())
+            .sum();
+        assert!(held <= VERIFIED_SHARDS * VERIFIED_PER_SHARD, "{held}");
+    }
+
+    #[test]
+    fn scopes_and_roles_are_matched_case_insensitively_and_others_ignored() {
+        let grants =
+            grants_named(["presence.read", "User.Read", "Presence.ReadWrite.All"].into_iter());
+        assert!(grants.has_any(&[Grants::PRESENCE_READ]));
+        assert!(grants.has_any(&[Grants::PRESENCE_READ_WRITE_ALL]));
+        assert!(!grants.has_any(&[Grants::PRESENCE_READ_ALL]));
+        assert!(!grants.has_any(&[Grants::PRESENCE_READ_WRITE]));
+        assert_eq!(grants_named(std::iter::empty()), Grants(0));
     }
 }

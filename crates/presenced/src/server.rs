@@ -173,7 +173,7 @@ pub async fn run(
     }
     let auth = match &config.token_keys {
         None => Authenticator::Open,
-        Some(keys) => Authenticator::Tokens(
+        Some(keys) => Authenticator::tokens(
             Verifier::new(keys, config.issuer.as_deref(), config.audience.as_deref())
                 .await
                 .map_err(ServeError::Config)?,

@@ -46,6 +46,11 @@ pub struct Claims {
     /// Application permissions: with no `scp`, the token is the app's own.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub roles: Vec<String>,
+    /// Expiry, in seconds since the epoch (a number, as RFC 7519 allows
+    /// fractions); required and checked by jsonwebtoken, kept here so that
+    /// a verified token can be remembered until it expires.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub exp: Option<f64>,
 }
 
 /// Why a token was refused; each is a 401.
@@ -403,7 +408,6 @@ struct MintedClaims<'a> {
     claims: &'a Claims,
     iat: i64,
     nbf: i64,
-    exp: i64,
     #[serde(skip_serializing_if = "Option::is_none")]
     iss: Option<&'a str>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -427,12 +431,12 @@ pub fn mint(request: &MintRequest, now_seconds: i64) -> Result<String, String> {
         } else {
             request.roles.clone()
         },
+        exp: Some(now_seconds.saturating_add(request.ttl_seconds) as f64),
     };
     let minted = MintedClaims {
         claims: &claims,
         iat: now_seconds,
         nbf: now_seconds,
-        exp: now_seconds.saturating_add(request.ttl_seconds),
         iss: request.issuer.as_deref(),
         aud: request.audience.as_deref(),
     };
