@@ -1,13 +1,16 @@
 //! Reading presence: one user (three path forms) and a batch.
 
-use axum::Json;
-use axum::extract::{OriginalUri, RawPathParams, State};
-use axum::http::HeaderMap;
+use axum::extract::{FromRequestParts, RawPathParams, State};
+use axum::http::request::Parts;
+use axum::response::Response;
 use presence_core::{UserId, UserKey};
 
 use crate::auth::{Access, Caller, Principal};
 use crate::http::error::ApiError;
-use crate::http::wire::{self, GetPresencesBody, JsonBody, PresenceJson, Reader, presence_json};
+use crate::http::wire::{
+    self, GetPresencesBody, JsonBody, PRESENCE_JSON_BYTES, PresenceJson, Reader, json_answer,
+    presence_json,
+};
 use crate::state::AppState;
 
 /// The most ids getPresencesByUserId takes, as Graph.
@@ -28,35 +31,56 @@ pub fn reader(principal: &Principal, target: &UserId) -> Reader {
     }
 }
 
-/// `https://host/v1.0/$metadata#...`, from the request's own address.
-fn service_root(headers: &HeaderMap, uri: &OriginalUri) -> String {
-    let host = headers
-        .get(axum::http::header::HOST)
-        .and_then(|value| value.to_str().ok())
-        .unwrap_or("localhost");
-    let version = if uri.path().starts_with("/beta") {
-        "/beta"
-    } else {
-        "/v1.0"
-    };
-    let mut root = String::with_capacity(96);
-    root.push_str("http://");
-    root.push_str(host);
-    root.push_str(version);
-    root
+/// The service root of a request (`http://host/v1.0`), from its own
+/// address, for `@odata.context`; and whether it came through
+/// `/communications/`. An extractor of its own so that a read does not
+/// clone the whole header map to find one header.
+#[derive(Debug)]
+pub struct ServiceRoot {
+    pub root: String,
+    pub communications: bool,
+}
+
+impl<S: Send + Sync> FromRequestParts<S> for ServiceRoot {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        _state: &S,
+    ) -> Result<ServiceRoot, Self::Rejection> {
+        let host = parts
+            .headers
+            .get(axum::http::header::HOST)
+            .and_then(|value| value.to_str().ok())
+            .unwrap_or("localhost");
+        // Routes are matched on the full path: the URI is the original one.
+        let path = parts.uri.path();
+        let version = if path.starts_with("/beta") {
+            "/beta"
+        } else {
+            "/v1.0"
+        };
+        let mut root = String::with_capacity(96);
+        root.push_str("http://");
+        root.push_str(host);
+        root.push_str(version);
+        Ok(ServiceRoot {
+            root,
+            communications: path.contains("/communications/"),
+        })
+    }
 }
 
 pub async fn get_presence(
     State(state): State<AppState>,
     principal: Principal,
     params: RawPathParams,
-    headers: HeaderMap,
-    uri: OriginalUri,
-) -> Result<Json<PresenceJson>, ApiError> {
+    root: ServiceRoot,
+) -> Result<Response, ApiError> {
     let user = target_user(&principal, &params)?;
     principal.authorize(Access::Read, &user)?;
-    let mut context = service_root(&headers, &uri);
-    if uri.path().contains("/communications/") {
+    let mut context = root.root;
+    if root.communications {
         context.push_str("/$metadata#communications/presences/$entity");
     } else {
         context.push_str("/$metadata#users('");
@@ -82,7 +106,7 @@ pub async fn get_presence(
         .await?;
     let body = body
         .unwrap_or_else(|| presence_json(&user, None, now, state.timeouts, reader, Some(context)));
-    Ok(Json(body))
+    Ok(json_answer(&body, PRESENCE_JSON_BYTES))
 }
 
 #[derive(Debug, serde::Serialize, utoipa::ToSchema)]
@@ -95,10 +119,9 @@ pub struct PresenceCollection {
 pub async fn get_presences_by_user_id(
     State(state): State<AppState>,
     principal: Principal,
-    headers: HeaderMap,
-    uri: OriginalUri,
+    root: ServiceRoot,
     JsonBody(body): JsonBody<GetPresencesBody>,
-) -> Result<Json<PresenceCollection>, ApiError> {
+) -> Result<Response, ApiError> {
     let Some(ids) = body.ids else {
         return Err(ApiError::InvalidArgument(
             "[Ids]: The Ids field is required; send {\"ids\": [\"<user id>\", ...]}.".into(),
@@ -138,7 +161,7 @@ pub async fn get_presences_by_user_id(
             ));
         })
         .await?;
-    let value = value
+    let value: Vec<PresenceJson> = value
         .into_iter()
         .zip(&users)
         .map(|(presence, user)| {
@@ -154,9 +177,13 @@ pub async fn get_presences_by_user_id(
             })
         })
         .collect();
-    let root = service_root(&headers, &uri);
-    Ok(Json(PresenceCollection {
-        odata_context: format!("{root}/$metadata#Collection(microsoft.graph.presence)"),
+    let capacity = 100 + value.len() * PRESENCE_JSON_BYTES;
+    let collection = PresenceCollection {
+        odata_context: format!(
+            "{}/$metadata#Collection(microsoft.graph.presence)",
+            root.root
+        ),
         value,
-    }))
+    };
+    Ok(json_answer(&collection, capacity))
 }
