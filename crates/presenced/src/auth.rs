@@ -262,10 +262,24 @@ impl Authenticator {
 /// token it held. A key withdrawn from a JWKS stops new tokens at once but
 /// not tokens verified before, until they expire (as with any cache of
 /// verified tokens).
-#[derive(Debug)]
 pub struct VerifiedTokens {
     shards: Box<[std::sync::Mutex<VerifiedShard>]>,
     hasher: foldhash::fast::RandomState,
+}
+
+impl std::fmt::Debug for VerifiedTokens {
+    // The tokens themselves are bearer secrets: never printed.
+    fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let held: usize = self
+            .shards
+            .iter()
+            .map(|shard| shard.lock().map_or(0, |shard| shard.len()))
+            .sum();
+        formatter
+            .debug_struct("VerifiedTokens")
+            .field("held", &held)
+            .finish()
+    }
 }
 
 /// Verified tokens by their text, with their expiry and principal.
@@ -361,8 +375,9 @@ impl Principal {
             ApiError::Unauthorized("The access token's tid claim is not a valid tenant id.".into())
         })?;
         let app_id = claims.appid.or(claims.azp);
-        let scopes = claims.scp.filter(|scopes| !scopes.trim().is_empty());
-        match scopes {
+        // Any `scp`, even an empty one, makes the token a user's: it never
+        // falls back to the application's `roles`.
+        match claims.scp {
             Some(scopes) => {
                 let oid = claims
                     .oid

@@ -97,11 +97,17 @@ pub struct TokenArgs {
         value_name = "SECRET",
         hide_env_values = true
     )]
-    pub secret: String,
+    pub secret: crate::token::Secret,
 }
 
 impl TokenArgs {
     pub fn into_request(self) -> Result<crate::token::MintRequest, String> {
+        if self.secret.0.len() < crate::token::MIN_SECRET_BYTES {
+            return Err(format!(
+                "--secret must be at least {} bytes, as the server's --jwt-secret",
+                crate::token::MIN_SECRET_BYTES
+            ));
+        }
         let ttl = parse_duration("--ttl", &self.ttl)?;
         if !ttl.is_positive() {
             return Err("--ttl must be positive, e.g. PT1H".into());
@@ -125,7 +131,7 @@ impl TokenArgs {
             ttl_seconds: ttl.as_millis() / 1000,
             issuer: self.issuer,
             audience: self.audience,
-            secret: crate::token::Secret(self.secret),
+            secret: self.secret,
         })
     }
 }
@@ -187,7 +193,7 @@ pub struct ServeArgs {
         value_name = "SECRET",
         hide_env_values = true
     )]
-    pub jwt_secret: Option<String>,
+    pub jwt_secret: Option<crate::token::Secret>,
 
     /// `--auth jwks`: a file holding the JWK set whose keys sign tokens.
     #[arg(long, env = "PRESENCED_JWKS_FILE", value_name = "FILE")]
@@ -258,7 +264,7 @@ struct FileConfig {
     store: Option<StoreKind>,
     redis_url: Option<Vec<String>>,
     auth: Option<AuthMode>,
-    jwt_secret: Option<String>,
+    jwt_secret: Option<crate::token::Secret>,
     jwks_file: Option<PathBuf>,
     jwks_url: Option<String>,
     issuer: Option<String>,
@@ -382,19 +388,15 @@ impl ServeArgs {
     }
 }
 
-/// The shortest `--jwt-secret` accepted: HS256 with a short secret can be
-/// brute-forced from one captured token.
-const MIN_SECRET_BYTES: usize = 32;
-
 /// Checks that `--auth` has the key settings it needs, and no others.
 fn token_keys(
     auth: AuthMode,
-    secret: Option<String>,
+    secret: Option<crate::token::Secret>,
     jwks_file: Option<PathBuf>,
     jwks_url: Option<String>,
     issuer_and_audience: bool,
 ) -> Result<Option<crate::token::KeySource>, String> {
-    use crate::token::{KeySource, Secret};
+    use crate::token::{KeySource, MIN_SECRET_BYTES};
     match auth {
         AuthMode::None => {
             if secret.is_some() || jwks_file.is_some() || jwks_url.is_some() {
@@ -411,12 +413,12 @@ fn token_keys(
             }
             let secret =
                 secret.ok_or("--auth hs256 needs --jwt-secret (or PRESENCED_JWT_SECRET)")?;
-            if secret.len() < MIN_SECRET_BYTES {
+            if secret.0.len() < MIN_SECRET_BYTES {
                 return Err(format!(
                     "--jwt-secret must be at least {MIN_SECRET_BYTES} bytes; a shorter HS256 secret can be guessed from one token"
                 ));
             }
-            Ok(Some(KeySource::SharedSecret(Secret(secret))))
+            Ok(Some(KeySource::SharedSecret(secret)))
         }
         AuthMode::Jwks => {
             if secret.is_some() {

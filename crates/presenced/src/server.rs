@@ -41,6 +41,14 @@ fn open_store(config: &ServeConfig) -> Result<Arc<dyn Store>, ServeError> {
 
 /// Checks the settings that are dangerous together.
 pub fn check_config(config: &ServeConfig) -> Result<(), ServeError> {
+    // One decides, the other follows: a config built in code must not
+    // name a verifying mode and serve openly.
+    if (config.auth == crate::auth::AuthMode::None) != config.token_keys.is_none() {
+        return Err(ServeError::Config(format!(
+            "--auth {:?} and the token key settings disagree; --auth hs256 needs --jwt-secret, --auth jwks a JWKS, and --auth none neither",
+            config.auth
+        )));
+    }
     if config.auth == crate::auth::AuthMode::None
         && !config.listen.ip().is_loopback()
         && !config.allow_insecure
@@ -79,6 +87,8 @@ async fn serve_http(
     use tower::Layer;
 
     let graceful = hyper_util::server::graceful::GracefulShutdown::new();
+    // Closes what is still open when the drain time is up.
+    let force_close = CancellationToken::new();
     let mut builder = hyper::server::conn::http1::Builder::new();
     builder
         .timer(TokioTimer::new())
@@ -105,27 +115,38 @@ async fn serve_http(
         let builder = builder.clone();
         let watcher = graceful.watcher();
         let tls = tls.clone();
+        let force_close = force_close.clone();
         tokio::spawn(async move {
-            // A client that goes away mid-request is not the server's error.
-            match tls {
-                None => {
-                    let _ = watcher
-                        .watch(builder.serve_connection(TokioIo::new(stream), service))
-                        .await;
-                }
-                Some(acceptor) => {
-                    let handshake =
-                        tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await;
-                    match handshake {
-                        Ok(Ok(stream)) => {
-                            let _ = watcher
-                                .watch(builder.serve_connection(TokioIo::new(stream), service))
+            // A client that goes away mid-request is not the server's error,
+            // so what the connection ends with is not reported.
+            let serve = async {
+                match tls {
+                    None => {
+                        let _ = watcher
+                            .watch(builder.serve_connection(TokioIo::new(stream), service))
+                            .await;
+                    }
+                    Some(acceptor) => {
+                        let handshake =
+                            tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, acceptor.accept(stream))
                                 .await;
+                        match handshake {
+                            Ok(Ok(stream)) => {
+                                let _ = watcher
+                                    .watch(builder.serve_connection(TokioIo::new(stream), service))
+                                    .await;
+                            }
+                            Ok(Err(error)) => {
+                                tracing::debug!(%error, %peer, "TLS handshake failed");
+                            }
+                            Err(_) => tracing::debug!(%peer, "TLS handshake timed out"),
                         }
-                        Ok(Err(error)) => tracing::debug!(%error, %peer, "TLS handshake failed"),
-                        Err(_) => tracing::debug!(%peer, "TLS handshake timed out"),
                     }
                 }
+            };
+            tokio::select! {
+                () = serve => {}
+                () = force_close.cancelled() => {}
             }
         });
     }
@@ -135,6 +156,7 @@ async fn serve_http(
         .is_err()
     {
         tracing::warn!("in-flight requests did not finish within {DRAIN_TIMEOUT:?}; closing them");
+        force_close.cancel();
     }
     Ok(())
 }
@@ -202,6 +224,7 @@ pub async fn run(
         metrics: metrics.clone(),
         openapi: openapi.into(),
         auth,
+        scheme: if tls.is_some() { "https" } else { "http" },
     });
 
     let tasks = TaskTracker::new();

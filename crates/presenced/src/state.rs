@@ -30,6 +30,8 @@ pub struct Shared {
     pub openapi: bytes::Bytes,
     /// Turns each request's token into a principal.
     pub auth: crate::auth::Authenticator,
+    /// `http` or `https`, for the addresses presenced writes about itself.
+    pub scheme: &'static str,
 }
 
 impl std::ops::Deref for AppState {

@@ -62,7 +62,9 @@ pub enum TokenError {
     Missing,
     #[error("The Authorization header must be 'Bearer <token>'.")]
     NotBearer,
-    #[error("The access token is not a well-formed JWT (header.payload.signature, base64url).")]
+    #[error(
+        "The access token is not a well-formed JWT (a JSON header, payload and signature, each base64url)."
+    )]
     Malformed,
     #[error(
         "The access token is signed with an algorithm this server does not accept; it accepts {0}."
@@ -100,8 +102,20 @@ pub enum KeySource {
 }
 
 /// A secret that never shows in logs or `Debug` output.
-#[derive(Clone, PartialEq, Eq)]
+#[derive(Clone, PartialEq, Eq, Deserialize)]
+#[serde(transparent)]
 pub struct Secret(pub String);
+
+impl std::str::FromStr for Secret {
+    type Err = std::convert::Infallible;
+    fn from_str(text: &str) -> Result<Secret, Self::Err> {
+        Ok(Secret(text.to_owned()))
+    }
+}
+
+/// The shortest HS256 secret accepted: a shorter one can be brute-forced
+/// from one captured token.
+pub const MIN_SECRET_BYTES: usize = 32;
 
 impl std::fmt::Debug for Secret {
     fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -188,8 +202,10 @@ impl Verifier {
     /// Verifies a token's signature and standard claims and returns its claims.
     pub async fn verify(&self, token: &str) -> Result<Claims, TokenError> {
         let header = jsonwebtoken::decode_header(token).map_err(|error| match error.kind() {
-            // An algorithm jsonwebtoken does not know at all, `none` included.
-            ErrorKind::Json(_) => TokenError::WrongAlgorithm(self.accepted),
+            ErrorKind::Json(_) if names_an_algorithm(token) => {
+                // An algorithm jsonwebtoken does not know at all, `none` included.
+                TokenError::WrongAlgorithm(self.accepted)
+            }
             _ => TokenError::Malformed,
         })?;
         let Some((_, validation)) = self
@@ -227,6 +243,20 @@ impl Verifier {
                 _ => TokenError::Malformed,
             })
     }
+}
+
+/// Whether a token's header is a JSON object with a string `alg`: told
+/// apart from a header that is not JSON at all, for the 401's message.
+fn names_an_algorithm(token: &str) -> bool {
+    use base64::Engine;
+    let Some(header) = token.split('.').next() else {
+        return false;
+    };
+    base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(header)
+        .ok()
+        .and_then(|bytes| serde_json::from_slice::<serde_json::Value>(&bytes).ok())
+        .is_some_and(|header| header["alg"].is_string())
 }
 
 fn validation(algorithm: Algorithm, issuer: Option<&str>, audience: Option<&str>) -> Validation {
@@ -329,24 +359,38 @@ impl KeySet {
 }
 
 /// The usable signing keys of a JWKS: RSA keys for RS256 and P-256 EC keys
-/// for ES256, each with a `kid`; keys of other kinds are skipped.
+/// for ES256, each with a `kid`. Keys of other kinds, keys for encryption
+/// (`use: enc`), keys marked for another algorithm, and keys that do not
+/// parse are skipped (with a warning for the last), so that one odd key in
+/// an issuer's set does not stop the others from working.
 fn keys_by_kid(set: &JwkSet) -> Result<HashMap<String, (Algorithm, DecodingKey)>, String> {
-    use jsonwebtoken::jwk::{AlgorithmParameters, EllipticCurve};
+    use jsonwebtoken::jwk::{AlgorithmParameters, EllipticCurve, KeyAlgorithm, PublicKeyUse};
     let mut keys = HashMap::new();
     for jwk in &set.keys {
-        let algorithm = match &jwk.algorithm {
-            AlgorithmParameters::RSA(_) => Algorithm::RS256,
+        let (algorithm, marked) = match &jwk.algorithm {
+            AlgorithmParameters::RSA(_) => (Algorithm::RS256, KeyAlgorithm::RS256),
             AlgorithmParameters::EllipticCurve(ec) if ec.curve == EllipticCurve::P256 => {
-                Algorithm::ES256
+                (Algorithm::ES256, KeyAlgorithm::ES256)
             }
             _ => continue,
         };
+        if matches!(jwk.common.public_key_use, Some(PublicKeyUse::Encryption))
+            || jwk
+                .common
+                .key_algorithm
+                .is_some_and(|declared| declared != marked)
+        {
+            continue;
+        }
         let Some(kid) = &jwk.common.key_id else {
             continue;
         };
-        let key = DecodingKey::from_jwk(jwk)
-            .map_err(|error| format!("the JWKS key '{kid}' cannot be used: {error}"))?;
-        keys.insert(kid.clone(), (algorithm, key));
+        match DecodingKey::from_jwk(jwk) {
+            Ok(key) => {
+                keys.insert(kid.clone(), (algorithm, key));
+            }
+            Err(error) => tracing::warn!(kid, %error, "skipping a JWKS key that cannot be used"),
+        }
     }
     if keys.is_empty() {
         return Err("the JWKS has no RSA or P-256 key with a kid".into());
@@ -421,11 +465,9 @@ pub fn mint(request: &MintRequest, now_seconds: i64) -> Result<String, String> {
         oid: request.user.clone(),
         appid: Some(request.app.clone()),
         azp: Some(request.app.clone()),
-        scp: request
-            .user
-            .as_ref()
-            .map(|_| request.scopes.join(" "))
-            .filter(|scopes| !scopes.is_empty()),
+        // A user's token carries `scp` even when it grants nothing: `scp`
+        // is what makes a token delegated.
+        scp: request.user.as_ref().map(|_| request.scopes.join(" ")),
         roles: if request.user.is_some() {
             Vec::new()
         } else {

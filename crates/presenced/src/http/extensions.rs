@@ -4,7 +4,7 @@
 
 use axum::Json;
 use axum::extract::{RawPathParams, State};
-use axum::http::StatusCode;
+use axum::http::{Extensions, StatusCode};
 use presence_core::{
     Command, Duration, OutOfOffice, SessionKind, UserFacts, UserKey, next_change, presence_at,
 };
@@ -12,6 +12,7 @@ use serde_json::{Value, json};
 
 use crate::auth::{Access, Principal};
 use crate::http::error::ApiError;
+use crate::http::ops::local_only_with_tokens;
 use crate::http::presence::target_user;
 use crate::http::wire::{ClockAdvanceBody, JsonBody, OutOfOfficeBody, decision_json, required};
 use crate::state::AppState;
@@ -145,6 +146,8 @@ pub async fn put_out_of_office(
     Ok(StatusCode::OK)
 }
 
+const CLOCK_SPANS_TENANTS: &str = "The manual clock is every tenant's";
+
 fn require_manual_clock(state: &AppState) -> Result<(), ApiError> {
     if state.clock.is_manual() {
         Ok(())
@@ -157,12 +160,15 @@ fn require_manual_clock(state: &AppState) -> Result<(), ApiError> {
 
 /// `GET /_presenced/clock`.
 ///
-/// The manual clock is the whole server's, so with tokens any authenticated
-/// caller may read and move it: it is meant for test deployments only.
+/// The manual clock is the whole server's: moving it fires every tenant's
+/// fades. So with tokens it takes a valid token and is served only to
+/// clients on the server's own machine, like `/metrics`.
 pub async fn get_clock(
     State(state): State<AppState>,
     _caller: Principal,
+    extensions: Extensions,
 ) -> Result<Json<Value>, ApiError> {
+    local_only_with_tokens(&state, &extensions, CLOCK_SPANS_TENANTS)?;
     require_manual_clock(&state)?;
     Ok(Json(json!({ "now": format_instant(state.clock.now()) })))
 }
@@ -173,8 +179,10 @@ pub async fn get_clock(
 pub async fn advance_clock(
     State(state): State<AppState>,
     _caller: Principal,
+    extensions: Extensions,
     JsonBody(body): JsonBody<ClockAdvanceBody>,
 ) -> Result<Json<Value>, ApiError> {
+    local_only_with_tokens(&state, &extensions, CLOCK_SPANS_TENANTS)?;
     require_manual_clock(&state)?;
     let by = parse_duration("by", required(&body.by, "by")?).map_err(ApiError::InvalidArgument)?;
     if by.as_millis() < 0 {

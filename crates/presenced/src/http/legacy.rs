@@ -2,7 +2,8 @@
 //! /beta/users/{id}/presence/sessions/{sessionId}` (also addressed as
 //! `/beta/users/{id}/presence/{sessionId}`). Graph dropped them; presenced
 //! keeps them for older code. They take no expiration: a session fades and
-//! then ends at the third idle timeout.
+//! then ends at the third idle timeout. Their `{sessionId}` is taken as the
+//! setPresence `sessionId` is: with tokens, only the caller's own app id.
 
 use axum::extract::{RawPathParams, State};
 use axum::http::StatusCode;
@@ -36,6 +37,7 @@ pub async fn put_session(
         SessionState::LEGACY,
         "the legacy session PUT",
     )?;
+    principal.check_session_id(&session_id)?;
     let user = target_user(&principal, &params)?;
     principal.authorize(Access::Write, &user)?;
     let command = Command::PutLegacySession {
@@ -54,6 +56,7 @@ pub async fn delete_session(
     params: RawPathParams,
 ) -> Result<StatusCode, ApiError> {
     let session_id = path_session(&params)?;
+    principal.check_session_id(&session_id)?;
     let user = target_user(&principal, &params)?;
     principal.authorize(Access::Write, &user)?;
     state

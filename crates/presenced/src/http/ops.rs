@@ -52,15 +52,14 @@ pub async fn readyz(State(state): State<AppState>) -> Result<Json<Value>, ApiErr
 /// tokens are required (tenants are separate) it is served only to clients
 /// on the same machine, where a Prometheus agent or sidecar scrapes it;
 /// no tenant's token can read another tenant's counts through it.
+///
+/// A reverse proxy on the same machine makes every client look local: put
+/// `/metrics` behind the proxy's own access rule in that setup.
 pub async fn metrics(State(state): State<AppState>, extensions: Extensions) -> Response {
-    let peer = extensions
-        .get::<ConnectInfo<SocketAddr>>()
-        .map(|ConnectInfo(peer)| *peer);
-    if state.auth.requires_tokens() && !peer.is_some_and(|peer| peer.ip().is_loopback()) {
-        return ApiError::Forbidden(
-            "/metrics holds every tenant's counts; it is served only to clients on the server's own machine (loopback) when tokens are required.".into(),
-        )
-        .into_response();
+    if let Err(refused) =
+        local_only_with_tokens(&state, &extensions, "/metrics holds every tenant's counts")
+    {
+        return refused.into_response();
     }
     let counts = state.store.counts();
     metrics::gauge!("presenced_users").set(counts.users as f64);
@@ -77,6 +76,24 @@ pub async fn metrics(State(state): State<AppState>, extensions: Extensions) -> R
         HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),
     );
     response
+}
+
+/// With tokens (tenants kept apart), what spans every tenant is served only
+/// to clients on the server's own machine.
+pub fn local_only_with_tokens(
+    state: &AppState,
+    extensions: &Extensions,
+    what: &str,
+) -> Result<(), ApiError> {
+    let peer = extensions
+        .get::<ConnectInfo<SocketAddr>>()
+        .map(|ConnectInfo(peer)| *peer);
+    if state.auth.requires_tokens() && !peer.is_some_and(|peer| peer.ip().is_loopback()) {
+        return Err(ApiError::Forbidden(format!(
+            "{what}; it is served only to clients on the server's own machine (loopback) when tokens are required."
+        )));
+    }
+    Ok(())
 }
 
 pub async fn openapi(State(state): State<AppState>) -> Response {
@@ -113,8 +130,8 @@ impl RequestMetrics {
         let mut routes: HashMap<Box<str>, Vec<(Method, RouteMetrics)>> = HashMap::new();
         for (method, route) in served {
             let handles = RouteMetrics {
-                duration: request_duration(route, method.as_str()),
-                ok: requests_total(route, method.as_str(), "200"),
+                duration: request_duration(route, method_label(method)),
+                ok: requests_total(route, method_label(method), "200"),
             };
             routes
                 .entry(route.as_str().into())
@@ -130,6 +147,21 @@ impl RequestMetrics {
             .iter()
             .find(|(served, _)| served == method)
             .map(|(_, handles)| handles)
+    }
+}
+
+/// A method as a metric label: any method outside HTTP's usual few is
+/// `OTHER`, so that callers cannot make new series by inventing methods.
+fn method_label(method: &Method) -> &'static str {
+    match *method {
+        Method::GET => "GET",
+        Method::POST => "POST",
+        Method::PUT => "PUT",
+        Method::DELETE => "DELETE",
+        Method::PATCH => "PATCH",
+        Method::HEAD => "HEAD",
+        Method::OPTIONS => "OPTIONS",
+        _ => "OTHER",
     }
 }
 
@@ -152,14 +184,14 @@ impl RequestMetrics {
                 if status == StatusCode::OK {
                     handles.ok.increment(1);
                 } else {
-                    requests_total(route, method.as_str(), status.as_str()).increment(1);
+                    requests_total(route, method_label(method), status.as_str()).increment(1);
                 }
             }
             None => {
                 // The fallback and axum's own 405s: a route template (or
                 // "unmatched") with a method it does not serve.
-                request_duration(route, method.as_str()).record(elapsed);
-                requests_total(route, method.as_str(), status.as_str()).increment(1);
+                request_duration(route, method_label(method)).record(elapsed);
+                requests_total(route, method_label(method), status.as_str()).increment(1);
             }
         }
     }

@@ -31,7 +31,7 @@ pub fn reader(principal: &Principal, target: &UserId) -> Reader {
     }
 }
 
-/// The service root of a request (`http://host/v1.0`), from its own
+/// The service root of a request (`https://host/v1.0`), from its own
 /// address, for `@odata.context`; and whether it came through
 /// `/communications/`. An extractor of its own so that a read does not
 /// clone the whole header map to find one header.
@@ -41,12 +41,12 @@ pub struct ServiceRoot {
     pub communications: bool,
 }
 
-impl<S: Send + Sync> FromRequestParts<S> for ServiceRoot {
+impl FromRequestParts<AppState> for ServiceRoot {
     type Rejection = std::convert::Infallible;
 
     async fn from_request_parts(
         parts: &mut Parts,
-        _state: &S,
+        state: &AppState,
     ) -> Result<ServiceRoot, Self::Rejection> {
         let host = parts
             .headers
@@ -61,7 +61,8 @@ impl<S: Send + Sync> FromRequestParts<S> for ServiceRoot {
             "/v1.0"
         };
         let mut root = String::with_capacity(96);
-        root.push_str("http://");
+        root.push_str(state.scheme);
+        root.push_str("://");
         root.push_str(host);
         root.push_str(version);
         Ok(ServiceRoot {

@@ -153,7 +153,7 @@ fn allowed(need: Need, caller: Caller, permission: Option<&str>) -> bool {
 
 struct Endpoint {
     method: &'static str,
-    /// `{user}` is replaced by the target user.
+    /// `{user}` is replaced by the target user, `{app}` by the caller's app id.
     path: &'static str,
     body: Option<Value>,
     need: Need,
@@ -239,13 +239,13 @@ fn endpoints(version: &str) -> Vec<Endpoint> {
     if version == "/beta" {
         all.push(endpoint(
             "PUT",
-            "/users/{user}/presence/sessions/legacy-session",
+            "/users/{user}/presence/sessions/{app}",
             Some(json!({"availability": "Busy", "activity": "InACall"})),
             Need::Write,
         ));
         all.push(endpoint(
             "DELETE",
-            "/users/{user}/presence/sessions/legacy-session",
+            "/users/{user}/presence/sessions/{app}",
             None,
             Need::Write,
         ));
@@ -298,7 +298,13 @@ async fn every_endpoint_enforces_graphs_permission_table_for_both_token_kinds() 
                     Caller::DelegatedOther => (delegated(TENANT, ME, &scopes), OTHER),
                     Caller::Application => (application(TENANT, &scopes), OTHER),
                 };
-                let path = format!("{prefix}{}", endpoint.path.replace("{user}", target));
+                let path = format!(
+                    "{prefix}{}",
+                    endpoint
+                        .path
+                        .replace("{user}", target)
+                        .replace("{app}", APP)
+                );
                 let reply = call(
                     &server,
                     endpoint.method,
@@ -1262,6 +1268,11 @@ async fn tls_serves_https_with_a_generated_certificate() {
         .await
         .unwrap();
     assert_eq!(read["availability"], "Busy");
+    let context = read["@odata.context"].as_str().unwrap_or_default();
+    assert!(
+        context.starts_with("https://"),
+        "the context names https: {context}"
+    );
     // Plain HTTP to the TLS port gets no answer.
     let plain = server.base.replacen("https://", "http://", 1);
     assert!(reqwest::get(format!("{plain}/healthz")).await.is_err());
@@ -1295,4 +1306,163 @@ async fn tls_files_that_are_not_a_certificate_and_key_stop_the_server() {
         stderr.contains("junk.pem"),
         "the message names the file: {stderr}"
     );
+}
+
+#[tokio::test]
+async fn legacy_sessions_take_only_the_callers_app_id_with_tokens() {
+    let server = hs256_server(&[]).await;
+    let app = application(TENANT, &["Presence.ReadWrite.All"]);
+    for method in ["PUT", "DELETE"] {
+        let reply = call(
+            &server,
+            method,
+            &format!("/beta/users/{OTHER}/presence/sessions/another-app"),
+            Some(&app),
+            (method == "PUT").then(|| json!({"availability": "Busy", "activity": "InACall"})),
+        )
+        .await;
+        let message = reply.assert_error(403, "Forbidden");
+        assert!(message.contains(APP), "{method}: {message}");
+    }
+    let own = call(
+        &server,
+        "PUT",
+        &format!("/beta/users/{OTHER}/presence/{APP}"),
+        Some(&app),
+        Some(json!({"availability": "Busy", "activity": "InACall"})),
+    )
+    .await;
+    own.assert_ok_empty();
+}
+
+#[tokio::test]
+async fn a_token_that_names_no_application_owns_no_session() {
+    let server = hs256_server(&[]).await;
+    let anonymous = signed(json!({
+        "tid": TENANT, "oid": ME, "scp": "Presence.ReadWrite", "exp": now() + 600,
+    }));
+    let reply = call(
+        &server,
+        "POST",
+        "/v1.0/me/presence/setPresence",
+        Some(&anonymous),
+        Some(json!({"sessionId": APP, "availability": "Busy", "activity": "InACall"})),
+    )
+    .await;
+    let message = reply.assert_error(403, "Forbidden");
+    assert!(message.contains("appid"), "{message}");
+    // An empty scp still makes the token a user's, never the app's roles.
+    let confused = signed(json!({
+        "tid": TENANT, "appid": APP, "scp": "", "roles": ["Presence.ReadWrite.All"],
+        "exp": now() + 600,
+    }));
+    let reply = call(
+        &server,
+        "GET",
+        &format!("/v1.0/users/{OTHER}/presence"),
+        Some(&confused),
+        None,
+    )
+    .await;
+    assert!(assert_unauthorized(&reply, "scp without oid").contains("oid"));
+}
+
+#[tokio::test]
+async fn me_paths_follow_the_delegated_rows_of_the_table() {
+    let server = hs256_server(&[]).await;
+    let cases: [(&str, &str, Option<Value>, Need); 4] = [
+        ("GET", "/v1.0/me/presence", None, Need::Read),
+        (
+            "POST",
+            "/v1.0/me/presence/setPresence",
+            Some(json!({"sessionId": APP, "availability": "Busy", "activity": "InACall"})),
+            Need::Write,
+        ),
+        (
+            "POST",
+            "/beta/me/presence/setStatusMessage",
+            Some(json!({"statusMessage": {"message": {"content": "hi", "contentType": "text"}}})),
+            Need::Write,
+        ),
+        (
+            "POST",
+            "/v1.0/me/presence/setManualLocation",
+            Some(json!({"workLocationType": "office"})),
+            Need::Location,
+        ),
+    ];
+    for (method, path, body, need) in cases {
+        for permission in PERMISSIONS {
+            let scopes: Vec<&str> = permission.into_iter().collect();
+            let token = delegated(TENANT, ME, &scopes);
+            let reply = call(&server, method, path, Some(&token), body.clone()).await;
+            if allowed(need, Caller::DelegatedSelf, permission) {
+                assert_eq!(
+                    reply.status, 200,
+                    "{method} {path} with {permission:?}: {}",
+                    reply.text
+                );
+            } else {
+                reply.assert_error(403, "Forbidden");
+            }
+        }
+    }
+}
+
+#[tokio::test]
+async fn jwks_tokens_without_a_kid_or_expired_are_refused() {
+    let (_, ec_jwk) = ec_key("ec-1");
+    let directory = tempfile::tempdir().unwrap();
+    let jwks_path = directory.path().join("jwks.json");
+    std::fs::write(
+        &jwks_path,
+        json!({"keys": [jwk("rsa-a"), ec_jwk]}).to_string(),
+    )
+    .unwrap();
+    let server = TestServer::start(&[
+        "--auth",
+        "jwks",
+        "--jwks-file",
+        jwks_path.to_str().unwrap(),
+        "--issuer",
+        ISSUER,
+        "--audience",
+        AUDIENCE,
+    ])
+    .await;
+    let no_kid = jsonwebtoken::encode(
+        &Header::new(Algorithm::RS256),
+        &jwks_claims(None),
+        &EncodingKey::from_rsa_pem(include_bytes!("../fixtures/rsa-a.pem")).unwrap(),
+    )
+    .unwrap();
+    let path = format!("/v1.0/users/{OTHER}/presence");
+    let reply = call(&server, "GET", &path, Some(&no_kid), None).await;
+    assert!(assert_unauthorized(&reply, "no kid, two keys").contains("kid"));
+    let mut expired = jwks_claims(None);
+    expired["exp"] = json!(now() - 3600);
+    expired["nbf"] = json!(now() - 7200);
+    let reply = call(&server, "GET", &path, Some(&rs256("rsa-a", &expired)), None).await;
+    assert!(assert_unauthorized(&reply, "expired").contains("expired"));
+    let mut foreign = jwks_claims(None);
+    foreign["iss"] = json!("https://login.test/another-tenant/v2.0");
+    let reply = call(&server, "GET", &path, Some(&rs256("rsa-a", &foreign)), None).await;
+    assert!(assert_unauthorized(&reply, "issuer").contains("issuer"));
+}
+
+#[tokio::test]
+async fn the_manual_clock_answers_a_token_from_the_servers_own_machine() {
+    let server = hs256_server(&[]).await;
+    let token = application(TENANT, &["Presence.Read.All"]);
+    let reply = call(&server, "GET", "/_presenced/clock", Some(&token), None).await;
+    assert_eq!(reply.status, 200, "{}", reply.text);
+    let advanced = call(
+        &server,
+        "POST",
+        "/_presenced/clock/advance",
+        Some(&token),
+        Some(json!({"by": "PT1M"})),
+    )
+    .await;
+    assert_eq!(advanced.status, 200, "{}", advanced.text);
 }

@@ -375,3 +375,31 @@ async fn auth_none_on_a_non_loopback_address_refuses_to_start() {
     assert!(!stdout.contains("listening"), "{stdout}");
     assert!(stderr.contains("--allow-insecure"), "{stderr}");
 }
+
+#[tokio::test]
+async fn invented_methods_cannot_make_new_metric_series() {
+    let server = TestServer::start(&[]).await;
+    for index in 0..5 {
+        let method = reqwest::Method::from_bytes(format!("INVENTED{index}").as_bytes()).unwrap();
+        let reply = server
+            .send(
+                server
+                    .client()
+                    .request(method, server.url("/v1.0/users/someone/presence")),
+            )
+            .await;
+        reply.assert_error(405, "MethodNotAllowed");
+    }
+    let metrics = server.get("/metrics").await;
+    assert!(!metrics.text.contains("INVENTED"), "{}", metrics.text);
+    assert!(
+        metrics
+            .text
+            .lines()
+            .any(|line| line.starts_with("presenced_http_requests_total{")
+                && line.contains("method=\"OTHER\"")
+                && line.contains("status=\"405\"")),
+        "{}",
+        metrics.text
+    );
+}
