@@ -176,5 +176,5 @@ pub fn format_sequence(value: u64) -> String {
         *digit = b'0' + (rest % 10) as u8;
         rest /= 10;
     }
-    text.iter().map(|&byte| char::from(byte)).collect()
+    String::from_utf8(text.to_vec()).expect("an A and ASCII digits")
 }
