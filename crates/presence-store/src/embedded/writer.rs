@@ -290,4 +290,11 @@ fn run(mut engine: Engine, receiver: mpsc::Receiver<Job>, counters: &WriterCount
     {
         tracing::error!(%error, "the last sync before closing failed");
     }
+    // Flush the memtable into a table on a clean stop, so that the next
+    // start reads tables instead of replaying the journal.
+    if let Some(opened) = &engine.open
+        && let Err(error) = opened.users.rotate_memtable_and_wait()
+    {
+        tracing::warn!(%error, "flushing the memtable before closing failed");
+    }
 }

@@ -7,6 +7,8 @@ mod helpers;
 
 mod aggregation;
 mod combinations;
+mod disk_full;
+mod durability;
 mod endpoints;
 mod errors;
 mod extensions;
