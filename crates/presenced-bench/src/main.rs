@@ -321,20 +321,35 @@ async fn measure(args: RunArgs) -> Result<bool, String> {
         Part::Mixed,
     ];
     if throughput_parts.into_iter().any(wanted) {
-        // Only the in-memory store exists yet; the durable store and hs256
-        // auth will be more variants here.
-        for variant in [ServerVariant::memory()] {
-            let scenarios = scenarios::throughput_scenarios(
+        // The durable store is the second variant (a full run only: a quick
+        // run takes its durable write rate from the footprint's load, to
+        // stay near a minute); hs256 auth will be another.
+        let variants = if settings.quick {
+            vec![ServerVariant::memory()]
+        } else {
+            vec![ServerVariant::memory(), ServerVariant::embedded()]
+        };
+        for variant in variants {
+            let mut scenarios = scenarios::throughput_scenarios(
                 &variant,
                 settings.scenario_users,
                 settings.batch_ids,
             );
+            if variant.fresh_data_dir {
+                for scenario in &mut scenarios {
+                    if scenario.part == Part::SetPresence {
+                        // Every write waits for a sync: the target.
+                        scenario.ratio_target = Some(footprint::MIN_DURABLE_SET_PRESENCE_RATIO);
+                    }
+                }
+            }
             for scenario in scenarios.iter().filter(|scenario| wanted(scenario.part)) {
                 let result =
                     scenarios::run_throughput_scenario(&context, scenario, &mut report).await;
                 record_failure(&mut report, &scenario.name, result);
             }
         }
+        footprint::note_durable_throughput(&mut report, settings.connections);
     }
     if wanted(Part::Footprint) {
         let result = footprint::measure_memory_and_idle_cpu(&context, &mut report).await;
@@ -344,8 +359,9 @@ async fn measure(args: RunArgs) -> Result<bool, String> {
         let result = footprint::measure_fades(&context, &mut report).await;
         record_failure(&mut report, "fades", result);
     }
-    if wanted(Part::Startup) {
-        footprint::note_startup(&mut report);
+    if wanted(Part::Footprint) || wanted(Part::Startup) {
+        let result = footprint::measure_durable_store(&context, &mut report).await;
+        record_failure(&mut report, "durable store", result);
     }
 
     report.notes.push(format!(

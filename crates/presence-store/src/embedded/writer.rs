@@ -40,11 +40,12 @@ pub const SYNC_INTERVAL: Duration = Duration::from_millis(100);
 /// realistic burst, small enough that one batch never holds much memory.
 const MAX_BATCH: usize = 8_192;
 
-/// The engine's memtable size. Smaller than fjall's 64 MiB default so that
-/// memtables are flushed, and the journals behind them deleted, well before
-/// they grow large: the journal is the part of the directory that holds every
-/// superseded version of a record until then.
-pub const MEMTABLE_BYTES: u64 = 8 * 1024 * 1024;
+/// The engine's memtable size: half of fjall's 64 MiB default, to bound the
+/// engine's memory beside the memory store's. It does not bound the disk:
+/// fjall starts a new journal (which holds every superseded version of a
+/// record until its memtable is flushed) once the current one passes 64 MB,
+/// whatever this is, and deletes old ones once flushed.
+pub const MEMTABLE_BYTES: u64 = 32 * 1024 * 1024;
 
 const USERS_KEYSPACE: &str = "users";
 
