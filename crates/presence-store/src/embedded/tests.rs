@@ -116,6 +116,64 @@ async fn concurrent_writes_to_different_users_share_syncs() {
 }
 
 #[tokio::test]
+async fn strict_writes_are_synced_before_they_are_answered() {
+    let dir = tempfile::tempdir().expect("a temporary directory");
+    let store = EmbeddedStore::open(dir.path(), Durability::Strict).expect("opens");
+    for user in 0..3 {
+        store
+            .apply(
+                &key(&format!("user{user}")),
+                &set_presence("app", 60),
+                Instant::from_unix_millis(1_000_000),
+                Timeouts::default(),
+            )
+            .await
+            .expect("store works")
+            .expect("applies");
+        let counts = store.commit_counts();
+        assert!(
+            counts.syncs > user,
+            "write {user} was answered before a sync: {counts:?}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn relaxed_writes_are_synced_together_within_the_interval() {
+    let dir = tempfile::tempdir().expect("a temporary directory");
+    let store = EmbeddedStore::open(dir.path(), Durability::Relaxed).expect("opens");
+    let writes = 5;
+    for user in 0..writes {
+        store
+            .apply(
+                &key(&format!("user{user}")),
+                &set_presence("app", 60),
+                Instant::from_unix_millis(1_000_000),
+                Timeouts::default(),
+            )
+            .await
+            .expect("store works")
+            .expect("applies");
+    }
+    let answered = std::time::Instant::now();
+    // The periodic sync comes SYNC_INTERVAL after the first unsynced
+    // commit; allow for a busy machine, but not for no sync at all.
+    while store.commit_counts().syncs == 0 {
+        assert!(
+            answered.elapsed() < SYNC_INTERVAL * 20,
+            "no sync within {:?} of a relaxed write",
+            SYNC_INTERVAL * 20
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    }
+    let counts = store.commit_counts();
+    assert!(
+        counts.syncs < writes,
+        "relaxed writes were synced one by one: {counts:?}"
+    );
+}
+
+#[tokio::test]
 async fn writes_to_one_user_are_serialized() {
     let dir = tempfile::tempdir().expect("a temporary directory");
     let store = Arc::new(EmbeddedStore::open(dir.path(), Durability::Strict).expect("opens"));

@@ -37,6 +37,11 @@ use fjall::{CompressionType, Database, Keyspace, KeyspaceCreateOptions, PersistM
 /// How long a committed write may wait for its sync in relaxed mode.
 pub const SYNC_INTERVAL: Duration = Duration::from_millis(100);
 
+/// A batch of durable writes smaller than this waits [`GATHER_FOR`] for
+/// more before it is committed and synced (as PostgreSQL's `commit_delay`).
+const GATHER_BELOW: usize = 64;
+const GATHER_FOR: Duration = Duration::from_micros(200);
+
 /// The most writes put in one batch: enough to amortize a sync over any
 /// realistic burst, small enough that one batch never holds much memory.
 const MAX_BATCH: usize = 8_192;
@@ -230,6 +235,16 @@ fn answer(jobs: Vec<Job>, result: &Result<(), String>) {
     }
 }
 
+/// Takes whatever is waiting, up to [`MAX_BATCH`].
+fn drain(receiver: &mpsc::Receiver<Job>, jobs: &mut Vec<Job>) {
+    while jobs.len() < MAX_BATCH {
+        match receiver.try_recv() {
+            Ok(job) => jobs.push(job),
+            Err(_) => break,
+        }
+    }
+}
+
 fn run(mut engine: Engine, receiver: mpsc::Receiver<Job>, counters: &WriterCounters) {
     // When the oldest committed-but-unsynced write was committed.
     let mut unsynced_since: Option<Instant> = None;
@@ -260,15 +275,19 @@ fn run(mut engine: Engine, receiver: mpsc::Receiver<Job>, counters: &WriterCount
             Err(mpsc::RecvTimeoutError::Disconnected) => break,
         };
         let mut jobs = vec![first];
-        while jobs.len() < MAX_BATCH {
-            match receiver.try_recv() {
-                Ok(job) => jobs.push(job),
-                Err(_) => break,
-            }
+        drain(&receiver, &mut jobs);
+        if jobs.len() < GATHER_BELOW && jobs.iter().any(|job| job.wait == Wait::Durable) {
+            // A sync is coming anyway: let more writes join it. Sleeping
+            // rather than waiting on the channel means the writes that arrive
+            // meanwhile wake nobody, which is most of what a write costs.
+            std::thread::sleep(GATHER_FOR);
+            drain(&receiver, &mut jobs);
         }
+        metrics::histogram!("presenced_store_batch_writes").record(jobs.len() as f64);
         let committed = engine.commit(&mut jobs);
         if let Err(error) = &committed {
             counters.failures.fetch_add(1, Ordering::Relaxed);
+            metrics::counter!("presenced_store_write_failures_total").increment(1);
             tracing::error!(%error, writes = jobs.len(), "a batch of writes failed");
             answer(jobs, &committed);
             continue;
@@ -284,7 +303,10 @@ fn run(mut engine: Engine, receiver: mpsc::Receiver<Job>, counters: &WriterCount
             unsynced_since.get_or_insert_with(Instant::now);
             continue;
         }
+        let sync_started = Instant::now();
         let synced = engine.sync();
+        metrics::histogram!("presenced_store_sync_seconds")
+            .record(sync_started.elapsed().as_secs_f64());
         match &synced {
             Ok(()) => {
                 counters.syncs.fetch_add(1, Ordering::Relaxed);
@@ -292,6 +314,7 @@ fn run(mut engine: Engine, receiver: mpsc::Receiver<Job>, counters: &WriterCount
             }
             Err(error) => {
                 counters.failures.fetch_add(1, Ordering::Relaxed);
+                metrics::counter!("presenced_store_write_failures_total").increment(1);
                 tracing::error!(%error, writes = durable.len(), "syncing a batch failed");
             }
         }

@@ -297,6 +297,16 @@ async fn a_second_presenced_on_the_same_directory_refuses_to_start() {
         .set_presence("u1", "app", "Busy", "InACall", None)
         .await
         .assert_ok_empty();
+    // And it reports its commits: one synced batch at least.
+    let metrics = first.get("/metrics").await.text;
+    assert!(
+        gauge(&metrics, "presenced_store_sync_seconds_count") >= 1.0,
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("presenced_store_batch_writes"),
+        "{metrics}"
+    );
 }
 
 /// Flips bytes in the middle of every table file under `dir`.
