@@ -23,15 +23,15 @@ use crate::wire_time::parse_duration;
                   as Graph serves it.",
     after_long_help = "`presenced serve` flags (each also a PRESENCED_* variable; `presenced serve --help` has more):\n  \
         --listen ADDR            where to listen [default: 127.0.0.1:8080]\n  \
-        --store KIND             embedded (the default): durable, in --data-dir; memory: nothing\n  \
-                                 survives the process (tests, demos); redis (not in this version)\n  \
-        --data-dir DIR           the embedded store's directory [default: ./presenced-data];\n  \
-                                 one presenced at a time: a second one on it refuses to start\n  \
-        --durability MODE        strict (the default): a write is answered only once it is synced\n  \
-                                 to disk, so nothing acknowledged is lost even on power loss;\n  \
-                                 relaxed: answered once written to the operating system, which\n  \
-                                 survives a crash or kill -9, but a power loss may lose the last\n  \
-                                 100 ms of writes (a sync runs at least every 100 ms)\n  \
+        --store KIND             embedded (the default): durable, in --data-dir; memory: nothing\n                           \
+        survives the process (tests, demos); redis (not in this version)\n  \
+        --data-dir DIR           the embedded store's directory [default: ./presenced-data];\n                           \
+        one presenced at a time: a second one on it refuses to start\n  \
+        --durability MODE        strict (the default): a write is answered only once it is synced\n                           \
+        to disk, so nothing acknowledged is lost even on power loss;\n                           \
+        relaxed: answered once written to the operating system, which\n                           \
+        survives a crash or kill -9, but a power loss may lose the last\n                           \
+        100 ms of writes (a sync runs at least every 100 ms)\n  \
         --redis-url URL          Redis seed nodes, repeatable\n  \
         --auth MODE              none: every request an app with every permission (development)\n  \
         --allow-insecure         allow --auth none on a non-loopback address\n  \
