@@ -11,22 +11,59 @@
 //! Architecture invariant: stores know nothing about HTTP, JSON or clocks;
 //! `now` always comes from the caller.
 
+use std::path::PathBuf;
+
 use async_trait::async_trait;
 use presence_core::{Applied, Command, CommandError, Instant, Timeouts, UserFacts, UserKey};
 
+pub mod embedded;
 pub mod memory;
 
 #[cfg(test)]
 mod conformance;
 
+pub use embedded::{Durability, EmbeddedStore};
 pub use memory::MemoryStore;
 
-/// A failure of the store itself, as opposed to a refused command.
+/// A failure of the store itself, as opposed to a refused command. The
+/// messages are for operators: each says what is wrong and what to do.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 pub enum StoreError {
     /// The store cannot take writes (or reads) right now; retrying later may work.
     #[error("the store is unavailable: {0}")]
     Unavailable(String),
+    /// Another process has the data directory open.
+    #[error(
+        "another presenced is using the data directory {} (it holds the lock on {}); stop it first, or give this one another --data-dir",
+        dir.display(),
+        lock.display()
+    )]
+    Locked { dir: PathBuf, lock: PathBuf },
+    /// The directory was written by a newer presenced; it is left untouched.
+    #[error(
+        "the data directory {} was written by a newer presenced (store format {found}; this presenced reads format {supported} and older). Run a presenced at least as new as the one that wrote it, or give this one another --data-dir; the directory was left as it is",
+        dir.display()
+    )]
+    NewerFormat {
+        dir: PathBuf,
+        found: u32,
+        supported: u32,
+    },
+    /// A data file cannot be read.
+    #[error(
+        "the data in {} is damaged: {problem}. Nothing was changed. Restore the data directory {} from a backup, or move it aside to start with an empty store; `presenced check --data-dir {}` verifies a directory without serving it",
+        file.display(),
+        dir.display(),
+        dir.display()
+    )]
+    Damaged {
+        dir: PathBuf,
+        file: PathBuf,
+        problem: String,
+    },
+    /// The directory cannot be created, opened or read.
+    #[error("cannot use the data directory {}: {problem}", dir.display())]
+    Io { dir: PathBuf, problem: String },
 }
 
 /// What one applied command did, as seen from inside the atomic update.

@@ -84,6 +84,47 @@ impl MemoryStore {
             .unwrap_or_else(|poison| poison.into_inner())
     }
 
+    /// A copy of the facts held for `key`, if any: the durable backends
+    /// compute a change on this copy and install it only once it is on disk.
+    pub fn facts_of(&self, key: &UserKey) -> Option<UserFacts> {
+        let shard = self.shard(key);
+        shard
+            .get(&key.tenant)
+            .and_then(|users| users.get(&key.user))
+            .map(|entry| entry.facts.clone())
+    }
+
+    /// Puts facts read back from a durable log (start-up), replacing any
+    /// held for `key`. No tick is pending for them yet: the scheduler ticks
+    /// every loaded user once.
+    pub fn load(&self, key: UserKey, facts: UserFacts) {
+        let held = !facts.holds_nothing();
+        let sessions = facts.sessions.len() as u64;
+        let mut shard = self.shard(&key);
+        let users = shard
+            .entry(key.tenant)
+            .or_insert_with(|| HashMap::with_hasher(self.hasher.clone()));
+        let previous = users.insert(
+            key.user,
+            Box::new(Entry {
+                facts,
+                scheduled: None,
+            }),
+        );
+        drop(shard);
+        if let Some(previous) = previous {
+            if !previous.facts.holds_nothing() {
+                self.users.fetch_sub(1, Ordering::Relaxed);
+            }
+            self.sessions
+                .fetch_sub(previous.facts.sessions.len() as u64, Ordering::Relaxed);
+        }
+        if held {
+            self.users.fetch_add(1, Ordering::Relaxed);
+        }
+        self.sessions.fetch_add(sessions, Ordering::Relaxed);
+    }
+
     /// Applies a command synchronously; the durable backends call this after
     /// their log write succeeds.
     pub fn apply_now(

@@ -13,7 +13,9 @@ use hyper::Uri;
 
 use crate::Context;
 use crate::load::{RequestSpec, send_once};
-use crate::process::{CpuMeter, ServerProcess, clock_ticks_per_second, resident_bytes};
+use crate::process::{
+    CpuMeter, ServerProcess, clock_ticks_per_second, disk_bytes, fresh_data_dir, resident_bytes,
+};
 use crate::report::{FootprintRow, Report, Target};
 use crate::scenarios::{ServerVariant, preload_users, presence_uri};
 
@@ -74,14 +76,15 @@ pub async fn measure_memory_and_idle_cpu(
     let users = settings.footprint_users;
     let variant = ServerVariant::memory();
     let label = format!("presenced ({}) footprint", variant.label);
-    let server = ServerProcess::start(&label, &context.presenced_binary, &variant.serve_args())?;
+    let mut server =
+        ServerProcess::start(&label, &context.presenced_binary, &variant.serve_args())?;
     let pid = server.pid();
 
     // Let start-up allocations settle before the baseline.
     tokio::time::sleep(Duration::from_millis(500)).await;
     let before = resident_bytes(pid)?;
     let loading_started = Instant::now();
-    let load = preload_users(&server, settings.connections, users).await?;
+    let load = preload_users(&mut server, settings.connections, users).await?;
     println!(
         "[footprint] loaded {users} users in {:.1} s ({:.0} setPresence/s)",
         load.measured.as_secs_f64(),
@@ -162,10 +165,12 @@ pub async fn measure_fades(context: &Context, report: &mut Report) -> Result<(),
             .to_vec(),
         authorization: None,
         parts: Vec::new(),
+        fresh_data_dir: false,
     };
     let label = format!("presenced ({})", variant.label);
-    let server = ServerProcess::start(&label, &context.presenced_binary, &variant.serve_args())?;
-    preload_users(&server, settings.connections, users).await?;
+    let mut server =
+        ServerProcess::start(&label, &context.presenced_binary, &variant.serve_args())?;
+    preload_users(&mut server, settings.connections, users).await?;
     expect_sessions(&server, users).await?;
 
     let (ticks_per_second, _) = clock_ticks_per_second();
@@ -222,13 +227,179 @@ pub async fn measure_fades(context: &Context, report: &mut Report) -> Result<(),
     Ok(())
 }
 
-/// Start-up with a million users on disk needs the durable store, which
-/// presenced does not have yet; the row is there so the table shows the gap.
-pub fn note_startup(report: &mut Report) {
+/// The embedded store's targets.
+const MAX_DISK_BYTES_PER_USER: f64 = 200.0;
+const MAX_RECOVERY_TIME: Duration = Duration::from_secs(5);
+pub const MIN_DURABLE_SET_PRESENCE_RATIO: f64 = 0.5;
+
+/// The embedded store (strict durability) on a fresh directory: start-up
+/// when empty, `footprint_users` users loaded with one session each, the
+/// bytes the directory then takes per user, and the time a presenced killed
+/// with SIGKILL takes to come back with all of them (until `/readyz`
+/// answers 200, which it does only once every record is loaded).
+pub async fn measure_durable_store(context: &Context, report: &mut Report) -> Result<(), String> {
+    let settings = &context.settings;
+    let users = settings.footprint_users;
+    let dir = fresh_data_dir("durable-footprint")?;
+    let result = measure_durable_store_in(context, report, &dir, users).await;
+    let _ = std::fs::remove_dir_all(&dir);
+    result.map_err(|error| format!("{error} (settings: {} users)", settings.footprint_users))
+}
+
+async fn measure_durable_store_in(
+    context: &Context,
+    report: &mut Report,
+    dir: &std::path::Path,
+    users: usize,
+) -> Result<(), String> {
+    let settings = &context.settings;
+    let args: Vec<String> = [
+        "serve",
+        "--listen",
+        "127.0.0.1:0",
+        "--store",
+        "embedded",
+        "--durability",
+        "strict",
+        "--data-dir",
+    ]
+    .iter()
+    .map(|arg| arg.to_string())
+    .chain([dir.display().to_string()])
+    .collect();
+    let label = "presenced (embedded, strict) durable footprint";
+
+    let started = Instant::now();
+    let mut server = ServerProcess::start(label, &context.presenced_binary, &args)?;
+    server.wait_until_ready().await?;
+    let empty_startup = started.elapsed();
     report.footprint.push(FootprintRow {
-        measurement: "start-up with 1000000 users on disk".into(),
-        value: "n/a (no durable store yet)".into(),
+        measurement: "start-up, empty data directory (process start to /readyz 200)".into(),
+        value: format!("{:.0} ms", empty_startup.as_secs_f64() * 1000.0),
         target: None,
+    });
+
+    let load = preload_users(&mut server, settings.connections, users).await?;
+    expect_sessions(&server, users).await?;
+    println!(
+        "[durable] loaded {users} users in {:.1} s ({:.0} durable setPresence/s, {} connections)",
+        load.measured.as_secs_f64(),
+        users as f64 / load.measured.as_secs_f64().max(1e-9),
+        settings.connections
+    );
+    note_durable_load_throughput(report, &load, users, settings.connections);
+    let bytes = disk_bytes(dir);
+    let per_user = bytes as f64 / users as f64;
+    println!(
+        "[durable] data directory: {} for {users} users, {per_user:.0} bytes per user",
+        mebibytes(bytes)
+    );
+    report.footprint.push(FootprintRow {
+        measurement: format!(
+            "bytes on disk per user, one session each, {users} users (embedded store, journal included)"
+        ),
+        value: format!("{per_user:.0} bytes ({})", mebibytes(bytes)),
+        target: Some(Target::new(
+            format!("< {MAX_DISK_BYTES_PER_USER:.0} bytes"),
+            per_user < MAX_DISK_BYTES_PER_USER,
+        )),
+    });
+
+    // SIGKILL: no clean shutdown, so the restart replays the journal too.
+    drop(server);
+    let started = Instant::now();
+    let mut server = ServerProcess::start(label, &context.presenced_binary, &args)?;
+    server.wait_until_ready().await?;
+    let recovery = started.elapsed();
+    expect_sessions(&server, users).await?;
+    println!(
+        "[durable] killed and restarted: ready with {users} users after {:.2} s",
+        recovery.as_secs_f64()
+    );
+    report.footprint.push(FootprintRow {
+        measurement: format!(
+            "start-up (recovery) with {users} users on disk after SIGKILL (process start to /readyz 200)"
+        ),
+        value: format!("{:.2} s", recovery.as_secs_f64()),
+        target: Some(Target::new(
+            format!("< {} s at 1000000 users", MAX_RECOVERY_TIME.as_secs()),
+            recovery < MAX_RECOVERY_TIME,
+        )),
+    });
+    Ok(())
+}
+
+/// Without a durable throughput scenario (a quick run), the durable write
+/// rate while loading users, against the setPresence ceiling of the same run.
+fn note_durable_load_throughput(
+    report: &mut Report,
+    load: &crate::load::LoadOutcome,
+    users: usize,
+    connections: usize,
+) {
+    let measured_by_scenario = report
+        .throughput
+        .iter()
+        .any(|row| row.scenario.starts_with("setPresence") && row.scenario.contains("embedded"));
+    if measured_by_scenario {
+        return;
+    }
+    let rate = users as f64 / load.measured.as_secs_f64().max(1e-9);
+    let ceiling = report
+        .throughput
+        .iter()
+        .find(|row| row.scenario.starts_with("setPresence") && row.server.starts_with("ceiling"))
+        .map(|row| row.requests_per_second);
+    let (value, target) = match ceiling {
+        Some(ceiling) if ceiling > 0.0 => {
+            let ratio = rate / ceiling;
+            (
+                format!("{rate:.0} req/s, {ratio:.2} × the setPresence ceiling"),
+                Some(Target::new(
+                    format!("≥ {MIN_DURABLE_SET_PRESENCE_RATIO:.2} × ceiling"),
+                    ratio >= MIN_DURABLE_SET_PRESENCE_RATIO && load.errors() == 0,
+                )),
+            )
+        }
+        _ => (
+            format!("{rate:.0} req/s (no ceiling measured in this run)"),
+            None,
+        ),
+    };
+    report.footprint.push(FootprintRow {
+        measurement: format!(
+            "durable setPresence throughput (embedded, strict) while loading {users} users, {connections} connections"
+        ),
+        value,
+        target,
+    });
+}
+
+/// The durable setPresence row of the throughput table, repeated among the
+/// footprint with its own target: strict durability against the ceiling.
+pub fn note_durable_throughput(report: &mut Report, connections: usize) {
+    let row = report.throughput.iter().find(|row| {
+        row.scenario.starts_with("setPresence")
+            && row.scenario.contains("embedded")
+            && row.server.ends_with(", max")
+    });
+    let Some(row) = row else { return };
+    let ratio = row.ratio_to_ceiling.unwrap_or(0.0);
+    let value = format!(
+        "{:.0} req/s, {ratio:.2} × ceiling, p99 {:.1} ms",
+        row.requests_per_second,
+        row.p99_micros as f64 / 1000.0
+    );
+    let met = ratio >= MIN_DURABLE_SET_PRESENCE_RATIO && row.errors == 0;
+    report.footprint.push(FootprintRow {
+        measurement: format!(
+            "durable setPresence throughput (embedded, strict: synced before answered), {connections} connections"
+        ),
+        value,
+        target: Some(Target::new(
+            format!("≥ {MIN_DURABLE_SET_PRESENCE_RATIO:.2} × ceiling"),
+            met,
+        )),
     });
 }
 

@@ -321,22 +321,38 @@ async fn measure(args: RunArgs) -> Result<bool, String> {
         Part::Mixed,
     ];
     if throughput_parts.into_iter().any(wanted) {
-        let variants = [
-            ServerVariant::memory(),
-            ServerVariant::memory_hs256(&context.presenced_binary)?,
-        ];
-        for variant in &variants {
-            let scenarios = scenarios::throughput_scenarios(
-                variant,
+        // The durable store and hs256 auth are the other variants. A quick
+        // run leaves the durable one out (it takes its durable write rate
+        // from the footprint's load) and runs hs256 on GET only, to stay
+        // near a minute.
+        let mut hs256 = ServerVariant::memory_hs256(&context.presenced_binary)?;
+        let variants = if settings.quick {
+            hs256.parts = vec![Part::GetPresence];
+            vec![ServerVariant::memory(), hs256]
+        } else {
+            vec![ServerVariant::memory(), ServerVariant::embedded(), hs256]
+        };
+        for variant in variants {
+            let mut scenarios = scenarios::throughput_scenarios(
+                &variant,
                 settings.scenario_users,
                 settings.batch_ids,
             );
+            if variant.fresh_data_dir {
+                for scenario in &mut scenarios {
+                    if scenario.part == Part::SetPresence {
+                        // Every write waits for a sync: the target.
+                        scenario.ratio_target = Some(footprint::MIN_DURABLE_SET_PRESENCE_RATIO);
+                    }
+                }
+            }
             for scenario in scenarios.iter().filter(|scenario| wanted(scenario.part)) {
                 let result =
                     scenarios::run_throughput_scenario(&context, scenario, &mut report).await;
                 record_failure(&mut report, &scenario.name, result);
             }
         }
+        footprint::note_durable_throughput(&mut report, settings.connections);
     }
     compare_auth(&mut report);
     if wanted(Part::Footprint) {
@@ -347,8 +363,9 @@ async fn measure(args: RunArgs) -> Result<bool, String> {
         let result = footprint::measure_fades(&context, &mut report).await;
         record_failure(&mut report, "fades", result);
     }
-    if wanted(Part::Startup) {
-        footprint::note_startup(&mut report);
+    if wanted(Part::Footprint) || wanted(Part::Startup) {
+        let result = footprint::measure_durable_store(&context, &mut report).await;
+        record_failure(&mut report, "durable store", result);
     }
 
     report.notes.push(format!(

@@ -22,6 +22,9 @@ use std::time::{Duration, Instant};
 /// How long a server may take to print its address.
 const STARTUP_TIMEOUT: Duration = Duration::from_secs(30);
 
+/// How long a server may take to load its store and answer `/readyz`.
+const READY_TIMEOUT: Duration = Duration::from_secs(300);
+
 /// A child process that is killed and reaped when dropped.
 #[derive(Debug)]
 struct KillOnDrop(Child);
@@ -42,6 +45,8 @@ pub struct ServerProcess {
     process: KillOnDrop,
     address: SocketAddr,
     log_path: PathBuf,
+    /// A data directory made for this server alone, removed with it.
+    owned_data_dir: Option<PathBuf>,
 }
 
 impl ServerProcess {
@@ -112,7 +117,37 @@ impl ServerProcess {
             process,
             address,
             log_path,
+            owned_data_dir: None,
         })
+    }
+
+    /// Makes `dir` this server's own: it is removed when the server is.
+    pub fn owning_data_dir(mut self, dir: PathBuf) -> ServerProcess {
+        self.owned_data_dir = Some(dir);
+        self
+    }
+
+    /// Waits until `GET /readyz` answers 2xx: presenced serves 503 while it
+    /// loads its store. Returns how long that took.
+    pub async fn wait_until_ready(&mut self) -> Result<Duration, String> {
+        let started = Instant::now();
+        let readyz = crate::load::RequestSpec::get(hyper::Uri::from_static("/readyz"));
+        loop {
+            if let Ok(answer) = crate::load::send_once(self.address, &readyz).await
+                && answer.status.is_success()
+            {
+                return Ok(started.elapsed());
+            }
+            self.ensure_running()?;
+            if started.elapsed() > READY_TIMEOUT {
+                return Err(format!(
+                    "{} was not ready within {} s",
+                    self.label,
+                    READY_TIMEOUT.as_secs()
+                ));
+            }
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
     }
 
     pub fn address(&self) -> SocketAddr {
@@ -145,6 +180,11 @@ impl Drop for ServerProcess {
         // that ran normally is not worth keeping. After a panic, keep it.
         if !std::thread::panicking() {
             let _ = std::fs::remove_file(&self.log_path);
+        }
+        if let Some(dir) = &self.owned_data_dir {
+            // Killed first (by `KillOnDrop`, after this), but the files can
+            // go now: an open file's blocks are freed when it is closed.
+            let _ = std::fs::remove_dir_all(dir);
         }
     }
 }
@@ -204,6 +244,37 @@ pub fn build_presenced() -> Result<PathBuf, String> {
         .filter(|message| message["target"]["name"] == "presenced")
         .find_map(|message| message["executable"].as_str().map(PathBuf::from))
         .ok_or_else(|| "cargo built presenced but did not say where the binary is".to_string())
+}
+
+/// A new, empty data directory for one presenced under the temporary
+/// directory, named after this harness run.
+pub fn fresh_data_dir(label: &str) -> Result<PathBuf, String> {
+    static MADE: AtomicUsize = AtomicUsize::new(0);
+    let dir = std::env::temp_dir().join(format!(
+        "presenced-bench-{}-{}-{}-data",
+        std::process::id(),
+        MADE.fetch_add(1, Ordering::Relaxed),
+        label.replace(|c: char| !c.is_ascii_alphanumeric(), "-")
+    ));
+    std::fs::create_dir_all(&dir)
+        .map_err(|error| format!("cannot create {}: {error}", dir.display()))?;
+    Ok(dir)
+}
+
+/// The bytes the files under `path` take on disk (allocated blocks, so a
+/// sparse, preallocated journal counts for what it holds).
+pub fn disk_bytes(path: &Path) -> u64 {
+    let Ok(entries) = std::fs::read_dir(path) else {
+        return 0;
+    };
+    entries
+        .flatten()
+        .map(|entry| match entry.metadata() {
+            Ok(metadata) if metadata.is_dir() => disk_bytes(&entry.path()),
+            Ok(metadata) => std::os::unix::fs::MetadataExt::blocks(&metadata) * 512,
+            Err(_) => 0,
+        })
+        .sum()
 }
 
 /// Resident memory of `pid` in bytes (`VmRSS` of `/proc/PID/status`).

@@ -77,7 +77,7 @@ pub fn set_presence_body(expiration: &str) -> Bytes {
 /// through the load generator at full speed. Fails if any request fails:
 /// a scenario on half-loaded data would measure the wrong thing.
 pub async fn preload_users(
-    server: &ServerProcess,
+    server: &mut ServerProcess,
     connections: usize,
     users: usize,
 ) -> Result<LoadOutcome, String> {
@@ -86,11 +86,13 @@ pub async fn preload_users(
 
 /// [`preload_users`] with an `Authorization` header on every request.
 pub async fn preload_users_as(
-    server: &ServerProcess,
+    server: &mut ServerProcess,
     connections: usize,
     users: usize,
     authorization: Option<HeaderValue>,
 ) -> Result<LoadOutcome, String> {
+    // presenced answers 503 until its store is loaded.
+    server.wait_until_ready().await?;
     let body = set_presence_body("PT4H");
     let generator: SequenceGenerator = Arc::new(move |index| {
         RequestSpec::post_json(set_presence_uri(index as u64), body.clone())
@@ -117,6 +119,9 @@ pub struct ServerVariant {
     pub authorization: Option<HeaderValue>,
     /// Which scenarios run on this variant.
     pub parts: Vec<Part>,
+    /// Give every server started for this variant a new, empty
+    /// `--data-dir`, removed when it stops (the embedded store).
+    pub fresh_data_dir: bool,
 }
 
 impl ServerVariant {
@@ -132,6 +137,44 @@ impl ServerVariant {
                 Part::Batch,
                 Part::Mixed,
             ],
+            fresh_data_dir: false,
+        }
+    }
+
+    /// The durable embedded store, strict durability (every write synced
+    /// before it is answered), on a fresh data directory per run.
+    pub fn embedded() -> ServerVariant {
+        ServerVariant {
+            label: "embedded, strict".into(),
+            server_args: ["--store", "embedded", "--durability", "strict"]
+                .map(String::from)
+                .to_vec(),
+            authorization: None,
+            parts: vec![
+                Part::SetPresence,
+                Part::GetPresence,
+                Part::Batch,
+                Part::Mixed,
+            ],
+            fresh_data_dir: true,
+        }
+    }
+
+    /// Starts presenced as this variant (with its own data directory when
+    /// the variant wants a fresh one).
+    pub fn start(&self, label: &str, program: &std::path::Path) -> Result<ServerProcess, String> {
+        let mut args = self.serve_args();
+        if !self.fresh_data_dir {
+            return ServerProcess::start(label, program, &args);
+        }
+        let dir = crate::process::fresh_data_dir(label)?;
+        args.extend(["--data-dir".to_string(), dir.display().to_string()]);
+        match ServerProcess::start(label, program, &args) {
+            Ok(server) => Ok(server.owning_data_dir(dir)),
+            Err(error) => {
+                let _ = std::fs::remove_dir_all(&dir);
+                Err(error)
+            }
         }
     }
 
@@ -176,6 +219,7 @@ impl ServerVariant {
             .to_vec(),
             authorization: Some(authorization),
             parts: vec![Part::SetPresence, Part::GetPresence],
+            fresh_data_dir: false,
         })
     }
 
@@ -200,11 +244,12 @@ pub enum Part {
     Batch,
     /// 90% GET presence, 10% setPresence.
     Mixed,
-    /// Resident memory per user and idle scheduler CPU.
+    /// Resident memory per user, idle scheduler CPU, and the embedded store's
+    /// bytes on disk per user, recovery time and durable write throughput.
     Footprint,
     /// 100k fades due at the same instant.
     Fades,
-    /// Start-up with 1M users on disk (not measurable yet).
+    /// Start-up: on an empty data directory, and recovering 1M users after SIGKILL.
     Startup,
 }
 
@@ -441,13 +486,11 @@ pub async fn run_throughput_scenario(
     let presenced_label = format!("presenced ({})", scenario.variant.label);
 
     // 1. presenced with its users.
-    let mut presenced = ServerProcess::start(
-        &presenced_label,
-        &context.presenced_binary,
-        &scenario.variant.serve_args(),
-    )?;
+    let mut presenced = scenario
+        .variant
+        .start(&presenced_label, &context.presenced_binary)?;
     let preload = preload_users_as(
-        &presenced,
+        &mut presenced,
         settings.connections,
         settings.scenario_users,
         scenario.variant.authorization.clone(),

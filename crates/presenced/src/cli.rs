@@ -23,8 +23,15 @@ use crate::wire_time::parse_duration;
                   as Graph serves it.",
     after_long_help = "`presenced serve` flags (each also a PRESENCED_* variable; `presenced serve --help` has more):\n  \
         --listen ADDR            where to listen [default: 127.0.0.1:8080]\n  \
-        --data-dir DIR           the embedded store's directory [default: ./presenced-data]\n  \
-        --store KIND             memory (the default in this version), embedded, redis\n  \
+        --store KIND             embedded (the default): durable, in --data-dir; memory: nothing\n                           \
+        survives the process (tests, demos); redis (not in this version)\n  \
+        --data-dir DIR           the embedded store's directory [default: ./presenced-data];\n                           \
+        one presenced at a time: a second one on it refuses to start\n  \
+        --durability MODE        strict (the default): a write is answered only once it is synced\n                           \
+        to disk, so nothing acknowledged is lost even on power loss;\n                           \
+        relaxed: answered once written to the operating system, which\n                           \
+        survives a crash or kill -9, but a power loss may lose the last\n                           \
+        100 ms of writes (a sync runs at least every 100 ms)\n  \
         --redis-url URL          Redis seed nodes, repeatable\n  \
         --auth MODE              none (development: every request an app with every permission),\n  \
                                  hs256 (with --jwt-secret), jwks (with --jwks-file or --jwks-url)\n  \
@@ -36,7 +43,9 @@ use crate::wire_time::parse_duration;
         --clock KIND             system, or manual (moved by POST /_presenced/clock/advance)\n  \
         --idle-timeout DURATION  the length of one fade stage [default: PT5M]\n  \
         --config FILE            a TOML file with any of these settings\n  \
-        --log-format FORMAT      text or json"
+        --log-format FORMAT      text or json\n\n\
+`presenced check --data-dir DIR` verifies a data directory without serving it: exit 0 and a\n\
+summary when it is healthy, 1 and the problem otherwise. Run it on a stopped presenced's directory."
 )]
 pub struct Cli {
     #[command(subcommand)]
@@ -49,6 +58,16 @@ pub enum Command {
     Serve(ServeArgs),
     /// Print a signed HS256 token for a server run with `--auth hs256`.
     Token(TokenArgs),
+    /// Verify an embedded store's data directory without serving it (exit 0
+    /// and a summary when healthy, 1 and the problem otherwise).
+    Check(CheckArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct CheckArgs {
+    /// The data directory to verify [default: ./presenced-data].
+    #[arg(long, env = "PRESENCED_DATA_DIR", value_name = "DIR")]
+    pub data_dir: Option<PathBuf>,
 }
 
 /// `presenced token`: a development token, signed with the shared secret.
@@ -142,10 +161,22 @@ impl TokenArgs {
 pub enum StoreKind {
     /// In memory only: everything is lost when the process stops (tests, demos).
     Memory,
-    /// A durable store in --data-dir (not available in this version yet).
+    /// Durable, in --data-dir: survives kill -9 and power loss with every
+    /// acknowledged write (the default).
     Embedded,
     /// Redis or Redis Cluster at --redis-url (not available in this version yet).
     Redis,
+}
+
+/// When the embedded store acknowledges a write.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum DurabilityMode {
+    /// Once it is synced to disk: nothing acknowledged is lost, even on power loss.
+    Strict,
+    /// Once it is written to the operating system: survives a crash or kill -9;
+    /// a power loss may lose the last 100 ms of writes.
+    Relaxed,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum, Deserialize)]
@@ -168,9 +199,16 @@ pub struct ServeArgs {
     #[arg(long, env = "PRESENCED_DATA_DIR", value_name = "DIR")]
     pub data_dir: Option<PathBuf>,
 
-    /// Where facts are kept [default: memory].
+    /// Where facts are kept [default: embedded].
     #[arg(long, env = "PRESENCED_STORE", value_enum)]
     pub store: Option<StoreKind>,
+
+    /// When the embedded store answers a write [default: strict]. `strict`: once
+    /// it is synced to disk (nothing acknowledged is ever lost). `relaxed`: once
+    /// it is written to the operating system, which survives a crash or kill -9;
+    /// a power loss may lose at most the last 100 ms (a sync runs every 100 ms).
+    #[arg(long, env = "PRESENCED_DURABILITY", value_enum)]
+    pub durability: Option<DurabilityMode>,
 
     /// A Redis node to connect to; repeat for the seed nodes of a cluster.
     #[arg(
@@ -262,6 +300,7 @@ struct FileConfig {
     listen: Option<SocketAddr>,
     data_dir: Option<PathBuf>,
     store: Option<StoreKind>,
+    durability: Option<DurabilityMode>,
     redis_url: Option<Vec<String>>,
     auth: Option<AuthMode>,
     jwt_secret: Option<crate::token::Secret>,
@@ -283,6 +322,7 @@ pub struct ServeConfig {
     pub listen: SocketAddr,
     pub data_dir: PathBuf,
     pub store: StoreKind,
+    pub durability: DurabilityMode,
     pub redis_urls: Vec<String>,
     pub auth: AuthMode,
     /// Where tokens' keys come from; `None` exactly when `auth` is none.
@@ -302,7 +342,8 @@ impl Default for ServeConfig {
         ServeConfig {
             listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
             data_dir: PathBuf::from("./presenced-data"),
-            store: StoreKind::Memory,
+            store: StoreKind::Embedded,
+            durability: DurabilityMode::Strict,
             redis_urls: Vec::new(),
             auth: AuthMode::None,
             token_keys: None,
@@ -371,6 +412,10 @@ impl ServeArgs {
             listen: self.listen.or(file.listen).unwrap_or(defaults.listen),
             data_dir: self.data_dir.or(file.data_dir).unwrap_or(defaults.data_dir),
             store: self.store.or(file.store).unwrap_or(defaults.store),
+            durability: self
+                .durability
+                .or(file.durability)
+                .unwrap_or(defaults.durability),
             redis_urls,
             auth,
             token_keys,
@@ -433,5 +478,44 @@ fn token_keys(
                 _ => Err("--auth jwks needs exactly one of --jwks-file and --jwks-url".into()),
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn resolve(arguments: &[&str]) -> Result<ServeConfig, String> {
+        let mut all = vec!["presenced", "serve"];
+        all.extend_from_slice(arguments);
+        match Cli::try_parse_from(all)
+            .map_err(|error| error.to_string())?
+            .command
+        {
+            Command::Serve(args) => args.resolve(),
+            Command::Check(_) | Command::Token(_) => Err("not serve".into()),
+        }
+    }
+
+    #[test]
+    fn the_embedded_store_with_strict_durability_is_the_default() {
+        let config = resolve(&[]).expect("resolves");
+        assert_eq!(config.store, StoreKind::Embedded);
+        assert_eq!(config.durability, DurabilityMode::Strict);
+        assert_eq!(config.data_dir, PathBuf::from("./presenced-data"));
+    }
+
+    #[test]
+    fn durability_comes_from_the_flag_or_the_config_file() {
+        let mut file = tempfile::NamedTempFile::new().expect("a temporary file");
+        std::io::Write::write_all(&mut file, b"durability = \"relaxed\"\nstore = \"memory\"\n")
+            .expect("writable");
+        let path = file.path().to_str().expect("UTF-8");
+        let config = resolve(&["--config", path]).expect("resolves");
+        assert_eq!(config.durability, DurabilityMode::Relaxed);
+        assert_eq!(config.store, StoreKind::Memory);
+        let config = resolve(&["--config", path, "--durability", "strict"]).expect("resolves");
+        assert_eq!(config.durability, DurabilityMode::Strict);
+        assert!(resolve(&["--durability", "sometimes"]).is_err());
     }
 }

@@ -17,6 +17,7 @@
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 
+use futures_util::StreamExt;
 use presence_core::{Command, Duration, Instant, Timeouts, UserKey};
 use presence_store::Store;
 use tokio::sync::Notify;
@@ -25,6 +26,9 @@ use tokio_util::sync::CancellationToken;
 use crate::clock::Clock;
 
 const BUCKET_MILLIS: i64 = 1_000;
+
+/// How many ticks [`Scheduler::process_due`] runs at once.
+const TICKS_IN_FLIGHT: usize = 256;
 
 #[derive(Debug, Default)]
 struct Bucket {
@@ -135,22 +139,28 @@ impl Scheduler {
     }
 
     /// Ticks every user due at or before `now`. Returns how many were ticked.
+    ///
+    /// Up to [`TICKS_IN_FLIGHT`] ticks run at once: a durable store commits
+    /// the ticks that reach it together in one batch, so many users falling
+    /// due at the same instant cost a few commits, not one each in turn.
     pub async fn process_due(&self, store: &dyn Store, now: Instant, timeouts: Timeouts) -> usize {
         let due = self.take_due(now);
-        for key in &due {
-            match store.apply(key, &Command::Tick, now, timeouts).await {
-                Ok(Ok(outcome)) => self.schedule(key, outcome.schedule_at),
-                Ok(Err(refused)) => {
-                    tracing::error!(error = %refused, "the store refused a tick");
+        futures_util::stream::iter(&due)
+            .for_each_concurrent(TICKS_IN_FLIGHT, |key| async move {
+                match store.apply(key, &Command::Tick, now, timeouts).await {
+                    Ok(Ok(outcome)) => self.schedule(key, outcome.schedule_at),
+                    Ok(Err(refused)) => {
+                        tracing::error!(error = %refused, "the store refused a tick");
+                    }
+                    Err(error) => {
+                        // Try again shortly: what has ended is still hidden by
+                        // the model, so a late prune is only late reclaim.
+                        tracing::warn!(%error, "a scheduled tick failed; retrying in a second");
+                        self.schedule(key, Some(now.saturating_add(Duration::from_secs(1))));
+                    }
                 }
-                Err(error) => {
-                    // Try again shortly: what has ended is still hidden by the
-                    // model, so a late prune is only late memory reclaim.
-                    tracing::warn!(%error, "a scheduled tick failed; retrying in a second");
-                    self.schedule(key, Some(now.saturating_add(Duration::from_secs(1))));
-                }
-            }
-        }
+            })
+            .await;
         metrics::counter!("presenced_scheduler_ticks_total").increment(due.len() as u64);
         due.len()
     }

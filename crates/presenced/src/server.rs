@@ -1,17 +1,25 @@
 //! The server as a function of its inputs: `run(listener, config, shutdown)`.
 //! Tests and `main` call the same function; nothing here reads globals.
+//!
+//! HTTP is served from the first moment, while the store is still being
+//! read back from disk: until it is, `/healthz` answers, and `/readyz` and
+//! every other request answer 503 (the [`StartingStore`] stands in for the
+//! store), so that a load balancer or a test can tell starting from stuck.
 
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
+use async_trait::async_trait;
 use metrics_exporter_prometheus::PrometheusHandle;
-use presence_core::Timeouts;
-use presence_store::{MemoryStore, Store};
+use presence_core::{Command, CommandError, Instant, Timeouts, UserFacts, UserKey};
+use presence_store::{
+    Durability, EmbeddedStore, MemoryStore, Outcome, Store, StoreCounts, StoreError,
+};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::auth::Authenticator;
-use crate::cli::{ServeConfig, StoreKind};
+use crate::cli::{DurabilityMode, ServeConfig, StoreKind};
 use crate::clock::Clock;
 use crate::http;
 use crate::scheduler::Scheduler;
@@ -23,19 +31,90 @@ use crate::token::Verifier;
 pub enum ServeError {
     #[error("{0}")]
     Config(String),
+    #[error("{0}")]
+    Store(#[from] StoreError),
     #[error("serving HTTP failed: {0}")]
     Io(#[from] std::io::Error),
 }
 
-fn open_store(config: &ServeConfig) -> Result<Arc<dyn Store>, ServeError> {
+/// Opens the configured store; reading an embedded store back from disk
+/// blocks, so it runs on a blocking thread.
+async fn open_store(config: &ServeConfig) -> Result<Arc<dyn Store>, ServeError> {
     match config.store {
         StoreKind::Memory => Ok(Arc::new(MemoryStore::new())),
-        StoreKind::Embedded => Err(ServeError::Config(
-            "--store embedded is not available in this version yet; use --store memory".into(),
-        )),
+        StoreKind::Embedded => {
+            let dir = config.data_dir.clone();
+            let durability = match config.durability {
+                DurabilityMode::Strict => Durability::Strict,
+                DurabilityMode::Relaxed => Durability::Relaxed,
+            };
+            let started = std::time::Instant::now();
+            let store = tokio::task::spawn_blocking(move || EmbeddedStore::open(&dir, durability))
+                .await
+                .map_err(|error| {
+                    ServeError::Config(format!("opening the embedded store stopped: {error}"))
+                })??;
+            tracing::info!(
+                dir = %config.data_dir.display(),
+                ?durability,
+                users = store.counts().users,
+                seconds = started.elapsed().as_secs_f64(),
+                "the embedded store is loaded"
+            );
+            Ok(Arc::new(store))
+        }
         StoreKind::Redis => Err(ServeError::Config(
-            "--store redis is not available in this version yet; use --store memory".into(),
+            "--store redis is not available in this version yet; use --store embedded or --store memory".into(),
         )),
+    }
+}
+
+/// The store as handlers see it: unavailable (503) until the real one is
+/// loaded, then a plain pass-through to it.
+#[derive(Debug, Default)]
+pub struct StartingStore {
+    loaded: OnceLock<Arc<dyn Store>>,
+}
+
+impl StartingStore {
+    fn loaded(&self) -> Result<&Arc<dyn Store>, StoreError> {
+        self.loaded
+            .get()
+            .ok_or_else(|| StoreError::Unavailable("presenced is still loading its store".into()))
+    }
+}
+
+#[async_trait]
+impl Store for StartingStore {
+    async fn apply(
+        &self,
+        key: &UserKey,
+        command: &Command,
+        now: Instant,
+        timeouts: Timeouts,
+    ) -> Result<Result<Outcome, CommandError>, StoreError> {
+        self.loaded()?.apply(key, command, now, timeouts).await
+    }
+
+    async fn read(
+        &self,
+        keys: &[UserKey],
+        visit: &mut (dyn for<'f> FnMut(usize, Option<&'f UserFacts>) + Send),
+    ) -> Result<(), StoreError> {
+        self.loaded()?.read(keys, visit).await
+    }
+
+    async fn scan(
+        &self,
+        visit: &mut (dyn for<'f> FnMut(&'f UserKey, &'f UserFacts) + Send),
+    ) -> Result<(), StoreError> {
+        self.loaded()?.scan(visit).await
+    }
+
+    fn counts(&self) -> StoreCounts {
+        self.loaded
+            .get()
+            .map_or_else(StoreCounts::default, |store| store.counts())
     }
 }
 
@@ -205,18 +284,17 @@ pub async fn run(
         None => None,
         Some((cert, key)) => Some(crate::tls::acceptor(cert, key).map_err(ServeError::Config)?),
     };
-    let store = open_store(&config)?;
+    let starting = Arc::new(StartingStore::default());
     let clock = Arc::new(Clock::new(config.clock));
     let timeouts = Timeouts {
         idle: config.idle_timeout,
     };
     let scheduler = Arc::new(Scheduler::new());
-    scheduler.load(store.as_ref(), clock.now()).await;
     let openapi = serde_json::to_vec(&http::openapi_document()).map_err(|error| {
         ServeError::Config(format!("cannot render the OpenAPI document: {error}"))
     })?;
     let state = AppState::new(Shared {
-        store: store.clone(),
+        store: starting.clone(),
         scheduler: scheduler.clone(),
         clock: clock.clone(),
         timeouts,
@@ -231,15 +309,43 @@ pub async fn run(
     if let Some(handle) = metrics {
         tasks.spawn(drain_histograms(handle, shutdown.clone()));
     }
-    if !clock.is_manual() {
-        tasks.spawn(scheduler.run(store, clock, timeouts, shutdown.clone()));
-    }
     let address = listener.local_addr()?;
+    let serving = {
+        let shutdown = shutdown.clone();
+        tokio::spawn(async move { serve_http(listener, http::app(state), tls, &shutdown).await })
+    };
+    let loaded = match open_store(&config).await {
+        Ok(store) => store,
+        Err(error) => {
+            shutdown.cancel();
+            let _ = serving.await;
+            return Err(error);
+        }
+    };
+    // Every stored user is ticked once, at once: what fell due while
+    // presenced was down is applied as if it had been running.
+    scheduler.load(loaded.as_ref(), clock.now()).await;
+    if !clock.is_manual() {
+        tasks.spawn(scheduler.clone().run(
+            loaded.clone(),
+            clock.clone(),
+            timeouts,
+            shutdown.clone(),
+        ));
+    }
+    if starting.loaded.set(loaded).is_err() {
+        return Err(ServeError::Config("the store was loaded twice".into()));
+    }
     tracing::info!(%address, store = ?config.store, clock = ?config.clock, "presenced started");
-    let served = serve_http(listener, http::app(state), tls, &shutdown).await;
+    let served = serving.await.map_err(|error| {
+        ServeError::Config(format!("the HTTP server stopped abnormally: {error}"))
+    })?;
     shutdown.cancel();
     tasks.close();
     tasks.wait().await;
+    // Dropping the last handle on the store stops its writer after a final
+    // sync (what --durability relaxed may still hold).
+    drop(starting);
     tracing::info!("presenced stopped");
     served.map_err(ServeError::Io)
 }

@@ -31,7 +31,9 @@ pub enum ApiError {
     NotFound(String),
     #[error("{0}")]
     PayloadTooLarge(String),
-    #[error("the store is unavailable; retry later")]
+    #[error(
+        "The store is unavailable (presenced is starting, or cannot write to its disk); nothing was changed. Retry later."
+    )]
     Unavailable(#[source] StoreError),
 }
 

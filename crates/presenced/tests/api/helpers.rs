@@ -14,6 +14,9 @@ pub struct TestServer {
     child: Child,
     pub base: String,
     client: reqwest::Client,
+    /// The data directory made for this server, when the test gave none;
+    /// removed when the server is dropped.
+    _data_dir: Option<tempfile::TempDir>,
 }
 
 #[derive(Debug)]
@@ -101,34 +104,20 @@ impl TestServer {
         TestServer::start_with(&all).await
     }
 
-    /// Starts presenced with exactly `args`.
+    /// Starts presenced with exactly `args`, plus a fresh temporary
+    /// `--data-dir` when they name none (the embedded store is the default,
+    /// and no test may write `./presenced-data`), and waits until it is ready.
     pub async fn start_with(args: &[&str]) -> TestServer {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_presenced"))
-            .args(args)
-            .env("RUST_LOG", "warn")
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .kill_on_drop(true)
-            .spawn()
-            .expect("presenced starts");
-        let stdout = child.stdout.take().expect("stdout is piped");
-        let mut lines = BufReader::new(stdout).lines();
-        let line = tokio::time::timeout(Duration::from_secs(30), lines.next_line())
-            .await
-            .expect("presenced prints its address within 30 s")
-            .expect("stdout is readable")
-            .expect("presenced printed a line");
-        let base = line
-            .strip_prefix("presenced listening on ")
-            .unwrap_or_else(|| panic!("unexpected first line: {line}"))
-            .to_owned();
-        // Keep draining stdout so that the child never blocks on it.
-        tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
-        TestServer {
-            child,
-            base,
-            client: reqwest::Client::new(),
-        }
+        TestServer::start_with_env(args, &[]).await
+    }
+
+    /// Starts presenced with `args` on `data_dir`, without a temporary
+    /// directory of its own (for restarts on the same directory).
+    pub async fn start_on(data_dir: &std::path::Path, args: &[&str]) -> TestServer {
+        let data_dir = data_dir.to_str().expect("a UTF-8 path");
+        let mut all = vec!["serve", "--listen", "127.0.0.1:0", "--data-dir", data_dir];
+        all.extend_from_slice(args);
+        TestServer::start_with_env(&all, &[]).await
     }
 
     pub fn client(&self) -> &reqwest::Client {
@@ -243,8 +232,16 @@ impl TestServer {
     /// Starts presenced with exactly `args` and the extra environment
     /// variables `env` (for the `PRESENCED_*` settings).
     pub async fn start_with_env(args: &[&str], env: &[(&str, &str)]) -> TestServer {
+        let mut all: Vec<String> = args.iter().map(|arg| arg.to_string()).collect();
+        let names_a_directory = args.contains(&"--data-dir")
+            || env.iter().any(|(name, _)| *name == "PRESENCED_DATA_DIR");
+        let data_dir = (args.first() == Some(&"serve") && !names_a_directory).then(|| {
+            let dir = tempfile::tempdir().expect("a temporary data directory");
+            all.extend(["--data-dir".to_string(), dir.path().display().to_string()]);
+            dir
+        });
         let mut command = Command::new(env!("CARGO_BIN_EXE_presenced"));
-        command.args(args).env("RUST_LOG", "warn");
+        command.args(&all).env("RUST_LOG", "warn");
         for (name, value) in env {
             command.env(name, value);
         }
@@ -265,12 +262,41 @@ impl TestServer {
             .strip_prefix("presenced listening on ")
             .unwrap_or_else(|| panic!("unexpected first line: {line}"))
             .to_owned();
+        // Keep draining stdout so that the child never blocks on it.
         tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
-        TestServer {
+        let server = TestServer {
             child,
             base,
             client: reqwest::Client::new(),
+            _data_dir: data_dir,
+        };
+        server.wait_until_ready().await;
+        server
+    }
+
+    /// Polls `/readyz` until it answers 200: until the store is loaded,
+    /// presenced answers 503.
+    pub async fn wait_until_ready(&self) {
+        let deadline = std::time::Instant::now() + Duration::from_secs(60);
+        loop {
+            if let Ok(response) = self.client.get(self.url("/readyz")).send().await
+                && response.status() == 200
+            {
+                return;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "presenced at {} was not ready within 60 s",
+                self.base
+            );
+            tokio::time::sleep(Duration::from_millis(10)).await;
         }
+    }
+
+    /// Kills the process with SIGKILL and waits for it: no shutdown code runs.
+    pub async fn kill(mut self) {
+        self.child.start_kill().expect("the process can be killed");
+        let _ = self.child.wait().await;
     }
 
     /// `GET path`, as the delegated user `user` when given (for `/me`).

@@ -8,6 +8,8 @@ mod helpers;
 mod aggregation;
 mod auth;
 mod combinations;
+mod disk_full;
+mod durability;
 mod endpoints;
 mod errors;
 mod extensions;

@@ -177,10 +177,11 @@ async fn sigterm_makes_the_process_exit_0_promptly() {
     );
 }
 
-const FLAGS: [&str; 8] = [
+const FLAGS: [&str; 9] = [
     "--listen",
     "--data-dir",
     "--store",
+    "--durability",
     "--redis-url",
     "--auth",
     "--clock",

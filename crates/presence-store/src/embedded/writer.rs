@@ -1,0 +1,335 @@
+//! The one writer: a thread that owns the engine's write side and turns
+//! whatever writes are waiting into one batch, one commit and one sync
+//! (group commit).
+//!
+//! A durable commit costs one `fsync` whether it carries one write or a
+//! thousand, so under load the writes that arrive while one sync is running
+//! all go into the next: the cost per write falls as the load rises. Each
+//! caller waits on its own oneshot channel and is answered when its batch is
+//! as durable as it asked for:
+//! - [`Wait::Durable`]: after the batch is synced (strict durability);
+//! - [`Wait::Committed`]: after the batch is in the journal and handed to
+//!   the operating system, which survives the process being killed but not
+//!   the machine losing power; a periodic sync, at most [`SYNC_INTERVAL`]
+//!   later, bounds that window (relaxed durability, and scheduler ticks,
+//!   which change nothing a reader can tell apart).
+//!
+//! A thread rather than a task: commits and syncs block, and a dedicated
+//! thread keeps them off the async workers that serve requests.
+//!
+//! After any engine error (a full disk, an IO error) the engine is closed
+//! and reopened before the next batch: fjall refuses further writes once a
+//! journal write has failed, and reopening recovers its journal exactly as a
+//! restart would, truncating whatever half-written batch the failure left.
+//! Until the reopen succeeds every write is answered with the error; once
+//! the disk works again, writes work again, with no restart.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::mpsc;
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use fjall::config::{CompressionPolicy, FilterPolicy};
+use fjall::{CompressionType, Database, Keyspace, KeyspaceCreateOptions, PersistMode};
+
+/// How long a committed write may wait for its sync in relaxed mode.
+pub const SYNC_INTERVAL: Duration = Duration::from_millis(100);
+
+/// A batch of durable writes smaller than this waits [`GATHER_FOR`] for
+/// more before it is committed and synced (as PostgreSQL's `commit_delay`).
+const GATHER_BELOW: usize = 64;
+const GATHER_FOR: Duration = Duration::from_micros(200);
+
+/// The most writes put in one batch: enough to amortize a sync over any
+/// realistic burst, small enough that one batch never holds much memory.
+const MAX_BATCH: usize = 8_192;
+
+/// The engine's memtable size: half of fjall's 64 MiB default, to bound the
+/// engine's memory beside the memory store's. It does not bound the disk:
+/// fjall starts a new journal (which holds every superseded version of a
+/// record until its memtable is flushed) once the current one passes 64 MB,
+/// whatever this is, and deletes old ones once flushed.
+pub const MEMTABLE_BYTES: u64 = 32 * 1024 * 1024;
+
+const USERS_KEYSPACE: &str = "users";
+
+/// How long a write waits.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Wait {
+    Durable,
+    Committed,
+}
+
+/// One write: a record to put (`Some`) or a key to delete (`None`).
+#[derive(Debug)]
+pub struct Job {
+    pub key: Vec<u8>,
+    pub value: Option<Vec<u8>>,
+    pub wait: Wait,
+    pub reply: tokio::sync::oneshot::Sender<Result<(), String>>,
+}
+
+/// The engine, open.
+#[derive(Clone)]
+pub struct Opened {
+    pub database: Database,
+    pub users: Keyspace,
+}
+
+impl std::fmt::Debug for Opened {
+    fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        formatter.debug_struct("Opened").finish_non_exhaustive()
+    }
+}
+
+pub fn open_engine(path: &Path) -> fjall::Result<Opened> {
+    let database = Database::builder(path).open()?;
+    let users = database.keyspace(USERS_KEYSPACE, || {
+        KeyspaceCreateOptions::default()
+            .max_memtable_size(MEMTABLE_BYTES)
+            // fjall compresses only from the third level down by default;
+            // a million users with one session each sit in the first two,
+            // where LZ4 halves them (the repeated tenant, application ids
+            // and instant prefixes).
+            .data_block_compression_policy(CompressionPolicy::all(CompressionType::Lz4))
+            // Filters speed up point reads, and this store makes none: every
+            // read is served from memory, and the engine is only scanned at
+            // start-up.
+            .filter_policy(FilterPolicy::disabled())
+    })?;
+    Ok(Opened { database, users })
+}
+
+/// Counts for tests and metrics.
+#[derive(Debug, Default)]
+pub struct WriterCounters {
+    /// Batches committed.
+    pub batches: AtomicU64,
+    /// Writes committed.
+    pub writes: AtomicU64,
+    /// Syncs done (each makes every write committed before it durable).
+    pub syncs: AtomicU64,
+    /// Batches or syncs that failed.
+    pub failures: AtomicU64,
+}
+
+#[derive(Debug)]
+struct Engine {
+    path: PathBuf,
+    /// `None` after an error, until reopened.
+    open: Option<Opened>,
+}
+
+impl Engine {
+    fn opened(&mut self) -> Result<&Opened, String> {
+        if self.open.is_none() {
+            let opened = open_engine(&self.path)
+                .map_err(|error| format!("reopening the engine failed: {error}"))?;
+            tracing::info!(path = %self.path.display(), "the embedded store's engine is open again");
+            self.open = Some(opened);
+        }
+        self.open
+            .as_ref()
+            .ok_or_else(|| "the engine is closed".to_string())
+    }
+
+    fn commit(&mut self, jobs: &mut [Job]) -> Result<(), String> {
+        let opened = self.opened()?;
+        let mut batch = opened.database.batch();
+        for job in jobs.iter_mut() {
+            let key = std::mem::take(&mut job.key);
+            match job.value.take() {
+                Some(value) => batch.insert(&opened.users, key, value),
+                None => batch.remove(&opened.users, key),
+            }
+        }
+        let result = batch.commit();
+        self.fail_on_error(result)
+    }
+
+    fn sync(&mut self) -> Result<(), String> {
+        let opened = self.opened()?;
+        let result = opened.database.persist(PersistMode::SyncAll);
+        self.fail_on_error(result)
+    }
+
+    fn fail_on_error(&mut self, result: fjall::Result<()>) -> Result<(), String> {
+        result.map_err(|error| {
+            // Closed now, reopened before the next batch.
+            self.open = None;
+            format!("writing to the engine failed: {error}")
+        })
+    }
+}
+
+/// The handle the store writes through; dropping it stops the thread after
+/// a last sync.
+#[derive(Debug)]
+pub struct Writer {
+    sender: Option<mpsc::Sender<Job>>,
+    thread: Option<JoinHandle<()>>,
+    pub counters: Arc<WriterCounters>,
+}
+
+impl Writer {
+    pub fn start(path: PathBuf, opened: Opened) -> std::io::Result<Writer> {
+        let (sender, receiver) = mpsc::channel();
+        let counters = Arc::new(WriterCounters::default());
+        let engine = Engine {
+            path,
+            open: Some(opened),
+        };
+        let thread_counters = counters.clone();
+        let thread = std::thread::Builder::new()
+            .name("presenced-store-writer".into())
+            .spawn(move || run(engine, receiver, &thread_counters))?;
+        Ok(Writer {
+            sender: Some(sender),
+            thread: Some(thread),
+            counters,
+        })
+    }
+
+    /// Queues one write and waits for its answer.
+    pub async fn write(
+        &self,
+        key: Vec<u8>,
+        value: Option<Vec<u8>>,
+        wait: Wait,
+    ) -> Result<(), String> {
+        let (reply, answer) = tokio::sync::oneshot::channel();
+        let job = Job {
+            key,
+            value,
+            wait,
+            reply,
+        };
+        self.sender
+            .as_ref()
+            .ok_or_else(|| "the store is closed".to_string())?
+            .send(job)
+            .map_err(|_| "the store's writer has stopped".to_string())?;
+        answer
+            .await
+            .map_err(|_| "the store's writer stopped before answering".to_string())?
+    }
+}
+
+impl Drop for Writer {
+    fn drop(&mut self) {
+        // Closing the channel ends the thread's loop; it syncs on the way out.
+        self.sender = None;
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
+fn answer(jobs: Vec<Job>, result: &Result<(), String>) {
+    for job in jobs {
+        // A caller that stopped waiting (its request was cancelled) no longer
+        // cares; its write is done all the same.
+        let _ = job.reply.send(result.clone());
+    }
+}
+
+/// Takes whatever is waiting, up to [`MAX_BATCH`].
+fn drain(receiver: &mpsc::Receiver<Job>, jobs: &mut Vec<Job>) {
+    while jobs.len() < MAX_BATCH {
+        match receiver.try_recv() {
+            Ok(job) => jobs.push(job),
+            Err(_) => break,
+        }
+    }
+}
+
+fn run(mut engine: Engine, receiver: mpsc::Receiver<Job>, counters: &WriterCounters) {
+    // When the oldest committed-but-unsynced write was committed.
+    let mut unsynced_since: Option<Instant> = None;
+    loop {
+        let first = match unsynced_since {
+            None => receiver
+                .recv()
+                .map_err(|_| mpsc::RecvTimeoutError::Disconnected),
+            Some(since) => receiver.recv_timeout(SYNC_INTERVAL.saturating_sub(since.elapsed())),
+        };
+        let first = match first {
+            Ok(job) => job,
+            Err(mpsc::RecvTimeoutError::Timeout) => {
+                match engine.sync() {
+                    Ok(()) => {
+                        counters.syncs.fetch_add(1, Ordering::Relaxed);
+                        unsynced_since = None;
+                    }
+                    Err(error) => {
+                        counters.failures.fetch_add(1, Ordering::Relaxed);
+                        tracing::error!(%error, "the periodic sync failed; retrying");
+                        // Try again after another interval, not in a tight loop.
+                        unsynced_since = Some(Instant::now());
+                    }
+                }
+                continue;
+            }
+            Err(mpsc::RecvTimeoutError::Disconnected) => break,
+        };
+        let mut jobs = vec![first];
+        drain(&receiver, &mut jobs);
+        if jobs.len() < GATHER_BELOW && jobs.iter().any(|job| job.wait == Wait::Durable) {
+            // A sync is coming anyway: let more writes join it. Sleeping
+            // rather than waiting on the channel means the writes that arrive
+            // meanwhile wake nobody, which is most of what a write costs.
+            std::thread::sleep(GATHER_FOR);
+            drain(&receiver, &mut jobs);
+        }
+        metrics::histogram!("presenced_store_batch_writes").record(jobs.len() as f64);
+        let committed = engine.commit(&mut jobs);
+        if let Err(error) = &committed {
+            counters.failures.fetch_add(1, Ordering::Relaxed);
+            metrics::counter!("presenced_store_write_failures_total").increment(1);
+            tracing::error!(%error, writes = jobs.len(), "a batch of writes failed");
+            answer(jobs, &committed);
+            continue;
+        }
+        counters.batches.fetch_add(1, Ordering::Relaxed);
+        counters
+            .writes
+            .fetch_add(jobs.len() as u64, Ordering::Relaxed);
+        let (durable, committed_only): (Vec<Job>, Vec<Job>) =
+            jobs.into_iter().partition(|job| job.wait == Wait::Durable);
+        answer(committed_only, &Ok(()));
+        if durable.is_empty() {
+            unsynced_since.get_or_insert_with(Instant::now);
+            continue;
+        }
+        let sync_started = Instant::now();
+        let synced = engine.sync();
+        metrics::histogram!("presenced_store_sync_seconds")
+            .record(sync_started.elapsed().as_secs_f64());
+        match &synced {
+            Ok(()) => {
+                counters.syncs.fetch_add(1, Ordering::Relaxed);
+                unsynced_since = None;
+            }
+            Err(error) => {
+                counters.failures.fetch_add(1, Ordering::Relaxed);
+                metrics::counter!("presenced_store_write_failures_total").increment(1);
+                tracing::error!(%error, writes = durable.len(), "syncing a batch failed");
+            }
+        }
+        answer(durable, &synced);
+    }
+    if unsynced_since.is_some()
+        && let Err(error) = engine.sync()
+    {
+        tracing::error!(%error, "the last sync before closing failed");
+    }
+    // Flush the memtable into a table on a clean stop, so that the next
+    // start reads tables instead of replaying the journal.
+    if let Some(opened) = &engine.open
+        && let Err(error) = opened.users.rotate_memtable_and_wait()
+    {
+        tracing::warn!(%error, "flushing the memtable before closing failed");
+    }
+}

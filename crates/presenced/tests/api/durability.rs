@@ -1,0 +1,404 @@
+//! The embedded store, against the real binary: nothing acknowledged is
+//! lost to SIGKILL, a restart applies what fell due while presenced was
+//! down, one presenced per directory, a full disk answers 503 and recovers,
+//! and damage is refused with a message.
+
+use std::collections::HashMap;
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use serde_json::json;
+
+use crate::helpers::{TestServer, gauge};
+
+/// The five setPresence pairs; none of them fades within the test.
+const STATES: [(&str, &str); 5] = [
+    ("Available", "Available"),
+    ("Busy", "InACall"),
+    ("Busy", "InAConferenceCall"),
+    ("Away", "Away"),
+    ("DoNotDisturb", "Presenting"),
+];
+
+/// A small xorshift, seeded from the clock: every run kills at other moments.
+struct Random(u64);
+
+impl Random {
+    fn seeded() -> Random {
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(1, |since| since.as_nanos() as u64);
+        Random(nanos | 1)
+    }
+
+    fn below(&mut self, bound: u64) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0 % bound
+    }
+}
+
+async fn run_binary(args: &[&str]) -> std::process::Output {
+    let child = tokio::process::Command::new(env!("CARGO_BIN_EXE_presenced"))
+        .args(args)
+        .env("RUST_LOG", "warn")
+        .kill_on_drop(true)
+        .output();
+    tokio::time::timeout(Duration::from_secs(30), child)
+        .await
+        .unwrap_or_else(|_| panic!("presenced {args:?} should exit by itself"))
+        .expect("presenced runs")
+}
+
+/// What a user was last set to: the state of the last acknowledged write,
+/// and of a write sent but not answered when the server died (which may or
+/// may not have been applied).
+#[derive(Clone, Copy, Debug, Default)]
+struct Written {
+    acknowledged: Option<usize>,
+    in_flight: Option<usize>,
+}
+
+/// Reads every written user in batches of 650 and checks that each shows
+/// its last acknowledged state, or the one in flight at the kill, or, for a
+/// user never acknowledged, Offline. Then records what is shown as the
+/// user's acknowledged state: it was read back after a restart, so it is on
+/// disk, whether or not its write was answered.
+async fn check_every_acknowledged_write(
+    server: &TestServer,
+    written: &mut HashMap<String, Written>,
+) {
+    let users: Vec<String> = written.keys().cloned().collect();
+    for chunk in users.chunks(650) {
+        let reply = server
+            .post(
+                "/v1.0/communications/getPresencesByUserId",
+                json!({ "ids": chunk }),
+            )
+            .await;
+        assert_eq!(reply.status, 200, "{}", reply.text);
+        let entries = reply.body["value"].as_array().expect("a value array");
+        assert_eq!(entries.len(), chunk.len());
+        for entry in entries {
+            let user = entry["id"].as_str().expect("an id");
+            let shown = (
+                entry["availability"].as_str().unwrap_or_default(),
+                entry["activity"].as_str().unwrap_or_default(),
+            );
+            let expected = written.get_mut(user).expect("a written user");
+            let shown_state = STATES.iter().position(|state| *state == shown);
+            let allowed = shown_state.is_some_and(|state| {
+                expected.acknowledged == Some(state) || expected.in_flight == Some(state)
+            }) || (shown_state.is_none()
+                && shown == ("Offline", "Offline")
+                && expected.acknowledged.is_none());
+            assert!(
+                allowed,
+                "user {user} shows {shown:?} after the restart; its last acknowledged write \
+                 was {:?} (in flight at the kill: {:?})",
+                expected.acknowledged.map(|state| STATES[state]),
+                expected.in_flight.map(|state| STATES[state]),
+            );
+            expected.acknowledged = shown_state;
+            expected.in_flight = None;
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_acknowledged_write_survives_sigkill_at_a_random_moment() {
+    const CYCLES: usize = 20;
+    const CONNECTIONS: usize = 48;
+    const USERS_PER_CONNECTION: usize = 16;
+    let dir = tempfile::tempdir().expect("a temporary data directory");
+    let written: Arc<Mutex<HashMap<String, Written>>> = Arc::default();
+    let mut random = Random::seeded();
+    let mut acknowledged_in_all = 0u64;
+    for cycle in 0..CYCLES {
+        let server = TestServer::start_on(dir.path(), &[]).await;
+        {
+            let mut checked = written.lock().expect("not poisoned").clone();
+            check_every_acknowledged_write(&server, &mut checked).await;
+            *written.lock().expect("not poisoned") = checked;
+        }
+        let mut clients = tokio::task::JoinSet::new();
+        for connection in 0..CONNECTIONS {
+            let written = written.clone();
+            let client = reqwest::Client::new();
+            let base = server.base.clone();
+            let seed = random.below(u64::MAX) | 1;
+            clients.spawn(async move {
+                let mut random = Random(seed);
+                let mut acknowledged = 0u64;
+                for write in 0.. {
+                    let user = format!("c{connection}-u{}", write % USERS_PER_CONNECTION);
+                    let state = random.below(STATES.len() as u64) as usize;
+                    written
+                        .lock()
+                        .expect("not poisoned")
+                        .entry(user.clone())
+                        .or_default()
+                        .in_flight = Some(state);
+                    let (availability, activity) = STATES[state];
+                    let answer = client
+                        .post(format!("{base}/v1.0/users/{user}/presence/setPresence"))
+                        .json(&json!({
+                            "sessionId": format!("app{connection}"),
+                            "availability": availability,
+                            "activity": activity,
+                            "expirationDuration": "PT1H",
+                        }))
+                        .send()
+                        .await;
+                    match answer {
+                        Ok(response) if response.status() == 200 => {
+                            let mut written = written.lock().expect("not poisoned");
+                            let entry = written.get_mut(&user).expect("recorded");
+                            entry.acknowledged = Some(state);
+                            entry.in_flight = None;
+                            acknowledged += 1;
+                        }
+                        Ok(response) => panic!(
+                            "setPresence answered {}: {:?}",
+                            response.status(),
+                            response.text().await
+                        ),
+                        // The server was killed: this write was never answered.
+                        Err(_) => return acknowledged,
+                    }
+                }
+                acknowledged
+            });
+        }
+        tokio::time::sleep(Duration::from_millis(100 + random.below(400))).await;
+        server.kill().await;
+        let mut acknowledged = 0;
+        while let Some(joined) = clients.join_next().await {
+            acknowledged += joined.expect("no client panicked");
+        }
+        assert!(
+            acknowledged > 0,
+            "cycle {cycle}: no write was acknowledged before the kill"
+        );
+        acknowledged_in_all += acknowledged;
+    }
+    let server = TestServer::start_on(dir.path(), &[]).await;
+    let mut written = written.lock().expect("not poisoned").clone();
+    check_every_acknowledged_write(&server, &mut written).await;
+    assert_eq!(written.len(), CONNECTIONS * USERS_PER_CONNECTION);
+    eprintln!("{acknowledged_in_all} acknowledged writes over {CYCLES} kills, none lost");
+}
+
+#[tokio::test]
+async fn a_restart_after_a_downtime_applies_the_fades_and_expiries_that_fell_due() {
+    let dir = tempfile::tempdir().expect("a temporary data directory");
+    // One-second stages: a legacy session fades at 1 s and 2 s and is gone at 3 s.
+    let args = ["--clock", "system", "--idle-timeout", "PT1S"];
+    let server = TestServer::start_on(dir.path(), &args).await;
+    server
+        .put(
+            "/beta/users/fading/presence/sessions/s1",
+            json!({"availability": "Available", "activity": "Available"}),
+        )
+        .await
+        .assert_ok_empty();
+    server
+        .set_presence("staying", "app", "Busy", "InACall", Some("PT4H"))
+        .await
+        .assert_ok_empty();
+    server
+        .post(
+            "/v1.0/users/staying/presence/setStatusMessage",
+            json!({"statusMessage": {"message": {"content": "in the lab", "contentType": "text"}}}),
+        )
+        .await
+        .assert_ok_empty();
+    server
+        .set_preferred("staying", "DoNotDisturb", "DoNotDisturb", Some("PT8H"))
+        .await
+        .assert_ok_empty();
+    server
+        .put(
+            "/_presenced/users/staying/outOfOffice",
+            json!({"isOutOfOffice": true, "message": "back Monday"}),
+        )
+        .await
+        .assert_ok_empty();
+    let before = server.sequence_number("fading").await;
+    let without_context = |mut presence: serde_json::Value| {
+        presence["@odata.context"].take();
+        presence
+    };
+    let staying_before = without_context(server.presence("staying").await);
+    server.kill().await;
+
+    // Down for longer than the legacy session lives.
+    tokio::time::sleep(Duration::from_millis(3_500)).await;
+
+    let server = TestServer::start_on(dir.path(), &args).await;
+    assert_eq!(
+        server.shown("fading").await,
+        ("Offline".to_owned(), "Offline".to_owned())
+    );
+    let after = server.sequence_number("fading").await;
+    assert!(
+        after > before,
+        "the sequence number went from {before} to {after}: the fades and the expiry \
+         that fell due during the downtime must count"
+    );
+    assert_eq!(
+        after, "A00000000000000000004",
+        "set, two fades and the expiry"
+    );
+    let sessions = server.get("/_presenced/users/fading/sessions").await;
+    assert_eq!(sessions.status, 200, "{}", sessions.text);
+    assert_eq!(sessions.body["sessions"], json!([]), "{}", sessions.text);
+    // The start-up tick reclaims the expired session: only `staying` holds one.
+    let mut reclaimed = false;
+    for _ in 0..200 {
+        if gauge(&server.get("/metrics").await.text, "presenced_sessions") == 1.0 {
+            reclaimed = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    assert!(
+        reclaimed,
+        "the expired session was not reclaimed after the restart"
+    );
+    // Everything else came back as it was.
+    assert_eq!(
+        without_context(server.presence("staying").await),
+        staying_before
+    );
+    // And the tombstone keeps the number after another restart.
+    server.kill().await;
+    let server = TestServer::start_on(dir.path(), &args).await;
+    assert_eq!(server.sequence_number("fading").await, after);
+}
+
+#[tokio::test]
+async fn a_second_presenced_on_the_same_directory_refuses_to_start() {
+    let dir = tempfile::tempdir().expect("a temporary data directory");
+    let first = TestServer::start_on(dir.path(), &[]).await;
+    let data_dir = dir.path().to_str().expect("UTF-8");
+    let output = run_binary(&["serve", "--listen", "127.0.0.1:0", "--data-dir", data_dir]).await;
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(!output.status.success(), "the second one must not run");
+    assert!(
+        stderr.contains("another presenced is using the data directory")
+            && stderr.contains(data_dir),
+        "{stderr}"
+    );
+    // The first one is unharmed.
+    first
+        .set_presence("u1", "app", "Busy", "InACall", None)
+        .await
+        .assert_ok_empty();
+    // And it reports its commits: one synced batch at least.
+    let metrics = first.get("/metrics").await.text;
+    assert!(
+        gauge(&metrics, "presenced_store_sync_seconds_count") >= 1.0,
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("presenced_store_batch_writes"),
+        "{metrics}"
+    );
+}
+
+/// Flips bytes in the middle of every table file under `dir`.
+fn damage_tables(dir: &Path) -> usize {
+    let mut damaged = 0;
+    let mut pending = vec![dir.to_path_buf()];
+    while let Some(path) = pending.pop() {
+        for entry in std::fs::read_dir(&path).expect("readable").flatten() {
+            let path = entry.path();
+            if path.is_dir() {
+                pending.push(path);
+            } else if path
+                .parent()
+                .is_some_and(|parent| parent.ends_with("tables"))
+            {
+                let mut bytes = std::fs::read(&path).expect("readable");
+                if bytes.len() > 64 {
+                    let middle = bytes.len() / 3;
+                    for byte in &mut bytes[middle..middle + 32] {
+                        *byte ^= 0x5a;
+                    }
+                    std::fs::write(&path, bytes).expect("writable");
+                    damaged += 1;
+                }
+            }
+        }
+    }
+    damaged
+}
+
+#[tokio::test]
+async fn check_reports_a_healthy_directory_and_a_damaged_one_refuses_to_start() {
+    let dir = tempfile::tempdir().expect("a temporary data directory");
+    let data_dir = dir.path().to_str().expect("UTF-8").to_owned();
+    let mut server = TestServer::start_on(dir.path(), &[]).await;
+    for user in 0..50 {
+        server
+            .set_presence(&format!("u{user}"), "app", "Busy", "InACall", Some("PT4H"))
+            .await
+            .assert_ok_empty();
+    }
+    // A clean stop flushes the data into table files.
+    let status = std::process::Command::new("kill")
+        .args(["-TERM", &server.pid().to_string()])
+        .status()
+        .expect("kill runs");
+    assert!(status.success());
+    assert!(server.wait().await.success());
+
+    let output = run_binary(&["check", "--data-dir", &data_dir]).await;
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(output.status.success(), "{output:?}");
+    assert!(
+        stdout.contains("is healthy") && stdout.contains("50 users"),
+        "{stdout}"
+    );
+
+    assert!(damage_tables(dir.path()) > 0, "no table file to damage");
+    let output = run_binary(&["check", "--data-dir", &data_dir]).await;
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(!output.status.success(), "check must fail: {output:?}");
+    assert!(stderr.contains("damaged"), "{stderr}");
+
+    let output = run_binary(&["serve", "--listen", "127.0.0.1:0", "--data-dir", &data_dir]).await;
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(!output.status.success(), "it must not serve damaged data");
+    assert!(
+        stderr.contains("damaged")
+            && stderr.contains(&format!("{data_dir}/engine"))
+            && stderr.contains("backup")
+            && stderr.contains("presenced check"),
+        "the message names the file and what to do: {stderr}"
+    );
+}
+
+#[tokio::test]
+async fn check_refuses_a_directory_of_a_newer_format_and_leaves_it_alone() {
+    let dir = tempfile::tempdir().expect("a temporary data directory");
+    let data_dir = dir.path().to_str().expect("UTF-8").to_owned();
+    let marker = "presenced embedded store, format 99\n";
+    std::fs::write(dir.path().join("FORMAT"), marker).expect("writable");
+    for args in [
+        vec!["check", "--data-dir", &data_dir],
+        vec!["serve", "--listen", "127.0.0.1:0", "--data-dir", &data_dir],
+    ] {
+        let output = run_binary(&args).await;
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(!output.status.success(), "{args:?}");
+        assert!(stderr.contains("newer presenced"), "{args:?}: {stderr}");
+    }
+    assert_eq!(
+        std::fs::read_to_string(dir.path().join("FORMAT")).expect("readable"),
+        marker
+    );
+}
