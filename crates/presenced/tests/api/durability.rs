@@ -109,15 +109,28 @@ async fn check_every_acknowledged_write(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_acknowledged_write_survives_sigkill_at_a_random_moment() {
-    const CYCLES: usize = 20;
+    kill_and_restart_while_writing(&[], 20).await;
+}
+
+/// Relaxed durability answers before the sync, but after the write reached
+/// the operating system, which outlives the process.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn relaxed_durability_also_survives_sigkill() {
+    kill_and_restart_while_writing(&["--durability", "relaxed"], 5).await;
+}
+
+/// `cycles` times: start presenced with `args` on one directory, check every
+/// write acknowledged so far, write at full speed on many connections, and
+/// kill it with SIGKILL at a random moment.
+async fn kill_and_restart_while_writing(args: &[&str], cycles: usize) {
     const CONNECTIONS: usize = 48;
     const USERS_PER_CONNECTION: usize = 16;
     let dir = tempfile::tempdir().expect("a temporary data directory");
     let written: Arc<Mutex<HashMap<String, Written>>> = Arc::default();
     let mut random = Random::seeded();
     let mut acknowledged_in_all = 0u64;
-    for cycle in 0..CYCLES {
-        let server = TestServer::start_on(dir.path(), &[]).await;
+    for cycle in 0..cycles {
+        let server = TestServer::start_on(dir.path(), args).await;
         {
             let mut checked = written.lock().expect("not poisoned").clone();
             check_every_acknowledged_write(&server, &mut checked).await;
@@ -184,11 +197,11 @@ async fn every_acknowledged_write_survives_sigkill_at_a_random_moment() {
         );
         acknowledged_in_all += acknowledged;
     }
-    let server = TestServer::start_on(dir.path(), &[]).await;
+    let server = TestServer::start_on(dir.path(), args).await;
     let mut written = written.lock().expect("not poisoned").clone();
     check_every_acknowledged_write(&server, &mut written).await;
     assert_eq!(written.len(), CONNECTIONS * USERS_PER_CONNECTION);
-    eprintln!("{acknowledged_in_all} acknowledged writes over {CYCLES} kills, none lost");
+    eprintln!("{acknowledged_in_all} acknowledged writes over {cycles} kills, none lost");
 }
 
 #[tokio::test]
