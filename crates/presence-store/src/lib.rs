@@ -8,6 +8,11 @@
 //! will do the same inside one script), and reads hand the facts to a visitor
 //! instead of returning references into the store.
 //!
+//! Backends: [`memory`] (facts in sharded maps, nothing on disk) and
+//! [`embedded`] (the default: the same maps as the read side, and an
+//! embedded LSM engine on local disk as the log of record, written with
+//! group commit).
+//!
 //! Architecture invariant: stores know nothing about HTTP, JSON or clocks;
 //! `now` always comes from the caller.
 

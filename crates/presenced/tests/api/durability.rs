@@ -109,15 +109,28 @@ async fn check_every_acknowledged_write(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_acknowledged_write_survives_sigkill_at_a_random_moment() {
-    const CYCLES: usize = 20;
+    kill_and_restart_while_writing(&[], 20).await;
+}
+
+/// Relaxed durability answers before the sync, but after the write reached
+/// the operating system, which outlives the process.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn relaxed_durability_also_survives_sigkill() {
+    kill_and_restart_while_writing(&["--durability", "relaxed"], 5).await;
+}
+
+/// `cycles` times: start presenced with `args` on one directory, check every
+/// write acknowledged so far, write at full speed on many connections, and
+/// kill it with SIGKILL at a random moment.
+async fn kill_and_restart_while_writing(args: &[&str], cycles: usize) {
     const CONNECTIONS: usize = 48;
     const USERS_PER_CONNECTION: usize = 16;
     let dir = tempfile::tempdir().expect("a temporary data directory");
     let written: Arc<Mutex<HashMap<String, Written>>> = Arc::default();
     let mut random = Random::seeded();
     let mut acknowledged_in_all = 0u64;
-    for cycle in 0..CYCLES {
-        let server = TestServer::start_on(dir.path(), &[]).await;
+    for cycle in 0..cycles {
+        let server = TestServer::start_on(dir.path(), args).await;
         {
             let mut checked = written.lock().expect("not poisoned").clone();
             check_every_acknowledged_write(&server, &mut checked).await;
@@ -184,11 +197,11 @@ async fn every_acknowledged_write_survives_sigkill_at_a_random_moment() {
         );
         acknowledged_in_all += acknowledged;
     }
-    let server = TestServer::start_on(dir.path(), &[]).await;
+    let server = TestServer::start_on(dir.path(), args).await;
     let mut written = written.lock().expect("not poisoned").clone();
     check_every_acknowledged_write(&server, &mut written).await;
     assert_eq!(written.len(), CONNECTIONS * USERS_PER_CONNECTION);
-    eprintln!("{acknowledged_in_all} acknowledged writes over {CYCLES} kills, none lost");
+    eprintln!("{acknowledged_in_all} acknowledged writes over {cycles} kills, none lost");
 }
 
 #[tokio::test]
@@ -401,4 +414,78 @@ async fn check_refuses_a_directory_of_a_newer_format_and_leaves_it_alone() {
         std::fs::read_to_string(dir.path().join("FORMAT")).expect("readable"),
         marker
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn readyz_answers_503_until_the_store_is_loaded() {
+    use presence_core::{
+        Command, Duration as ModelDuration, SessionExpiration, SessionId, SessionState, TenantId,
+        Timeouts, UserId, UserKey,
+    };
+    use presence_store::{Durability, EmbeddedStore, Store};
+
+    // Enough users that loading them takes a while, written straight into a
+    // data directory.
+    let dir = tempfile::tempdir().expect("a temporary data directory");
+    let users = 100_000;
+    {
+        let store = Arc::new(EmbeddedStore::open(dir.path(), Durability::Relaxed).expect("opens"));
+        let now = presence_core::Instant::from_unix_millis(jiff::Timestamp::now().as_millisecond());
+        let command = Command::SetPresence {
+            session_id: SessionId::parse("app").expect("valid"),
+            state: SessionState::BusyInACall,
+            expiration: SessionExpiration::new(ModelDuration::from_hours(4)).expect("in range"),
+        };
+        let mut writers = tokio::task::JoinSet::new();
+        for part in 0..8 {
+            let (store, command) = (store.clone(), command.clone());
+            writers.spawn(async move {
+                for user in (part..users).step_by(8) {
+                    let key = UserKey::new(
+                        TenantId::parse("default").expect("valid"),
+                        UserId::parse(&format!("user{user}")).expect("valid"),
+                    );
+                    store
+                        .apply(&key, &command, now, Timeouts::default())
+                        .await
+                        .expect("store works")
+                        .expect("applies");
+                }
+            });
+        }
+        while let Some(joined) = writers.join_next().await {
+            joined.expect("no panic");
+        }
+    }
+
+    let server = TestServer::spawn_on(dir.path()).await;
+    let mut answers = Vec::new();
+    loop {
+        let response = server
+            .client()
+            .get(server.url("/readyz"))
+            .send()
+            .await
+            .expect("answered while loading");
+        let status = response.status().as_u16();
+        if answers.last() != Some(&status) {
+            answers.push(status);
+        }
+        if status == 200 {
+            break;
+        }
+        assert_eq!(status, 503, "{:?}", response.text().await);
+        assert!(answers.len() < 3, "{answers:?}");
+    }
+    assert_eq!(
+        answers,
+        vec![503, 200],
+        "/readyz answers 503 while the store loads, then 200"
+    );
+    assert_eq!(
+        server.shown(&format!("user{}", users - 1)).await,
+        ("Busy".to_owned(), "InACall".to_owned())
+    );
+    let metrics = server.get("/metrics").await.text;
+    assert_eq!(gauge(&metrics, "presenced_users"), users as f64);
 }

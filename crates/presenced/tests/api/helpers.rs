@@ -232,6 +232,23 @@ impl TestServer {
     /// Starts presenced with exactly `args` and the extra environment
     /// variables `env` (for the `PRESENCED_*` settings).
     pub async fn start_with_env(args: &[&str], env: &[(&str, &str)]) -> TestServer {
+        let server = TestServer::spawn(args, env).await;
+        server.wait_until_ready().await;
+        server
+    }
+
+    /// Starts presenced on `data_dir` and returns as soon as it listens,
+    /// before its store is loaded.
+    pub async fn spawn_on(data_dir: &std::path::Path) -> TestServer {
+        let data_dir = data_dir.to_str().expect("a UTF-8 path");
+        TestServer::spawn(
+            &["serve", "--listen", "127.0.0.1:0", "--data-dir", data_dir],
+            &[],
+        )
+        .await
+    }
+
+    async fn spawn(args: &[&str], env: &[(&str, &str)]) -> TestServer {
         let mut all: Vec<String> = args.iter().map(|arg| arg.to_string()).collect();
         let names_a_directory = args.contains(&"--data-dir")
             || env.iter().any(|(name, _)| *name == "PRESENCED_DATA_DIR");
@@ -264,14 +281,12 @@ impl TestServer {
             .to_owned();
         // Keep draining stdout so that the child never blocks on it.
         tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
-        let server = TestServer {
+        TestServer {
             child,
             base,
             client: reqwest::Client::new(),
             _data_dir: data_dir,
-        };
-        server.wait_until_ready().await;
-        server
+        }
     }
 
     /// Polls `/readyz` until it answers 200: until the store is loaded,
