@@ -87,11 +87,13 @@ where
 }
 
 /// One line per request at debug level (cheap when filtered out), and an
-/// error for every 5xx, which is always a bug or a store failure.
+/// error for every 5xx but 503, which is always a bug. A 503 (the store
+/// loading, or unable to save) is expected while it lasts and is logged
+/// where its cause is known.
 fn log(method: &Method, route: &str, response: &Response, started: Instant, ids: &RequestIds) {
     let status = response.status();
     let elapsed_ms = started.elapsed().as_secs_f64() * 1000.0;
-    if status.is_server_error() {
+    if status.is_server_error() && status != axum::http::StatusCode::SERVICE_UNAVAILABLE {
         tracing::error!(%method, route, status = status.as_u16(), elapsed_ms, request_id = ids.request_id.to_str().unwrap_or_default(), "request failed");
     } else {
         tracing::debug!(%method, route, status = status.as_u16(), elapsed_ms, request_id = ids.request_id.to_str().unwrap_or_default(), "request");

@@ -281,10 +281,17 @@ impl TestServer {
             .to_owned();
         // Keep draining stdout so that the child never blocks on it.
         tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+        // A server started with --tls-cert has a certificate the test made
+        // itself; the helper's own client (readiness, helpers) trusts it.
+        // Tests of TLS itself use clients of their own.
+        let client = reqwest::Client::builder()
+            .danger_accept_invalid_certs(base.starts_with("https://"))
+            .build()
+            .expect("a client");
         TestServer {
             child,
             base,
-            client: reqwest::Client::new(),
+            client,
             _data_dir: data_dir,
         }
     }
