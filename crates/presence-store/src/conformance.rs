@@ -7,14 +7,14 @@ use presence_core::{
 
 use crate::Store;
 
-fn key(tenant: &str, user: &str) -> UserKey {
+pub(crate) fn key(tenant: &str, user: &str) -> UserKey {
     UserKey::new(
         TenantId::parse(tenant).expect("valid tenant"),
         UserId::parse(user).expect("valid user"),
     )
 }
 
-fn set_presence(session: &str, minutes: i64) -> Command {
+pub(crate) fn set_presence(session: &str, minutes: i64) -> Command {
     Command::SetPresence {
         session_id: SessionId::parse(session).expect("valid session"),
         state: SessionState::Available,
@@ -22,7 +22,7 @@ fn set_presence(session: &str, minutes: i64) -> Command {
     }
 }
 
-async fn read_one(store: &dyn Store, key: &UserKey) -> Option<UserFacts> {
+pub(crate) async fn read_one(store: &dyn Store, key: &UserKey) -> Option<UserFacts> {
     let mut found = None;
     store
         .read(std::slice::from_ref(key), &mut |_, facts| {

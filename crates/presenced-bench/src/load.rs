@@ -509,18 +509,35 @@ async fn drive_closed_loop(
         let spec = generator(random);
         let result = connection.exchange(&spec).await;
         let completed = Instant::now();
-        match result {
-            Ok(()) if window.counts(completed) => outcome.record_success(completed - sent),
-            Ok(()) => {}
-            Err(failure) => {
-                let transport = matches!(failure, Failure::Transport(_));
-                outcome.record_failure(failure);
-                if transport && !connection.reconnect(window.end).await {
-                    return outcome;
-                }
+        if !record(&mut outcome, &mut connection, window, result, sent, completed).await {
+            return outcome;
+        }
+    }
+}
+
+/// Counts one exchange that was charged from `charged_from` and answered at
+/// `completed`; after a transport failure, reconnects. `false` when the
+/// connection cannot be had again before the window ends.
+async fn record(
+    outcome: &mut LoadOutcome,
+    connection: &mut Connection,
+    window: Window,
+    result: Result<(), Failure>,
+    charged_from: Instant,
+    completed: Instant,
+) -> bool {
+    match result {
+        Ok(()) if window.counts(completed) => outcome.record_success(completed - charged_from),
+        Ok(()) => {}
+        Err(failure) => {
+            let transport = matches!(failure, Failure::Transport(_));
+            outcome.record_failure(failure);
+            if transport && !connection.reconnect(window.end).await {
+                return false;
             }
         }
     }
+    true
 }
 
 /// Sends on a fixed schedule, one request every `interval` on this
@@ -553,16 +570,17 @@ async fn drive_open_loop(
         let completed = Instant::now();
         previous_completed = completed;
         due += interval;
-        match result {
-            Ok(()) if window.counts(completed) => outcome.record_success(completed - charged_from),
-            Ok(()) => {}
-            Err(failure) => {
-                let transport = matches!(failure, Failure::Transport(_));
-                outcome.record_failure(failure);
-                if transport && !connection.reconnect(window.end).await {
-                    return outcome;
-                }
-            }
+        if !record(
+            &mut outcome,
+            &mut connection,
+            window,
+            result,
+            charged_from,
+            completed,
+        )
+        .await
+        {
+            return outcome;
         }
     }
     outcome

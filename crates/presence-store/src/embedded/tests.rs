@@ -7,30 +7,10 @@ use presence_core::{
 
 use super::*;
 
+use crate::conformance::{read_one, set_presence};
+
 fn key(user: &str) -> UserKey {
-    UserKey::new(
-        TenantId::parse("default").expect("valid"),
-        UserId::parse(user).expect("valid"),
-    )
-}
-
-fn set_presence(session: &str, minutes: i64) -> Command {
-    Command::SetPresence {
-        session_id: SessionId::parse(session).expect("valid session"),
-        state: SessionState::Available,
-        expiration: SessionExpiration::new(Duration::from_mins(minutes)).expect("in range"),
-    }
-}
-
-async fn read_one(store: &dyn Store, key: &UserKey) -> Option<UserFacts> {
-    let mut found = None;
-    store
-        .read(std::slice::from_ref(key), &mut |_, facts| {
-            found = facts.cloned()
-        })
-        .await
-        .expect("read works");
-    found
+    crate::conformance::key("default", user)
 }
 
 #[tokio::test]

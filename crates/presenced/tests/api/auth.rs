@@ -983,16 +983,12 @@ fn es256(kid: &str, pem: &str, claims: &Value) -> String {
     .unwrap()
 }
 
-#[tokio::test]
-async fn jwks_file_tokens_signed_with_rs256_and_es256_are_accepted_by_kid() {
-    let (ec_pem, ec_jwk) = ec_key("ec-1");
+/// A server checking tokens against `keys`, written to a JWKS file in a
+/// directory that lives as long as the returned handle.
+async fn jwks_file_server(keys: Value) -> (TestServer, tempfile::TempDir) {
     let directory = tempfile::tempdir().unwrap();
     let jwks_path = directory.path().join("jwks.json");
-    std::fs::write(
-        &jwks_path,
-        json!({"keys": [jwk("rsa-a"), ec_jwk]}).to_string(),
-    )
-    .unwrap();
+    std::fs::write(&jwks_path, keys.to_string()).unwrap();
     let server = TestServer::start(&[
         "--auth",
         "jwks",
@@ -1004,6 +1000,13 @@ async fn jwks_file_tokens_signed_with_rs256_and_es256_are_accepted_by_kid() {
         AUDIENCE,
     ])
     .await;
+    (server, directory)
+}
+
+#[tokio::test]
+async fn jwks_file_tokens_signed_with_rs256_and_es256_are_accepted_by_kid() {
+    let (ec_pem, ec_jwk) = ec_key("ec-1");
+    let (server, _directory) = jwks_file_server(json!({"keys": [jwk("rsa-a"), ec_jwk]})).await;
     let set = call(
         &server,
         "POST",
@@ -1412,24 +1415,7 @@ async fn me_paths_follow_the_delegated_rows_of_the_table() {
 #[tokio::test]
 async fn jwks_tokens_without_a_kid_or_expired_are_refused() {
     let (_, ec_jwk) = ec_key("ec-1");
-    let directory = tempfile::tempdir().unwrap();
-    let jwks_path = directory.path().join("jwks.json");
-    std::fs::write(
-        &jwks_path,
-        json!({"keys": [jwk("rsa-a"), ec_jwk]}).to_string(),
-    )
-    .unwrap();
-    let server = TestServer::start(&[
-        "--auth",
-        "jwks",
-        "--jwks-file",
-        jwks_path.to_str().unwrap(),
-        "--issuer",
-        ISSUER,
-        "--audience",
-        AUDIENCE,
-    ])
-    .await;
+    let (server, _directory) = jwks_file_server(json!({"keys": [jwk("rsa-a"), ec_jwk]})).await;
     let no_kid = jsonwebtoken::encode(
         &Header::new(Algorithm::RS256),
         &jwks_claims(None),
