@@ -509,7 +509,16 @@ async fn drive_closed_loop(
         let spec = generator(random);
         let result = connection.exchange(&spec).await;
         let completed = Instant::now();
-        if !record(&mut outcome, &mut connection, window, result, sent, completed).await {
+        if !record(
+            &mut outcome,
+            &mut connection,
+            window,
+            result,
+            sent,
+            completed,
+        )
+        .await
+        {
             return outcome;
         }
     }

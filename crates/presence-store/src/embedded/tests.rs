@@ -1,9 +1,6 @@
 use std::sync::Arc;
 
-use presence_core::{
-    Command, Duration, Instant, SessionExpiration, SessionId, SessionState, TenantId, Timeouts,
-    UserFacts, UserId, UserKey,
-};
+use presence_core::{Command, Duration, Instant, Timeouts, UserFacts, UserKey};
 
 use super::*;
 
