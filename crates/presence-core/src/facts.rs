@@ -306,6 +306,12 @@ impl UserFacts {
         self.sessions.is_empty() && self.extras.is_none()
     }
 
+    /// Whether two versions hold the same facts, whatever their sequence
+    /// bases (which only fold in changes that time made).
+    pub fn same_facts(&self, other: &UserFacts) -> bool {
+        self.sessions == other.sessions && self.extras == other.extras
+    }
+
     /// Drops every fact that has ended by `now`. Never changes what is shown.
     pub fn prune(&mut self, now: Instant) {
         self.sessions.retain(|session| session.is_live(now));

@@ -493,3 +493,20 @@ fn sequence_numbers_are_an_a_and_twenty_digits_that_sort_as_text() {
     let sorted: Vec<String> = numbers.iter().map(|&n| format_sequence(n)).collect();
     assert_eq!(texts, sorted);
 }
+
+#[test]
+fn same_facts_ignores_only_the_sequence_base() {
+    let mut base = UserFacts::default();
+    set(&mut base, 0, "app", SessionState::Available, 60);
+    let mut rebased = base.clone();
+    rebased.sequence.value += 7;
+    rebased.sequence.as_of = at(3);
+    assert!(base.same_facts(&rebased));
+    assert_ne!(base, rebased);
+    let mut refreshed = base.clone();
+    set(&mut refreshed, 1, "app", SessionState::Available, 60);
+    assert!(!base.same_facts(&refreshed), "a refresh moves set_at");
+    let mut other = base.clone();
+    set(&mut other, 0, "other", SessionState::BusyInACall, 60);
+    assert!(!base.same_facts(&other));
+}

@@ -256,9 +256,7 @@ fn write_for(before: Option<&UserFacts>, after: &UserFacts) -> Write {
         // number at every later instant (the base only folds in changes time
         // made), so a change that moved nothing but the base, such as a tick
         // at a fade, need not be written.
-        let mut rebased = before.clone();
-        rebased.sequence = after.sequence;
-        if rebased == *after {
+        if before.same_facts(after) {
             return Write::Nothing;
         }
     }
