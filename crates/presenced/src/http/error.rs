@@ -31,6 +31,9 @@ pub enum ApiError {
     NotFound(String),
     #[error("{0}")]
     PayloadTooLarge(String),
+    /// The body did not arrive in time.
+    #[error("{0}")]
+    RequestTimeout(String),
     #[error(
         "The store is unavailable (presenced is starting, or cannot write to its disk); nothing was changed. Retry later."
     )]
@@ -45,6 +48,7 @@ impl ApiError {
             ApiError::Forbidden(_) => StatusCode::FORBIDDEN,
             ApiError::NotFound(_) => StatusCode::NOT_FOUND,
             ApiError::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
+            ApiError::RequestTimeout(_) => StatusCode::REQUEST_TIMEOUT,
             ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
         }
     }
@@ -58,6 +62,7 @@ impl ApiError {
             ApiError::Forbidden(_) => "Forbidden",
             ApiError::NotFound(_) => "NotFound",
             ApiError::PayloadTooLarge(_) => "RequestEntityTooLarge",
+            ApiError::RequestTimeout(_) => "RequestTimeout",
             ApiError::Unavailable(_) => "ServiceUnavailable",
         }
     }

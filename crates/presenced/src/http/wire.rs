@@ -18,6 +18,9 @@ use utoipa::ToSchema;
 use crate::http::error::ApiError;
 use crate::wire_time;
 
+/// How long a request body may take to arrive once its headers have.
+pub const BODY_READ_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+
 /// A JSON request body whose every rejection is an [`ApiError`]: 413 when
 /// too large, 400 naming the offending field otherwise. An empty body reads
 /// as `{}`, so that actions without parameters accept no body, as the SDKs
@@ -29,7 +32,17 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for JsonBody<T> {
     type Rejection = ApiError;
 
     async fn from_request(request: Request, state: &S) -> Result<JsonBody<T>, ApiError> {
-        let bytes = Bytes::from_request(request, state).await.map_err(|rejection| {
+        // hyper bounds how long the headers may take; this bounds the body,
+        // so that a client trickling one cannot hold a request open forever.
+        let read = tokio::time::timeout(BODY_READ_TIMEOUT, Bytes::from_request(request, state))
+            .await
+            .map_err(|_| {
+                ApiError::RequestTimeout(format!(
+                    "The request body did not arrive within {} seconds; send it whole.",
+                    BODY_READ_TIMEOUT.as_secs()
+                ))
+            })?;
+        let bytes = read.map_err(|rejection| {
             if rejection.status() == axum::http::StatusCode::PAYLOAD_TOO_LARGE {
                 ApiError::PayloadTooLarge(format!(
                     "The request body is larger than {} bytes; send fewer ids or a shorter message.",

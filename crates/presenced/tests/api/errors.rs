@@ -1150,3 +1150,42 @@ async fn random_and_truncated_bodies_never_get_a_5xx() {
     let sessions = server.get("/_presenced/users/fuzz-user/sessions").await;
     assert_eq!(sessions.status, 200, "{}", sessions.text);
 }
+
+#[tokio::test]
+async fn a_body_that_does_not_arrive_in_time_is_a_408_envelope_and_the_server_goes_on() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let server = TestServer::start(&[]).await;
+    let address = server.base.trim_start_matches("http://").to_owned();
+    let mut stream = tokio::net::TcpStream::connect(&address).await.unwrap();
+    // Promise 200 bytes, send 20, then nothing.
+    let head = format!(
+        "POST /v1.0/users/u1/presence/setPresence HTTP/1.1\r\nhost: {address}\r\n\
+         content-type: application/json\r\ncontent-length: 200\r\n\r\n{{\"sessionId\":\"app\","
+    );
+    stream.write_all(head.as_bytes()).await.unwrap();
+    let started = std::time::Instant::now();
+    let mut answer = Vec::new();
+    let read = tokio::time::timeout(
+        std::time::Duration::from_secs(30),
+        stream.read_to_end(&mut answer),
+    )
+    .await;
+    assert!(
+        read.is_ok(),
+        "presenced answered a stalled body within 30 s"
+    );
+    let elapsed = started.elapsed();
+    assert!(
+        elapsed >= std::time::Duration::from_secs(9),
+        "the body was given its 10 s: {elapsed:?}"
+    );
+    let answer = String::from_utf8_lossy(&answer);
+    assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
+    assert!(answer.contains("\"code\":\"RequestTimeout\""), "{answer}");
+    assert!(answer.contains("within 10 seconds"), "{answer}");
+    // Nothing was applied, and other requests were served all along.
+    assert_eq!(
+        server.shown("u1").await,
+        ("Offline".into(), "Offline".into())
+    );
+}
