@@ -9,7 +9,10 @@ use jsonwebtoken::{Algorithm, EncodingKey, Header};
 use presenced::token::{MintRequest, Secret, mint};
 use serde_json::{Value, json};
 
-use crate::helpers::{Reply, TestServer};
+use crate::helpers::{Reply, TestServer, run_binary};
+
+/// How long a server that must refuse to start may take to say so.
+const START_LIMIT: std::time::Duration = std::time::Duration::from_secs(30);
 
 const SECRET: &str = "the hs256 secret of the auth tests, 32+ bytes";
 const TENANT: &str = "contoso";
@@ -902,12 +905,9 @@ async fn the_server_refuses_to_start_with_incomplete_or_weak_auth_settings() {
         (&["--tls-cert", "/nonexistent/cert.pem"], "--tls-key"),
     ];
     for (args, says) in cases {
-        let output = tokio::process::Command::new(env!("CARGO_BIN_EXE_presenced"))
-            .args(["serve", "--listen", "127.0.0.1:0", "--store", "memory"])
-            .args(*args)
-            .output()
-            .await
-            .unwrap();
+        let mut all = vec!["serve", "--listen", "127.0.0.1:0", "--store", "memory"];
+        all.extend_from_slice(args);
+        let output = run_binary(START_LIMIT, &all).await;
         assert!(!output.status.success(), "{args:?} must not start");
         let stderr = String::from_utf8_lossy(&output.stderr);
         assert!(
@@ -1200,8 +1200,10 @@ async fn a_jwks_url_that_cannot_be_fetched_stops_the_server_at_start() {
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let address = listener.local_addr().unwrap();
     drop(listener);
-    let output = tokio::process::Command::new(env!("CARGO_BIN_EXE_presenced"))
-        .args([
+    let url = format!("http://{address}/keys");
+    let output = run_binary(
+        START_LIMIT,
+        &[
             "serve",
             "--listen",
             "127.0.0.1:0",
@@ -1209,12 +1211,15 @@ async fn a_jwks_url_that_cannot_be_fetched_stops_the_server_at_start() {
             "memory",
             "--auth",
             "jwks",
-        ])
-        .args(["--jwks-url", &format!("http://{address}/keys")])
-        .args(["--issuer", ISSUER, "--audience", AUDIENCE])
-        .output()
-        .await
-        .unwrap();
+            "--jwks-url",
+            &url,
+            "--issuer",
+            ISSUER,
+            "--audience",
+            AUDIENCE,
+        ],
+    )
+    .await;
     assert!(!output.status.success());
     assert!(
         String::from_utf8_lossy(&output.stderr).contains("cannot fetch the JWKS"),
@@ -1292,17 +1297,22 @@ async fn tls_files_that_are_not_a_certificate_and_key_stop_the_server() {
     let directory = tempfile::tempdir().unwrap();
     let junk = directory.path().join("junk.pem");
     std::fs::write(&junk, "not pem at all").unwrap();
-    let output = tokio::process::Command::new(env!("CARGO_BIN_EXE_presenced"))
-        .args(["serve", "--listen", "127.0.0.1:0", "--store", "memory"])
-        .args([
+    let junk_path = junk.to_str().unwrap();
+    let output = run_binary(
+        START_LIMIT,
+        &[
+            "serve",
+            "--listen",
+            "127.0.0.1:0",
+            "--store",
+            "memory",
             "--tls-cert",
-            junk.to_str().unwrap(),
+            junk_path,
             "--tls-key",
-            junk.to_str().unwrap(),
-        ])
-        .output()
-        .await
-        .unwrap();
+            junk_path,
+        ],
+    )
+    .await;
     assert!(!output.status.success());
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(

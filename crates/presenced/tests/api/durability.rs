@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use serde_json::json;
 
-use crate::helpers::{TestServer, gauge};
+use crate::helpers::{TestServer, gauge, run_binary};
 
 /// The five setPresence pairs; none of them fades within the test.
 const STATES: [(&str, &str); 5] = [
@@ -38,18 +38,6 @@ impl Random {
         self.0 ^= self.0 << 17;
         self.0 % bound
     }
-}
-
-async fn run_binary(args: &[&str]) -> std::process::Output {
-    let child = tokio::process::Command::new(env!("CARGO_BIN_EXE_presenced"))
-        .args(args)
-        .env("RUST_LOG", "warn")
-        .kill_on_drop(true)
-        .output();
-    tokio::time::timeout(Duration::from_secs(30), child)
-        .await
-        .unwrap_or_else(|_| panic!("presenced {args:?} should exit by itself"))
-        .expect("presenced runs")
 }
 
 /// What a user was last set to: the state of the last acknowledged write,
@@ -297,7 +285,11 @@ async fn a_second_presenced_on_the_same_directory_refuses_to_start() {
     let dir = tempfile::tempdir().expect("a temporary data directory");
     let first = TestServer::start_on(dir.path(), &[]).await;
     let data_dir = dir.path().to_str().expect("UTF-8");
-    let output = run_binary(&["serve", "--listen", "127.0.0.1:0", "--data-dir", data_dir]).await;
+    let output = run_binary(
+        Duration::from_secs(30),
+        &["serve", "--listen", "127.0.0.1:0", "--data-dir", data_dir],
+    )
+    .await;
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(!output.status.success(), "the second one must not run");
     assert!(
@@ -369,7 +361,7 @@ async fn check_reports_a_healthy_directory_and_a_damaged_one_refuses_to_start() 
     assert!(status.success());
     assert!(server.wait().await.success());
 
-    let output = run_binary(&["check", "--data-dir", &data_dir]).await;
+    let output = run_binary(Duration::from_secs(30), &["check", "--data-dir", &data_dir]).await;
     let stdout = String::from_utf8_lossy(&output.stdout);
     assert!(output.status.success(), "{output:?}");
     assert!(
@@ -378,12 +370,16 @@ async fn check_reports_a_healthy_directory_and_a_damaged_one_refuses_to_start() 
     );
 
     assert!(damage_tables(dir.path()) > 0, "no table file to damage");
-    let output = run_binary(&["check", "--data-dir", &data_dir]).await;
+    let output = run_binary(Duration::from_secs(30), &["check", "--data-dir", &data_dir]).await;
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(!output.status.success(), "check must fail: {output:?}");
     assert!(stderr.contains("damaged"), "{stderr}");
 
-    let output = run_binary(&["serve", "--listen", "127.0.0.1:0", "--data-dir", &data_dir]).await;
+    let output = run_binary(
+        Duration::from_secs(30),
+        &["serve", "--listen", "127.0.0.1:0", "--data-dir", &data_dir],
+    )
+    .await;
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(!output.status.success(), "it must not serve damaged data");
     assert!(
@@ -405,7 +401,7 @@ async fn check_refuses_a_directory_of_a_newer_format_and_leaves_it_alone() {
         vec!["check", "--data-dir", &data_dir],
         vec!["serve", "--listen", "127.0.0.1:0", "--data-dir", &data_dir],
     ] {
-        let output = run_binary(&args).await;
+        let output = run_binary(Duration::from_secs(30), &args).await;
         let stderr = String::from_utf8_lossy(&output.stderr);
         assert!(!output.status.success(), "{args:?}");
         assert!(stderr.contains("newer presenced"), "{args:?}: {stderr}");

@@ -421,3 +421,17 @@ pub fn gauge(metrics: &str, name: &str) -> f64 {
         })
         .unwrap_or_else(|| panic!("{name} is not in /metrics:\n{metrics}"))
 }
+
+/// Runs the binary with `args` to completion (a run that must not start
+/// serving), failing the test if it has not exited within `limit`.
+pub async fn run_binary(limit: Duration, args: &[&str]) -> std::process::Output {
+    let child = Command::new(env!("CARGO_BIN_EXE_presenced"))
+        .args(args)
+        .env("RUST_LOG", "warn")
+        .kill_on_drop(true)
+        .output();
+    tokio::time::timeout(limit, child)
+        .await
+        .unwrap_or_else(|_| panic!("presenced {args:?} should exit by itself"))
+        .expect("presenced runs")
+}

@@ -7,23 +7,10 @@ use std::time::Duration;
 use serde_json::Value;
 
 use crate::endpoints::{VERSIONS, graph_path_templates};
-use crate::helpers::{TestServer, gauge};
+use crate::helpers::{TestServer, gauge, run_binary};
 
 fn pair(availability: &str, activity: &str) -> (String, String) {
     (availability.to_owned(), activity.to_owned())
-}
-
-/// Runs the binary with `args` to completion (it must not start serving).
-async fn run_binary(args: &[&str]) -> std::process::Output {
-    let child = tokio::process::Command::new(env!("CARGO_BIN_EXE_presenced"))
-        .args(args)
-        .env("RUST_LOG", "warn")
-        .kill_on_drop(true)
-        .output();
-    tokio::time::timeout(Duration::from_secs(20), child)
-        .await
-        .unwrap_or_else(|_| panic!("presenced {args:?} should exit by itself"))
-        .expect("presenced runs")
 }
 
 #[tokio::test]
@@ -191,7 +178,7 @@ const FLAGS: [&str; 9] = [
 
 #[tokio::test]
 async fn serve_help_mentions_every_flag() {
-    let output = run_binary(&["serve", "--help"]).await;
+    let output = run_binary(Duration::from_secs(20), &["serve", "--help"]).await;
     assert!(output.status.success(), "{output:?}");
     let help = String::from_utf8_lossy(&output.stdout);
     for flag in FLAGS {
@@ -214,7 +201,7 @@ async fn serve_help_mentions_every_flag() {
 
 #[tokio::test]
 async fn top_level_help_mentions_every_flag() {
-    let output = run_binary(&["--help"]).await;
+    let output = run_binary(Duration::from_secs(20), &["--help"]).await;
     assert!(output.status.success(), "{output:?}");
     let help = String::from_utf8_lossy(&output.stdout);
     let missing: Vec<&str> = FLAGS
@@ -348,7 +335,7 @@ async fn a_bad_config_file_or_idle_timeout_stops_the_start_with_a_message() {
             "positive",
         ),
     ] {
-        let output = run_binary(&args).await;
+        let output = run_binary(Duration::from_secs(20), &args).await;
         let stderr = String::from_utf8_lossy(&output.stderr);
         assert!(!output.status.success(), "{args:?} should not start");
         assert!(stderr.contains(needle), "{args:?}: {stderr}");
@@ -357,15 +344,18 @@ async fn a_bad_config_file_or_idle_timeout_stops_the_start_with_a_message() {
 
 #[tokio::test]
 async fn auth_none_on_a_non_loopback_address_refuses_to_start() {
-    let output = run_binary(&[
-        "serve",
-        "--auth",
-        "none",
-        "--listen",
-        "0.0.0.0:0",
-        "--store",
-        "memory",
-    ])
+    let output = run_binary(
+        Duration::from_secs(20),
+        &[
+            "serve",
+            "--auth",
+            "none",
+            "--listen",
+            "0.0.0.0:0",
+            "--store",
+            "memory",
+        ],
+    )
     .await;
     let stdout = String::from_utf8_lossy(&output.stdout);
     let stderr = String::from_utf8_lossy(&output.stderr);
