@@ -39,6 +39,75 @@ pub async fn run_all(store: &dyn Store) {
     tenants_are_separate(store).await;
     asks_for_each_tick_once(store).await;
     ticks_prune_what_has_ended(store).await;
+    records_are_kept_by_prefix(store).await;
+}
+
+/// Run on a fresh store: the observer can be installed only once.
+pub async fn tells_the_observer_of_every_visible_change(store: &dyn Store) {
+    #[derive(Debug, Default)]
+    struct Seen(std::sync::Mutex<Vec<(UserKey, u64)>>);
+    impl crate::ChangeObserver for Seen {
+        fn changed(&self, key: &UserKey, facts: &UserFacts, _now: Instant) {
+            self.0
+                .lock()
+                .expect("not poisoned")
+                .push((key.clone(), facts.sequence.value));
+        }
+    }
+    let seen = std::sync::Arc::new(Seen::default());
+    store.observe(seen.clone());
+    let timeouts = Timeouts::default();
+    let start = Instant::from_unix_millis(50_000_000);
+    let bob = key("observed", "bob");
+    store
+        .apply(&bob, &set_presence("app", 60), start, timeouts)
+        .await
+        .expect("store works")
+        .expect("applies");
+    // A refresh a minute later shows the same: no change.
+    let later = start.saturating_add(Duration::from_mins(1));
+    store
+        .apply(&bob, &set_presence("app", 60), later, timeouts)
+        .await
+        .expect("store works")
+        .expect("applies");
+    // A tick at the fade (5 minutes after the refresh) folds in a change
+    // that time made.
+    let fade = later.saturating_add(Duration::from_mins(5));
+    store
+        .apply(&bob, &Command::Tick, fade, timeouts)
+        .await
+        .expect("store works")
+        .expect("applies");
+    // A tick with nothing new changes nothing.
+    store
+        .apply(&bob, &Command::Tick, fade, timeouts)
+        .await
+        .expect("store works")
+        .expect("applies");
+    let seen = seen.0.lock().expect("not poisoned").clone();
+    assert_eq!(seen, vec![(bob.clone(), 1), (bob, 2)]);
+}
+
+async fn records_are_kept_by_prefix(store: &dyn Store) {
+    let writes = vec![
+        (b"s/1".to_vec(), Some(b"one".to_vec())),
+        (b"s/2".to_vec(), Some(b"two".to_vec())),
+        (b"t/1".to_vec(), Some(b"other".to_vec())),
+    ];
+    store.put_records(writes, true).await.expect("store works");
+    store
+        .put_records(vec![(b"s/1".to_vec(), None)], false)
+        .await
+        .expect("store works");
+    let mut seen = Vec::new();
+    store
+        .scan_records(b"s/", &mut |key, value| {
+            seen.push((key.to_vec(), value.to_vec()))
+        })
+        .await
+        .expect("store works");
+    assert_eq!(seen, vec![(b"s/2".to_vec(), b"two".to_vec())]);
 }
 
 async fn applies_and_reads_back(store: &dyn Store) {

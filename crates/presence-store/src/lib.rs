@@ -17,6 +17,7 @@
 //! `now` always comes from the caller.
 
 use std::path::PathBuf;
+use std::sync::Arc;
 
 use async_trait::async_trait;
 use presence_core::{Applied, Command, CommandError, Instant, Timeouts, UserFacts, UserKey};
@@ -120,4 +121,35 @@ pub trait Store: Send + Sync + std::fmt::Debug + 'static {
     ) -> Result<(), StoreError>;
 
     fn counts(&self) -> StoreCounts;
+
+    /// Writes records beside the users' facts (the notifier's subscriptions
+    /// and delivery marks): opaque bytes by key, `None` deleting. All of
+    /// `writes` land together or not at all. `durable` waits for a sync (in
+    /// a backend that has one) before answering.
+    async fn put_records(&self, writes: Vec<RecordWrite>, durable: bool) -> Result<(), StoreError>;
+
+    /// Calls `visit` with every record whose key starts with `prefix`, in
+    /// key order.
+    async fn scan_records(
+        &self,
+        prefix: &[u8],
+        visit: &mut (dyn for<'r> FnMut(&'r [u8], &'r [u8]) + Send),
+    ) -> Result<(), StoreError>;
+
+    /// Installs the one observer told of every visible change (see
+    /// [`ChangeObserver`]). A second call is ignored.
+    fn observe(&self, observer: Arc<dyn ChangeObserver>);
+}
+
+/// One record to put (`Some`) or delete (`None`) with [`Store::put_records`].
+pub type RecordWrite = (Vec<u8>, Option<Vec<u8>>);
+
+/// Told of every change to a user's sequence number, which is every change
+/// of what is shown: caused by a command, or by time and folded in by a
+/// tick. It is called inside the user's atomic section, after the change is
+/// durable, with the facts as they now are; so calls for one user come in
+/// the order of the changes, never two at once. It must be quick and must
+/// not call back into the store.
+pub trait ChangeObserver: Send + Sync + std::fmt::Debug {
+    fn changed(&self, key: &UserKey, facts: &UserFacts, now: Instant);
 }

@@ -9,10 +9,10 @@
 //! compact (`presence_core::id`), rare facts sit behind one pointer, and
 //! entries are boxed so that empty hash slots stay small.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::hash::BuildHasher;
-use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, OnceLock};
 
 use async_trait::async_trait;
 use presence_core::{
@@ -20,7 +20,7 @@ use presence_core::{
     next_transition,
 };
 
-use crate::{Outcome, Store, StoreCounts, StoreError};
+use crate::{ChangeObserver, Outcome, RecordWrite, Store, StoreCounts, StoreError};
 
 /// How many independently locked shards the map is split into. A power of
 /// two well above the core count keeps lock contention negligible.
@@ -55,6 +55,10 @@ pub struct MemoryStore {
     /// Maintained on every apply so that metrics never walk the maps.
     users: AtomicU64,
     sessions: AtomicU64,
+    /// The records beside the facts ([`Store::put_records`]); few, and
+    /// written rarely next to the facts, so one lock is enough.
+    records: Mutex<BTreeMap<Vec<u8>, Vec<u8>>>,
+    observer: OnceLock<Arc<dyn ChangeObserver>>,
 }
 
 impl Default for MemoryStore {
@@ -73,7 +77,40 @@ impl MemoryStore {
             hasher,
             users: AtomicU64::new(0),
             sessions: AtomicU64::new(0),
+            records: Mutex::new(BTreeMap::new()),
+            observer: OnceLock::new(),
         }
+    }
+
+    fn records(&self) -> std::sync::MutexGuard<'_, BTreeMap<Vec<u8>, Vec<u8>>> {
+        self.records
+            .lock()
+            .unwrap_or_else(|poison| poison.into_inner())
+    }
+
+    /// Installs records that are already durable elsewhere (the embedded
+    /// store's, after its commit, and at start-up).
+    pub fn install_records(&self, writes: Vec<RecordWrite>) {
+        let mut records = self.records();
+        for (key, value) in writes {
+            match value {
+                Some(value) => records.insert(key, value),
+                None => records.remove(&key),
+            };
+        }
+    }
+
+    /// The records whose key starts with `prefix`, in key order.
+    pub fn records_with_prefix(&self, prefix: &[u8]) -> Vec<(Vec<u8>, Vec<u8>)> {
+        self.records()
+            .range(prefix.to_vec()..)
+            .take_while(|(key, _)| key.starts_with(prefix))
+            .map(|(key, value)| (key.clone(), value.clone()))
+            .collect()
+    }
+
+    pub fn set_observer(&self, observer: Arc<dyn ChangeObserver>) {
+        let _ = self.observer.set(observer);
     }
 
     fn shard(&self, key: &UserKey) -> std::sync::MutexGuard<'_, Shard> {
@@ -157,7 +194,14 @@ impl MemoryStore {
             // This is the tick that was asked for (or a later one).
             entry.scheduled = None;
         }
+        let sequence_before = entry.facts.sequence.value;
         let result = apply(&mut entry.facts, command, now, timeouts);
+        if result.is_ok()
+            && entry.facts.sequence.value != sequence_before
+            && let Some(observer) = self.observer.get()
+        {
+            observer.changed(key, &entry.facts, now);
+        }
         let held_after = !entry.facts.holds_nothing();
         let sessions_after = entry.facts.sessions.len() as u64;
         let outcome = result.map(|applied| {
@@ -252,6 +296,30 @@ impl Store for MemoryStore {
             sessions: self.sessions.load(Ordering::Relaxed),
         }
     }
+
+    async fn put_records(
+        &self,
+        writes: Vec<RecordWrite>,
+        _durable: bool,
+    ) -> Result<(), StoreError> {
+        self.install_records(writes);
+        Ok(())
+    }
+
+    async fn scan_records(
+        &self,
+        prefix: &[u8],
+        visit: &mut (dyn for<'r> FnMut(&'r [u8], &'r [u8]) + Send),
+    ) -> Result<(), StoreError> {
+        for (key, value) in self.records_with_prefix(prefix) {
+            visit(&key, &value);
+        }
+        Ok(())
+    }
+
+    fn observe(&self, observer: Arc<dyn ChangeObserver>) {
+        self.set_observer(observer);
+    }
 }
 
 #[cfg(test)]
@@ -259,5 +327,11 @@ mod tests {
     #[tokio::test]
     async fn passes_the_conformance_suite() {
         crate::conformance::run_all(&super::MemoryStore::new()).await;
+    }
+
+    #[tokio::test]
+    async fn tells_the_observer_of_every_visible_change() {
+        crate::conformance::tells_the_observer_of_every_visible_change(&super::MemoryStore::new())
+            .await;
     }
 }

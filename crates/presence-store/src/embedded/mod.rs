@@ -33,6 +33,7 @@ mod writer;
 use std::fs::File;
 use std::hash::BuildHasher;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
 use async_trait::async_trait;
@@ -42,8 +43,8 @@ pub use layout::FORMAT_VERSION;
 pub use record::RECORD_VERSION;
 pub use writer::SYNC_INTERVAL;
 
-use crate::{MemoryStore, Outcome, Store, StoreCounts, StoreError};
-use writer::{Opened, Wait, Writer};
+use crate::{ChangeObserver, MemoryStore, Outcome, RecordWrite, Store, StoreCounts, StoreError};
+use writer::{Opened, Wait, Writer, Writes};
 
 /// How many stripes serialize writes to one user. Far more than the writes
 /// in flight at once, so two users rarely share one; each is a few bytes.
@@ -127,6 +128,19 @@ fn read_all(dir: &Path, mut visit: impl FnMut(UserKey, UserFacts)) -> Result<Ope
     Ok(opened)
 }
 
+/// Reads every record beside the facts.
+fn read_records(dir: &Path, opened: &Opened) -> Result<Vec<RecordWrite>, StoreError> {
+    opened
+        .records
+        .iter()
+        .map(|item| {
+            item.into_inner()
+                .map(|(key, value)| (key.to_vec(), Some(value.to_vec())))
+                .map_err(|error| engine_damaged(dir, format!("a record cannot be read ({error})")))
+        })
+        .collect()
+}
+
 fn directory_size(path: &Path) -> u64 {
     let Ok(entries) = std::fs::read_dir(path) else {
         return 0;
@@ -196,6 +210,7 @@ impl EmbeddedStore {
         layout::check_or_mark_format(dir)?;
         let memory = MemoryStore::new();
         let opened = read_all(dir, |key, facts| memory.load(key, facts))?;
+        memory.install_records(read_records(dir, &opened)?);
         let writer =
             Writer::start(layout::engine_path(dir), opened).map_err(|error| StoreError::Io {
                 dir: dir.to_path_buf(),
@@ -292,8 +307,12 @@ impl Store for EmbeddedStore {
                 Write::Delete => None,
                 Write::Nothing => return Ok(self.memory.apply_now(key, command, now, timeouts)),
             };
+            let writes = Writes::User {
+                key: record::encode_key(key),
+                value,
+            };
             self.writer
-                .write(record::encode_key(key), value, wait)
+                .write(writes, wait)
                 .await
                 .map_err(StoreError::Unavailable)?;
         }
@@ -319,6 +338,31 @@ impl Store for EmbeddedStore {
 
     fn counts(&self) -> StoreCounts {
         self.memory.counts()
+    }
+
+    async fn put_records(&self, writes: Vec<RecordWrite>, durable: bool) -> Result<(), StoreError> {
+        let wait = match (durable, self.durability) {
+            (true, Durability::Strict) => Wait::Durable,
+            _ => Wait::Committed,
+        };
+        self.writer
+            .write(Writes::Records(writes.clone()), wait)
+            .await
+            .map_err(StoreError::Unavailable)?;
+        self.memory.install_records(writes);
+        Ok(())
+    }
+
+    async fn scan_records(
+        &self,
+        prefix: &[u8],
+        visit: &mut (dyn for<'r> FnMut(&'r [u8], &'r [u8]) + Send),
+    ) -> Result<(), StoreError> {
+        self.memory.scan_records(prefix, visit).await
+    }
+
+    fn observe(&self, observer: Arc<dyn ChangeObserver>) {
+        self.memory.set_observer(observer);
     }
 }
 

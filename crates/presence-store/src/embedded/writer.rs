@@ -54,6 +54,8 @@ const MAX_BATCH: usize = 8_192;
 pub const MEMTABLE_BYTES: u64 = 32 * 1024 * 1024;
 
 const USERS_KEYSPACE: &str = "users";
+/// The records beside the facts (`Store::put_records`).
+const RECORDS_KEYSPACE: &str = "records";
 
 /// How long a write waits.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -62,11 +64,22 @@ pub enum Wait {
     Committed,
 }
 
-/// One write: a record to put (`Some`) or a key to delete (`None`).
+/// What one job writes: one user's record to put (`Some`) or delete
+/// (`None`), or any number of records beside the facts, all in the same
+/// batch.
+#[derive(Debug)]
+pub enum Writes {
+    User {
+        key: Vec<u8>,
+        value: Option<Vec<u8>>,
+    },
+    Records(Vec<crate::RecordWrite>),
+}
+
+/// One write, and where its answer goes.
 #[derive(Debug)]
 pub struct Job {
-    pub key: Vec<u8>,
-    pub value: Option<Vec<u8>>,
+    pub writes: Writes,
     pub wait: Wait,
     pub reply: tokio::sync::oneshot::Sender<Result<(), String>>,
 }
@@ -76,6 +89,7 @@ pub struct Job {
 pub struct Opened {
     pub database: Database,
     pub users: Keyspace,
+    pub records: Keyspace,
 }
 
 impl std::fmt::Debug for Opened {
@@ -99,7 +113,14 @@ pub fn open_engine(path: &Path) -> fjall::Result<Opened> {
             // start-up.
             .filter_policy(FilterPolicy::disabled())
     })?;
-    Ok(Opened { database, users })
+    let records = database.keyspace(RECORDS_KEYSPACE, || {
+        KeyspaceCreateOptions::default().filter_policy(FilterPolicy::disabled())
+    })?;
+    Ok(Opened {
+        database,
+        users,
+        records,
+    })
 }
 
 /// Counts for tests and metrics.
@@ -139,10 +160,22 @@ impl Engine {
         let opened = self.opened()?;
         let mut batch = opened.database.batch();
         for job in jobs.iter_mut() {
-            let key = std::mem::take(&mut job.key);
-            match job.value.take() {
-                Some(value) => batch.insert(&opened.users, key, value),
-                None => batch.remove(&opened.users, key),
+            match &mut job.writes {
+                Writes::User { key, value } => {
+                    let key = std::mem::take(key);
+                    match value.take() {
+                        Some(value) => batch.insert(&opened.users, key, value),
+                        None => batch.remove(&opened.users, key),
+                    }
+                }
+                Writes::Records(writes) => {
+                    for (key, value) in std::mem::take(writes) {
+                        match value {
+                            Some(value) => batch.insert(&opened.records, key, value),
+                            None => batch.remove(&opened.records, key),
+                        }
+                    }
+                }
             }
         }
         let result = batch.commit();
@@ -193,16 +226,10 @@ impl Writer {
     }
 
     /// Queues one write and waits for its answer.
-    pub async fn write(
-        &self,
-        key: Vec<u8>,
-        value: Option<Vec<u8>>,
-        wait: Wait,
-    ) -> Result<(), String> {
+    pub async fn write(&self, writes: Writes, wait: Wait) -> Result<(), String> {
         let (reply, answer) = tokio::sync::oneshot::channel();
         let job = Job {
-            key,
-            value,
+            writes,
             wait,
             reply,
         };
