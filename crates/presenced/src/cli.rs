@@ -42,6 +42,10 @@ use crate::wire_time::parse_duration;
         --allow-insecure         allow --auth none on a non-loopback address\n  \
         --clock KIND             system, or manual (moved by POST /_presenced/clock/advance)\n  \
         --idle-timeout DURATION  the length of one fade stage [default: PT5M]\n  \
+        --allow-private-webhooks deliver to notification URLs on private, loopback or link-local\n                           \
+        addresses (always allowed with --auth none)\n  \
+        --max-subscription-lifetime DURATION  the longest a subscription may live [default: PT1H]\n  \
+        --webhook-retry-window DURATION  how long a notification is retried [default: PT4H]\n  \
         --config FILE            a TOML file with any of these settings\n  \
         --log-format FORMAT      text or json\n\n\
 `presenced check --data-dir DIR` verifies a data directory without serving it: exit 0 and a\n\
@@ -283,6 +287,28 @@ pub struct ServeArgs {
     #[arg(long, env = "PRESENCED_IDLE_TIMEOUT", value_name = "DURATION")]
     pub idle_timeout: Option<String>,
 
+    /// Deliver change notifications (and validation requests) to URLs whose
+    /// host resolves to a private, loopback or link-local address, and accept
+    /// `http:` URLs. Refused by default, as an SSRF guard; always allowed with
+    /// `--auth none`.
+    #[arg(long, env = "PRESENCED_ALLOW_PRIVATE_WEBHOOKS")]
+    pub allow_private_webhooks: bool,
+
+    /// The longest a subscription may live (its `expirationDateTime` at most
+    /// this far ahead), as an ISO 8601 duration [default: PT1H, as Graph].
+    #[arg(
+        long,
+        env = "PRESENCED_MAX_SUBSCRIPTION_LIFETIME",
+        value_name = "DURATION"
+    )]
+    pub max_subscription_lifetime: Option<String>,
+
+    /// How long a change notification that a receiver does not accept is
+    /// retried (with exponential backoff and jitter) before it is dropped and
+    /// a `missed` lifecycle notification is sent [default: PT4H, as Graph].
+    #[arg(long, env = "PRESENCED_WEBHOOK_RETRY_WINDOW", value_name = "DURATION")]
+    pub webhook_retry_window: Option<String>,
+
     /// A TOML file with any of these settings, by their long names with
     /// underscores (`listen = "0.0.0.0:8080"`, `idle_timeout = "PT1M"`).
     #[arg(long, env = "PRESENCED_CONFIG", value_name = "FILE")]
@@ -313,6 +339,9 @@ struct FileConfig {
     allow_insecure: Option<bool>,
     clock: Option<ClockKind>,
     idle_timeout: Option<String>,
+    allow_private_webhooks: Option<bool>,
+    max_subscription_lifetime: Option<String>,
+    webhook_retry_window: Option<String>,
     log_format: Option<LogFormat>,
 }
 
@@ -334,7 +363,46 @@ pub struct ServeConfig {
     pub allow_insecure: bool,
     pub clock: ClockKind,
     pub idle_timeout: Duration,
+    pub notify: NotifySettings,
     pub log_format: LogFormat,
+}
+
+/// The change notification settings.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct NotifySettings {
+    /// Whether URLs on private, loopback and link-local addresses (and
+    /// `http:`) are accepted: `--allow-private-webhooks`, or `--auth none`.
+    pub allow_private: bool,
+    pub max_lifetime: Duration,
+    pub retry_window: Duration,
+}
+
+impl Default for NotifySettings {
+    fn default() -> NotifySettings {
+        NotifySettings {
+            allow_private: false,
+            max_lifetime: Duration::from_hours(1),
+            retry_window: Duration::from_hours(4),
+        }
+    }
+}
+
+/// A positive duration setting, or its default.
+fn positive_duration(
+    flag: &str,
+    text: Option<String>,
+    default: Duration,
+) -> Result<Duration, String> {
+    match text {
+        None => Ok(default),
+        Some(text) => {
+            let duration = parse_duration(flag, &text)?;
+            if !duration.is_positive() {
+                return Err(format!("{flag} must be positive, e.g. PT1H"));
+            }
+            Ok(duration)
+        }
+    }
 }
 
 impl Default for ServeConfig {
@@ -353,6 +421,7 @@ impl Default for ServeConfig {
             allow_insecure: false,
             clock: ClockKind::System,
             idle_timeout: Duration::from_mins(5),
+            notify: NotifySettings::default(),
             log_format: LogFormat::Text,
         }
     }
@@ -400,6 +469,22 @@ impl ServeArgs {
             self.jwks_url.or(file.jwks_url),
             issuer.is_some() && audience.is_some(),
         )?;
+        let notify = NotifySettings {
+            allow_private: auth == AuthMode::None
+                || self.allow_private_webhooks
+                || file.allow_private_webhooks.unwrap_or(false),
+            max_lifetime: positive_duration(
+                "--max-subscription-lifetime",
+                self.max_subscription_lifetime
+                    .or(file.max_subscription_lifetime),
+                defaults.notify.max_lifetime,
+            )?,
+            retry_window: positive_duration(
+                "--webhook-retry-window",
+                self.webhook_retry_window.or(file.webhook_retry_window),
+                defaults.notify.retry_window,
+            )?,
+        };
         let tls = match (
             self.tls_cert.or(file.tls_cert),
             self.tls_key.or(file.tls_key),
@@ -425,6 +510,7 @@ impl ServeArgs {
             allow_insecure: self.allow_insecure || file.allow_insecure.unwrap_or(false),
             clock: self.clock.or(file.clock).unwrap_or(defaults.clock),
             idle_timeout,
+            notify,
             log_format: self
                 .log_format
                 .or(file.log_format)

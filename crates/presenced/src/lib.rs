@@ -18,6 +18,7 @@ pub mod auth;
 pub mod cli;
 pub mod clock;
 pub mod http;
+pub mod notify;
 pub mod scheduler;
 pub mod server;
 pub mod state;

@@ -116,6 +116,29 @@ impl Store for StartingStore {
             .get()
             .map_or_else(StoreCounts::default, |store| store.counts())
     }
+
+    async fn put_records(
+        &self,
+        writes: Vec<presence_store::RecordWrite>,
+        durable: bool,
+    ) -> Result<(), StoreError> {
+        self.loaded()?.put_records(writes, durable).await
+    }
+
+    async fn scan_records(
+        &self,
+        prefix: &[u8],
+        visit: &mut (dyn for<'r> FnMut(&'r [u8], &'r [u8]) + Send),
+    ) -> Result<(), StoreError> {
+        self.loaded()?.scan_records(prefix, visit).await
+    }
+
+    /// The notifier observes the loaded store itself.
+    fn observe(&self, observer: Arc<dyn presence_store::ChangeObserver>) {
+        if let Ok(store) = self.loaded() {
+            store.observe(observer);
+        }
+    }
 }
 
 /// Checks the settings that are dangerous together.
@@ -290,6 +313,10 @@ pub async fn run(
         idle: config.idle_timeout,
     };
     let scheduler = Arc::new(Scheduler::new());
+    let (notifier, inboxes) =
+        crate::notify::Notifier::new(clock.clone(), timeouts, config.notify, shutdown.clone())
+            .map_err(ServeError::Config)?;
+    let notifier = Arc::new(notifier);
     let openapi = serde_json::to_vec(&http::openapi_document()).map_err(|error| {
         ServeError::Config(format!("cannot render the OpenAPI document: {error}"))
     })?;
@@ -303,6 +330,7 @@ pub async fn run(
         openapi: openapi.into(),
         auth,
         scheme: if tls.is_some() { "https" } else { "http" },
+        notifier: notifier.clone(),
     });
 
     let tasks = TaskTracker::new();
@@ -322,10 +350,21 @@ pub async fn run(
             return Err(error);
         }
     };
+    // The notifier observes every change from the first tick on; it reads
+    // its subscriptions back and notifies what receivers have not yet
+    // acknowledged before the scheduler's first ticks.
+    notifier.attach(loaded.clone());
+    if let Err(error) = notifier.load().await {
+        shutdown.cancel();
+        let _ = serving.await;
+        return Err(error.into());
+    }
+    tasks.spawn(notifier.clone().run(inboxes));
     // Every stored user is ticked once, at once: what fell due while
     // presenced was down is applied as if it had been running.
     scheduler.load(loaded.as_ref(), clock.now()).await;
     if !clock.is_manual() {
+        tasks.spawn(notifier.clone().run_timers());
         tasks.spawn(scheduler.clone().run(
             loaded.clone(),
             clock.clone(),

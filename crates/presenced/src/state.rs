@@ -32,6 +32,8 @@ pub struct Shared {
     pub auth: crate::auth::Authenticator,
     /// `http` or `https`, for the addresses presenced writes about itself.
     pub scheme: &'static str,
+    /// Subscriptions, webhook delivery and the live stream.
+    pub notifier: Arc<crate::notify::Notifier>,
 }
 
 impl std::ops::Deref for AppState {

@@ -34,6 +34,10 @@ pub enum ApiError {
     /// The body did not arrive in time.
     #[error("{0}")]
     RequestTimeout(String),
+    /// A 400 under a code of Graph's own for the case, such as
+    /// `ValidationError` for a failed subscription handshake.
+    #[error("{1}")]
+    Refused(&'static str, String),
     #[error(
         "The store is unavailable (presenced is starting, or cannot write to its disk); nothing was changed. Retry later."
     )]
@@ -43,7 +47,9 @@ pub enum ApiError {
 impl ApiError {
     pub fn status(&self) -> StatusCode {
         match self {
-            ApiError::BadRequest(_) | ApiError::InvalidArgument(_) => StatusCode::BAD_REQUEST,
+            ApiError::BadRequest(_) | ApiError::InvalidArgument(_) | ApiError::Refused(..) => {
+                StatusCode::BAD_REQUEST
+            }
             ApiError::Unauthorized(_) => StatusCode::UNAUTHORIZED,
             ApiError::Forbidden(_) => StatusCode::FORBIDDEN,
             ApiError::NotFound(_) => StatusCode::NOT_FOUND,
@@ -63,6 +69,7 @@ impl ApiError {
             ApiError::NotFound(_) => "NotFound",
             ApiError::PayloadTooLarge(_) => "RequestEntityTooLarge",
             ApiError::RequestTimeout(_) => "RequestTimeout",
+            ApiError::Refused(code, _) => code,
             ApiError::Unavailable(_) => "ServiceUnavailable",
         }
     }

@@ -197,13 +197,21 @@ pub async fn advance_clock(
     }
     let _advancing = state.advancing.lock().await;
     let target = state.clock.now().saturating_add(by);
-    while let Some(due) = state.scheduler.next_due().filter(|due| *due <= target) {
+    // Users' transitions and subscriptions' timers, merged in instant order.
+    loop {
+        let due = [state.scheduler.next_due(), state.notifier.next_due()]
+            .into_iter()
+            .flatten()
+            .min()
+            .filter(|due| *due <= target);
+        let Some(due) = due else { break };
         let at = due.max(state.clock.now());
         state.clock.set_manual(at);
         state
             .scheduler
             .process_due(state.store.as_ref(), at, state.timeouts)
             .await;
+        state.notifier.process_due(at).await;
     }
     state.clock.set_manual(target);
     Ok(Json(json!({ "now": format_instant(state.clock.now()) })))

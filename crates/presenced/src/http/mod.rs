@@ -16,11 +16,12 @@ pub mod frame;
 pub mod legacy;
 pub mod ops;
 pub mod presence;
+pub mod subscriptions;
 pub mod wire;
 
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
-use axum::routing::{MethodRouter, delete, get, post, put};
+use axum::routing::{MethodRouter, delete, get, patch, post, put};
 use utoipa::openapi::path::{
     HttpMethod, OperationBuilder, ParameterBuilder, ParameterIn, PathItem,
 };
@@ -165,6 +166,7 @@ fn operation_id(method: &HttpMethod, path: &str) -> String {
         HttpMethod::Post => "post",
         HttpMethod::Put => "put",
         HttpMethod::Delete => "delete",
+        HttpMethod::Patch => "patch",
         _ => "other",
     };
     let path: String = path
@@ -290,6 +292,15 @@ fn graph_routes(mut api: Api, version: &str) -> Api {
             Answer::Schema("PresenceCollection"),
         ),
     );
+    use subscriptions::*;
+    let one = format!("{version}/subscriptions/{{id}}");
+    api = api
+        .route(Post, &format!("{version}/subscriptions"), post(create_subscription), doc("Subscribe to presence changes: validates notificationUrl (and lifecycleNotificationUrl) with Graph's handshake, then answers 201 with the subscription.", Some("SubscriptionBody"), Answer::Schema("SubscriptionJson")))
+        .route(Get, &format!("{version}/subscriptions"), get(list_subscriptions), doc("The calling application's subscriptions in its tenant.", None, Answer::Schema("SubscriptionCollection")))
+        .route(Get, &one, get(get_subscription), doc("One of the calling application's subscriptions.", None, Answer::Schema("SubscriptionJson")))
+        .route(HttpMethod::Patch, &one, patch(update_subscription), doc("Renew (expirationDateTime) or move (notificationUrl, validated again) a subscription.", Some("SubscriptionBody"), Answer::Schema("SubscriptionJson")))
+        .route(Delete, &one, delete(delete_subscription), doc("Delete a subscription (204).", None, Answer::Empty))
+        .route(Post, &format!("{one}/reauthorize"), post(reauthorize_subscription), doc("Reauthorize a subscription after reauthorizationRequired (204).", None, Answer::Empty));
     if version == "/beta" {
         for path in [
             "/beta/users/{id}/presence/sessions/{sessionId}",
@@ -314,6 +325,7 @@ fn routes() -> Api {
     api = graph_routes(api, "/beta");
     api.route(Get, "/_presenced/users/{id}/sessions", get(extensions::get_sessions), doc("The sessions behind a presence: each one's set state, current stage, next fade and expiry, and the rule that decided the aggregate.", None, Answer::Object))
         .route(Put, "/_presenced/users/{id}/outOfOffice", put(extensions::put_out_of_office), doc("Set outOfOfficeSettings, which Graph derives from a mailbox.", Some("OutOfOfficeBody"), Answer::Empty))
+        .route(Get, "/_presenced/stream", get(subscriptions::stream), doc("Server-Sent Events: a `presence` event for every visible change of the users in ?ids=a,b (or of the whole tenant, with Presence.Read.All); Last-Event-ID resumes.", None, Answer::Text))
         .route(Get, "/_presenced/clock", get(extensions::get_clock), doc("The manual clock's now (only with --clock manual).", None, Answer::Object))
         .route(Post, "/_presenced/clock/advance", post(extensions::advance_clock), doc("Advance the manual clock, firing every fade and expiry that falls due, each at its instant.", Some("ClockAdvanceBody"), Answer::Object))
         .route(Get, "/healthz", get(ops::healthz), doc("Liveness: the process answers.", None, Answer::Object))
@@ -337,6 +349,9 @@ pub fn openapi_document() -> utoipa::openapi::OpenApi {
         .schema_from::<LegacySessionBody>()
         .schema_from::<OutOfOfficeBody>()
         .schema_from::<ClockAdvanceBody>()
+        .schema_from::<subscriptions::SubscriptionBody>()
+        .schema_from::<subscriptions::SubscriptionJson>()
+        .schema_from::<subscriptions::SubscriptionCollection>()
         .schema_from::<ops::ODataError>()
         .build();
     OpenApiBuilder::new()

@@ -1,0 +1,607 @@
+//! `/subscriptions`: Graph's change-notification subscriptions for
+//! presences (create with the validation handshake, list, get, renew,
+//! reauthorize, delete), and `GET /_presenced/stream`, the live stream.
+//!
+//! A caller sees and changes only the subscriptions its own application
+//! made in its own tenant; another's answer 404, as if they did not exist.
+
+use std::convert::Infallible;
+use std::sync::Arc;
+
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::sse::{Event, KeepAlive, Sse};
+use axum::response::{IntoResponse, Response};
+use presence_core::{Instant, UserFacts, UserId, UserKey};
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+
+use crate::auth::{Access, Caller, Grants, Principal};
+use crate::http::error::ApiError;
+use crate::http::presence::ServiceRoot;
+use crate::http::wire::{self, JsonBody, PresenceJson, Reader, json_answer};
+use crate::notify::crypto::EncryptionCertificate;
+use crate::notify::stream::StreamEvent;
+use crate::notify::subscription::{self, MAX_CLIENT_STATE, Subscription};
+use crate::notify::{NotifyError, address};
+use crate::state::AppState;
+use crate::wire_time::{format_instant, parse_instant};
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct SubscriptionBody {
+    pub change_type: Option<String>,
+    pub notification_url: Option<String>,
+    pub lifecycle_notification_url: Option<String>,
+    pub resource: Option<String>,
+    pub expiration_date_time: Option<String>,
+    pub client_state: Option<String>,
+    pub include_resource_data: Option<bool>,
+    pub encryption_certificate: Option<String>,
+    pub encryption_certificate_id: Option<String>,
+    pub latest_supported_tls_version: Option<String>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct SubscriptionJson {
+    #[serde(rename = "@odata.context", skip_serializing_if = "Option::is_none")]
+    odata_context: Option<String>,
+    id: String,
+    resource: String,
+    application_id: Option<String>,
+    change_type: &'static str,
+    client_state: Option<String>,
+    notification_url: String,
+    notification_query_options: Option<String>,
+    lifecycle_notification_url: Option<String>,
+    expiration_date_time: String,
+    creator_id: Option<String>,
+    include_resource_data: bool,
+    latest_supported_tls_version: String,
+    encryption_certificate: Option<String>,
+    encryption_certificate_id: Option<String>,
+    notification_url_app_id: Option<String>,
+}
+
+impl SubscriptionJson {
+    fn new(subscription: &Subscription, odata_context: Option<String>) -> SubscriptionJson {
+        SubscriptionJson {
+            odata_context,
+            id: subscription.id.clone(),
+            resource: subscription.resource.clone(),
+            application_id: subscription.application_id.clone(),
+            change_type: "updated",
+            client_state: subscription.client_state.clone(),
+            notification_url: subscription.notification_url.clone(),
+            notification_query_options: None,
+            lifecycle_notification_url: subscription.lifecycle_notification_url.clone(),
+            expiration_date_time: format_instant(subscription.expiration),
+            creator_id: subscription.creator_id.clone(),
+            include_resource_data: subscription.include_resource_data,
+            latest_supported_tls_version: subscription.latest_supported_tls_version.clone(),
+            encryption_certificate: subscription.encryption_certificate.clone(),
+            encryption_certificate_id: subscription.encryption_certificate_id.clone(),
+            notification_url_app_id: None,
+        }
+    }
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct SubscriptionCollection {
+    #[serde(rename = "@odata.context")]
+    odata_context: String,
+    value: Vec<SubscriptionJson>,
+}
+
+fn invalid(message: String) -> ApiError {
+    ApiError::Refused("InvalidRequest", message)
+}
+
+fn required<'a>(
+    value: &'a Option<String>,
+    field: &str,
+    example: &str,
+) -> Result<&'a str, ApiError> {
+    value
+        .as_deref()
+        .filter(|text| !text.trim().is_empty())
+        .ok_or_else(|| {
+            invalid(format!(
+                "{field} is required, e.g. \"{field}\": \"{example}\"."
+            ))
+        })
+}
+
+/// Checks an `expirationDateTime`: in the future, and no further than the
+/// longest lifetime allowed.
+fn expiration(state: &AppState, text: &str) -> Result<Instant, ApiError> {
+    let at = parse_instant("expirationDateTime", text).map_err(invalid)?;
+    let now = state.clock.now();
+    if at <= now {
+        return Err(invalid(format!(
+            "expirationDateTime {} is not in the future; the server's time is {}.",
+            wire::truncate(text),
+            format_instant(now)
+        )));
+    }
+    let longest = state.notifier.settings.max_lifetime;
+    if at.duration_since(now) > longest {
+        let minutes = longest.as_millis() / 60_000;
+        return Err(ApiError::Refused(
+            "ExtensionError",
+            format!(
+                "Subscription expiration can only be {minutes} minutes in the future; expirationDateTime may be at most {} (the server's time plus {minutes} minutes).",
+                format_instant(now.saturating_add(longest))
+            ),
+        ));
+    }
+    Ok(at)
+}
+
+/// Checks a notification URL's address and makes the validation handshake.
+async fn validated_url(state: &AppState, field: &str, text: &str) -> Result<String, ApiError> {
+    let url = address::check_url(field, text, state.notifier.settings.allow_private)
+        .await
+        .map_err(invalid)?;
+    state
+        .notifier
+        .delivery()
+        .validate(field, &url)
+        .await
+        .map_err(|message| ApiError::Refused("ValidationError", message))?;
+    Ok(text.to_string())
+}
+
+fn context(root: &ServiceRoot, what: &str) -> String {
+    format!("{}/$metadata#{what}", root.root)
+}
+
+fn not_found(id: &str) -> ApiError {
+    ApiError::NotFound(format!(
+        "No subscription '{}' exists for this application in this tenant; it may have expired or been deleted.",
+        wire::truncate(id)
+    ))
+}
+
+fn notify_error(id: &str, error: NotifyError) -> ApiError {
+    match error {
+        NotifyError::NotFound => not_found(id),
+        NotifyError::Store(error) => ApiError::Unavailable(error),
+    }
+}
+
+/// `POST /subscriptions`.
+pub async fn create_subscription(
+    State(state): State<AppState>,
+    principal: Principal,
+    root: ServiceRoot,
+    JsonBody(body): JsonBody<SubscriptionBody>,
+) -> Result<Response, ApiError> {
+    let change_type = required(&body.change_type, "changeType", "updated")?;
+    if !change_type.trim().eq_ignore_ascii_case("updated") {
+        return Err(invalid(format!(
+            "changeType '{}' is not supported for presence; the only changeType is 'updated'.",
+            wire::truncate(change_type)
+        )));
+    }
+    let resource = required(&body.resource, "resource", "/communications/presences/{id}")?;
+    let users = subscription::parse_resource(resource).map_err(invalid)?;
+    let expires = expiration(
+        &state,
+        required(
+            &body.expiration_date_time,
+            "expirationDateTime",
+            "2026-01-01T10:00:00Z",
+        )?,
+    )?;
+    if let Some(client_state) = &body.client_state
+        && client_state.chars().count() > MAX_CLIENT_STATE
+    {
+        return Err(invalid(format!(
+            "clientState is {} characters long; it may have at most {MAX_CLIENT_STATE}.",
+            client_state.chars().count()
+        )));
+    }
+    let include_resource_data = body.include_resource_data.unwrap_or(false);
+    let certificate = match (
+        include_resource_data,
+        &body.encryption_certificate,
+        &body.encryption_certificate_id,
+    ) {
+        (false, _, _) => None,
+        (true, Some(certificate), Some(id)) => {
+            Some(EncryptionCertificate::parse(certificate, id).map_err(invalid)?)
+        }
+        (true, _, _) => {
+            return Err(invalid(
+                "includeResourceData is true, so encryptionCertificate (base64 of an X.509 certificate with an RSA public key) and encryptionCertificateId are required.".into(),
+            ));
+        }
+    };
+    for user in &users {
+        principal.authorize(Access::Read, user)?;
+    }
+    let notification_url = required(
+        &body.notification_url,
+        "notificationUrl",
+        "https://webhook.example.com/api",
+    )?;
+    // Both addresses are checked before either handshake, so that a bad
+    // lifecycle URL is reported without calling the other.
+    address::check_url(
+        "notificationUrl",
+        notification_url,
+        state.notifier.settings.allow_private,
+    )
+    .await
+    .map_err(invalid)?;
+    if let Some(lifecycle) = &body.lifecycle_notification_url {
+        address::check_url(
+            "lifecycleNotificationUrl",
+            lifecycle,
+            state.notifier.settings.allow_private,
+        )
+        .await
+        .map_err(invalid)?;
+    }
+    let notification_url = validated_url(&state, "notificationUrl", notification_url).await?;
+    let lifecycle_url = match &body.lifecycle_notification_url {
+        Some(lifecycle) => {
+            Some(validated_url(&state, "lifecycleNotificationUrl", lifecycle).await?)
+        }
+        None => None,
+    };
+    let creator = match &principal.caller {
+        Caller::Delegated { user, .. } => Some(user.as_str().to_string()),
+        Caller::Application { app_id } => app_id.clone(),
+    };
+    let mut subscription = Subscription::new(
+        principal.tenant.clone(),
+        principal.app_id().map(str::to_string),
+        creator,
+        resource.trim().to_string(),
+        users,
+        notification_url,
+        lifecycle_url,
+        expires,
+    );
+    subscription.client_state = body.client_state.clone();
+    subscription.include_resource_data = include_resource_data;
+    if certificate.is_some() {
+        subscription.encryption_certificate = body.encryption_certificate.clone();
+        subscription.encryption_certificate_id = body.encryption_certificate_id.clone();
+    }
+    if let Some(version) = &body.latest_supported_tls_version {
+        subscription.latest_supported_tls_version = version.clone();
+    }
+    let created = state.notifier.create(subscription, certificate).await?;
+    let json = SubscriptionJson::new(&created, Some(context(&root, "subscriptions/$entity")));
+    let mut response = json_answer(&json, 1024);
+    *response.status_mut() = StatusCode::CREATED;
+    Ok(response)
+}
+
+/// `GET /subscriptions`.
+pub async fn list_subscriptions(
+    State(state): State<AppState>,
+    principal: Principal,
+    root: ServiceRoot,
+) -> Result<Response, ApiError> {
+    let value = state
+        .notifier
+        .list(&principal.tenant, principal.app_id())
+        .iter()
+        .map(|subscription| SubscriptionJson::new(subscription, None))
+        .collect();
+    let collection = SubscriptionCollection {
+        odata_context: context(&root, "subscriptions"),
+        value,
+    };
+    Ok(json_answer(&collection, 4096))
+}
+
+/// `GET /subscriptions/{id}`.
+pub async fn get_subscription(
+    State(state): State<AppState>,
+    principal: Principal,
+    root: ServiceRoot,
+    Path(id): Path<String>,
+) -> Result<Response, ApiError> {
+    let subscription = state
+        .notifier
+        .get(&id, &principal.tenant, principal.app_id())
+        .ok_or_else(|| not_found(&id))?;
+    let json = SubscriptionJson::new(&subscription, Some(context(&root, "subscriptions/$entity")));
+    Ok(json_answer(&json, 1024))
+}
+
+/// `PATCH /subscriptions/{id}`: renew (`expirationDateTime`) or move
+/// (`notificationUrl`, validated again).
+pub async fn update_subscription(
+    State(state): State<AppState>,
+    principal: Principal,
+    root: ServiceRoot,
+    Path(id): Path<String>,
+    JsonBody(body): JsonBody<SubscriptionBody>,
+) -> Result<Response, ApiError> {
+    let existing = state
+        .notifier
+        .get(&id, &principal.tenant, principal.app_id())
+        .ok_or_else(|| not_found(&id))?;
+    if body
+        .lifecycle_notification_url
+        .as_ref()
+        .is_some_and(|url| Some(url) != existing.lifecycle_notification_url.as_ref())
+    {
+        return Err(invalid(
+            "lifecycleNotificationUrl can only be set when the subscription is created; create a new subscription to change it.".into(),
+        ));
+    }
+    let expires = body
+        .expiration_date_time
+        .as_deref()
+        .map(|text| expiration(&state, text))
+        .transpose()?;
+    let notification_url = match &body.notification_url {
+        Some(url) if *url != existing.notification_url => {
+            Some(validated_url(&state, "notificationUrl", url).await?)
+        }
+        _ => None,
+    };
+    if expires.is_none() && notification_url.is_none() && body.notification_url.is_none() {
+        return Err(invalid(
+            "Send expirationDateTime to renew the subscription, or notificationUrl to move it; nothing else can be changed.".into(),
+        ));
+    }
+    let updated = state
+        .notifier
+        .update(&id, &principal.tenant, principal.app_id(), |subscription| {
+            if let Some(expires) = expires {
+                subscription.expiration = expires;
+            }
+            if let Some(url) = notification_url {
+                subscription.notification_url = url;
+            }
+        })
+        .await
+        .map_err(|error| notify_error(&id, error))?;
+    let json = SubscriptionJson::new(&updated, Some(context(&root, "subscriptions/$entity")));
+    Ok(json_answer(&json, 1024))
+}
+
+/// `DELETE /subscriptions/{id}`: 204.
+pub async fn delete_subscription(
+    State(state): State<AppState>,
+    principal: Principal,
+    Path(id): Path<String>,
+) -> Result<StatusCode, ApiError> {
+    state
+        .notifier
+        .delete(&id, &principal.tenant, principal.app_id())
+        .await
+        .map_err(|error| notify_error(&id, error))?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// `POST /subscriptions/{id}/reauthorize`: 204. The caller's token was
+/// verified for this request; nothing else is needed.
+pub async fn reauthorize_subscription(
+    State(state): State<AppState>,
+    principal: Principal,
+    Path(id): Path<String>,
+) -> Result<StatusCode, ApiError> {
+    state
+        .notifier
+        .get(&id, &principal.tenant, principal.app_id())
+        .ok_or_else(|| not_found(&id))?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+// ---------------------------------------------------------------------------
+// The live stream.
+
+#[derive(Debug, Deserialize)]
+pub struct StreamQuery {
+    ids: Option<String>,
+}
+
+fn presence_event(id: String, data: String) -> Event {
+    Event::default().event("presence").id(id).data(data)
+}
+
+/// `GET /_presenced/stream?ids=a,b`: Server-Sent Events, one `presence`
+/// event per visible change of the named users (of the caller's whole
+/// tenant without `ids`, which needs `Presence.Read.All`). A new stream
+/// starts with each named user's current presence; `Last-Event-ID` resumes
+/// where a dropped one stopped.
+pub async fn stream(
+    State(state): State<AppState>,
+    principal: Principal,
+    headers: HeaderMap,
+    Query(query): Query<StreamQuery>,
+) -> Result<Response, ApiError> {
+    let users: Option<Vec<UserId>> = match query.ids.as_deref() {
+        None => None,
+        Some(text) => {
+            let mut users = Vec::new();
+            for id in text.split(',').map(str::trim).filter(|id| !id.is_empty()) {
+                let user = wire::user_id(id)?;
+                if !users.contains(&user) {
+                    users.push(user);
+                }
+            }
+            if users.is_empty() {
+                return Err(ApiError::InvalidArgument(
+                    "ids names no user; give ids=a,b or leave it out to stream the whole tenant."
+                        .into(),
+                ));
+            }
+            if users.len() > crate::http::presence::MAX_BATCH_IDS {
+                return Err(ApiError::InvalidArgument(format!(
+                    "ids names {} users; one stream takes at most {}.",
+                    users.len(),
+                    crate::http::presence::MAX_BATCH_IDS
+                )));
+            }
+            Some(users)
+        }
+    };
+    match &users {
+        Some(users) => {
+            for user in users {
+                principal.authorize(Access::Read, user)?;
+            }
+        }
+        None => {
+            if !principal
+                .grants
+                .has_any(&[Grants::PRESENCE_READ_ALL, Grants::PRESENCE_READ_WRITE_ALL])
+            {
+                return Err(ApiError::Forbidden(
+                    "Streaming a whole tenant needs Presence.Read.All or Presence.ReadWrite.All; name the users with ids=a,b to stream only those.".into(),
+                ));
+            }
+        }
+    }
+    let tenant = principal.tenant.clone();
+    // Watch and listen before reading anything, so that no change falls
+    // between what is read now and what is streamed next.
+    let watch = state.notifier.watch(tenant.clone(), users.clone());
+    let live = state.notifier.streams.subscribe();
+    let resume = headers
+        .get("last-event-id")
+        .and_then(|value| value.to_str().ok())
+        .map(str::to_string);
+    let hub = &state.notifier.streams;
+    let replay = resume.as_deref().and_then(|id| hub.replay_after(id));
+    let wanted = {
+        let users = users.clone();
+        let tenant = tenant.clone();
+        move |key: &UserKey| {
+            key.tenant == tenant && users.as_ref().is_none_or(|users| users.contains(&key.user))
+        }
+    };
+    let mut first: Vec<Event> = Vec::new();
+    let mut last_number = hub.latest();
+    match replay {
+        Some(events) => {
+            for event in events.iter().filter(|event| wanted(&event.key)) {
+                first.push(presence_event(
+                    hub.event_id(event.number),
+                    event.data.clone(),
+                ));
+            }
+            last_number = events
+                .last()
+                .map_or(last_number, |event| event.number.max(last_number));
+        }
+        // A fresh stream of named users, or one that cannot be resumed:
+        // the current presence of every user it covers.
+        None if users.is_some() || resume.is_some() => {
+            let id = hub.event_id(last_number);
+            for data in snapshot(&state, &tenant, users.as_deref()).await? {
+                first.push(presence_event(id.clone(), data));
+            }
+        }
+        None => {}
+    }
+    let open = OpenStream {
+        first: first.into_iter(),
+        live,
+        _watch: watch,
+        last_number,
+        wanted: Box::new(wanted),
+        notifier: state.notifier.clone(),
+    };
+    let events = futures_util::stream::unfold(open, |mut open| async move {
+        let event = open.next().await?;
+        Some((Ok::<Event, Infallible>(event), open))
+    });
+    Ok(Sse::new(events)
+        .keep_alive(KeepAlive::default())
+        .into_response())
+}
+
+/// One open stream: what it sends first, then the live events it wants.
+struct OpenStream {
+    first: std::vec::IntoIter<Event>,
+    live: tokio::sync::broadcast::Receiver<Arc<StreamEvent>>,
+    /// Keeps the stream's users watched while it is open.
+    _watch: crate::notify::StreamWatch,
+    last_number: u64,
+    wanted: Box<dyn Fn(&UserKey) -> bool + Send>,
+    notifier: Arc<crate::notify::Notifier>,
+}
+
+impl OpenStream {
+    /// The next event to send; `None` ends the stream (presenced is stopping).
+    async fn next(&mut self) -> Option<Event> {
+        if let Some(event) = self.first.next() {
+            return Some(event);
+        }
+        loop {
+            let received = tokio::select! {
+                () = self.notifier.shutdown().cancelled() => return None,
+                received = self.live.recv() => received,
+            };
+            match received {
+                Ok(event) if event.number > self.last_number && (self.wanted)(&event.key) => {
+                    self.last_number = event.number;
+                    return Some(stream_event(&self.notifier.streams, &event));
+                }
+                Ok(event) => self.last_number = self.last_number.max(event.number),
+                Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {
+                    return Some(Event::default().comment(
+                        "lagged: events were dropped; reconnect without Last-Event-ID to read the current presence",
+                    ));
+                }
+                Err(tokio::sync::broadcast::error::RecvError::Closed) => return None,
+            }
+        }
+    }
+}
+
+fn stream_event(hub: &crate::notify::stream::StreamHub, event: &Arc<StreamEvent>) -> Event {
+    presence_event(hub.event_id(event.number), event.data.clone())
+}
+
+/// The current presence of each named user, or of every user of the tenant.
+async fn snapshot(
+    state: &AppState,
+    tenant: &presence_core::TenantId,
+    users: Option<&[UserId]>,
+) -> Result<Vec<String>, ApiError> {
+    let now = state.clock.now();
+    let render = |user: &UserId, facts: Option<&UserFacts>| {
+        let json: PresenceJson =
+            wire::presence_json(user, facts, now, state.timeouts, Reader::Owner, None);
+        serde_json::to_string(&json).unwrap_or_default()
+    };
+    let mut found = Vec::new();
+    match users {
+        Some(users) => {
+            let keys: Vec<UserKey> = users
+                .iter()
+                .map(|user| UserKey::new(tenant.clone(), user.clone()))
+                .collect();
+            state
+                .store
+                .read(&keys, &mut |index, facts| {
+                    found.push(render(&users[index], facts))
+                })
+                .await?;
+        }
+        None => {
+            state
+                .store
+                .scan(&mut |key, facts| {
+                    if &key.tenant == tenant {
+                        found.push(render(&key.user, Some(facts)));
+                    }
+                })
+                .await?;
+        }
+    }
+    Ok(found)
+}

@@ -1,0 +1,293 @@
+//! A subscription as presenced keeps it, the resources it may name, and
+//! its records in the store.
+//!
+//! Records (see `Store::put_records`):
+//! - `s/{id}`: the subscription, as JSON (a format field first, so that a
+//!   later presenced can read it and convert);
+//! - `m/{id}/{user}`: the sequence number of the last presence of `user`
+//!   that the receiver acknowledged, eight bytes little-endian. After a
+//!   restart every subscribed user whose presence is now numbered otherwise
+//!   is notified again (see `notify/mod.rs`), so these need no sync.
+
+use presence_core::{Instant, TenantId, UserId};
+use serde::{Deserialize, Serialize};
+
+/// The most users one subscription may name, as Graph.
+pub const MAX_USERS: usize = 650;
+
+/// The longest `clientState` Graph accepts.
+pub const MAX_CLIENT_STATE: usize = 128;
+
+/// The format of the subscription records this presenced writes.
+const RECORD_FORMAT: u32 = 1;
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Subscription {
+    pub format: u32,
+    pub id: String,
+    pub tenant: TenantId,
+    /// The subscribing application (`applicationId`), from the token.
+    pub application_id: Option<String>,
+    /// The signed-in user of a delegated token, or the application.
+    pub creator_id: Option<String>,
+    /// The resource as the caller wrote it.
+    pub resource: String,
+    /// The users it names, without duplicates, in the caller's order.
+    pub users: Vec<UserId>,
+    pub notification_url: String,
+    pub lifecycle_notification_url: Option<String>,
+    pub expiration: Instant,
+    pub client_state: Option<String>,
+    pub include_resource_data: bool,
+    /// The certificate as the caller sent it, and its id.
+    pub encryption_certificate: Option<String>,
+    pub encryption_certificate_id: Option<String>,
+    pub latest_supported_tls_version: String,
+}
+
+impl Subscription {
+    #[allow(clippy::too_many_arguments)]
+    pub fn new(
+        tenant: TenantId,
+        application_id: Option<String>,
+        creator_id: Option<String>,
+        resource: String,
+        users: Vec<UserId>,
+        notification_url: String,
+        lifecycle_notification_url: Option<String>,
+        expiration: Instant,
+    ) -> Subscription {
+        Subscription {
+            format: RECORD_FORMAT,
+            id: uuid::Uuid::new_v4().to_string(),
+            tenant,
+            application_id,
+            creator_id,
+            resource,
+            users,
+            notification_url,
+            lifecycle_notification_url,
+            expiration,
+            client_state: None,
+            include_resource_data: false,
+            encryption_certificate: None,
+            encryption_certificate_id: None,
+            latest_supported_tls_version: "v1_2".into(),
+        }
+    }
+
+    /// Whether a caller of `tenant` through `application_id` may see and
+    /// change this subscription: only its own application's, in its own tenant.
+    pub fn owned_by(&self, tenant: &TenantId, application_id: Option<&str>) -> bool {
+        &self.tenant == tenant && self.application_id.as_deref() == application_id
+    }
+}
+
+pub fn subscription_key(id: &str) -> Vec<u8> {
+    format!("s/{id}").into_bytes()
+}
+
+pub fn mark_prefix(id: &str) -> Vec<u8> {
+    format!("m/{id}/").into_bytes()
+}
+
+pub fn mark_key(id: &str, user: &UserId) -> Vec<u8> {
+    format!("m/{id}/{}", user.as_str()).into_bytes()
+}
+
+pub fn encode(subscription: &Subscription) -> Vec<u8> {
+    // A struct of strings, numbers and ids always serializes.
+    serde_json::to_vec(subscription).unwrap_or_default()
+}
+
+pub fn decode(bytes: &[u8]) -> Result<Subscription, String> {
+    let subscription: Subscription = serde_json::from_slice(bytes)
+        .map_err(|error| format!("a subscription record cannot be read ({error})"))?;
+    if subscription.format > RECORD_FORMAT {
+        return Err(format!(
+            "subscription {} was written in format {}, newer than this presenced reads ({RECORD_FORMAT})",
+            subscription.id, subscription.format
+        ));
+    }
+    Ok(subscription)
+}
+
+/// A mark record's key back into (subscription, user), and its value.
+pub fn decode_mark(key: &[u8], value: &[u8]) -> Option<(String, UserId, u64)> {
+    let text = std::str::from_utf8(key).ok()?.strip_prefix("m/")?;
+    let (id, user) = text.split_once('/')?;
+    let sequence = u64::from_le_bytes(value.try_into().ok()?);
+    Some((id.to_string(), UserId::parse(user).ok()?, sequence))
+}
+
+const SINGLE: &str = "communications/presences/";
+const MANY: &str = "communications/presences?";
+
+fn resource_help() -> String {
+    format!(
+        "resource must be /communications/presences/{{id}} or /communications/presences?$filter=id in ('{{id}}','{{id}}',...) with at most {MAX_USERS} ids"
+    )
+}
+
+/// The users a subscription's `resource` names: one user, or a filter on
+/// up to [`MAX_USERS`] ids. The error says what to write instead.
+pub fn parse_resource(resource: &str) -> Result<Vec<UserId>, String> {
+    let text = resource.trim();
+    let text = text.strip_prefix('/').unwrap_or(text);
+    let starts = |prefix: &str| {
+        text.get(..prefix.len())
+            .is_some_and(|head| head.eq_ignore_ascii_case(prefix))
+    };
+    if starts(SINGLE) {
+        let id = &text[SINGLE.len()..];
+        let user = UserId::parse(id).map_err(|error| {
+            format!(
+                "resource names the user '{}', whose id {error}; {}",
+                crate::http::wire::truncate(id),
+                resource_help()
+            )
+        })?;
+        return Ok(vec![user]);
+    }
+    if !starts(MANY) {
+        return Err(format!(
+            "resource '{}' is not a presence resource; {}",
+            crate::http::wire::truncate(resource),
+            resource_help()
+        ));
+    }
+    let query = percent_encoding::percent_decode_str(&text[MANY.len()..])
+        .decode_utf8()
+        .map_err(|_| format!("resource's query is not UTF-8 text; {}", resource_help()))?
+        .replace('+', " ");
+    let filter = query
+        .split('&')
+        .find_map(|pair| pair.strip_prefix("$filter="))
+        .ok_or_else(|| format!("resource has no $filter; {}", resource_help()))?;
+    let list = filter
+        .trim()
+        .strip_prefix("id")
+        .map(str::trim_start)
+        .and_then(|rest| {
+            rest.get(..2)
+                .filter(|word| word.eq_ignore_ascii_case("in"))
+                .map(|_| rest[2..].trim())
+        })
+        .and_then(|rest| rest.strip_prefix('('))
+        .and_then(|rest| rest.strip_suffix(')'))
+        .ok_or_else(|| {
+            format!(
+                "resource's $filter '{}' is not of the form id in ('{{id}}',...); {}",
+                crate::http::wire::truncate(filter),
+                resource_help()
+            )
+        })?;
+    let mut users: Vec<UserId> = Vec::new();
+    for item in list.split(',') {
+        let item = item.trim();
+        let id = item
+            .strip_prefix('\'')
+            .and_then(|rest| rest.strip_suffix('\''))
+            .ok_or_else(|| {
+                format!(
+                    "resource's $filter lists {}, which is not an id in single quotes; {}",
+                    crate::http::wire::truncate(item),
+                    resource_help()
+                )
+            })?;
+        let user = UserId::parse(id).map_err(|error| {
+            format!(
+                "resource's $filter lists '{}', whose id {error}",
+                crate::http::wire::truncate(id)
+            )
+        })?;
+        if !users.contains(&user) {
+            users.push(user);
+        }
+        if users.len() > MAX_USERS {
+            return Err(format!(
+                "resource names more than {MAX_USERS} users; split them over several subscriptions"
+            ));
+        }
+    }
+    Ok(users)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ids(users: &[UserId]) -> Vec<String> {
+        users.iter().map(|user| user.as_str().to_string()).collect()
+    }
+
+    #[test]
+    fn one_user_with_or_without_the_leading_slash() {
+        for resource in [
+            "/communications/presences/alice",
+            "communications/presences/alice",
+            "/Communications/Presences/alice",
+        ] {
+            assert_eq!(ids(&parse_resource(resource).expect("valid")), ["alice"]);
+        }
+    }
+
+    #[test]
+    fn a_filter_of_ids_plain_or_percent_encoded() {
+        let users = parse_resource("/communications/presences?$filter=id in ('a', 'b','a')")
+            .expect("valid");
+        assert_eq!(ids(&users), ["a", "b"]);
+        let users = parse_resource("/communications/presences?$filter=id%20in%20(%27a%27,%27c%27)")
+            .expect("valid");
+        assert_eq!(ids(&users), ["a", "c"]);
+    }
+
+    #[test]
+    fn refusals_say_what_to_write() {
+        for (resource, expected) in [
+            ("/users/alice/presence", "not a presence resource"),
+            ("/communications/presences/", "whose id"),
+            ("/communications/presences?$top=5", "has no $filter"),
+            (
+                "/communications/presences?$filter=id eq 'a'",
+                "not of the form",
+            ),
+            (
+                "/communications/presences?$filter=id in (a)",
+                "single quotes",
+            ),
+        ] {
+            let error = parse_resource(resource).expect_err(resource);
+            assert!(error.contains(expected), "{resource}: {error}");
+        }
+        let many: Vec<String> = (0..=MAX_USERS).map(|n| format!("'u{n}'")).collect();
+        let resource = format!(
+            "communications/presences?$filter=id in ({})",
+            many.join(",")
+        );
+        let error = parse_resource(&resource).expect_err("too many");
+        assert!(error.contains("more than 650"), "{error}");
+    }
+
+    #[test]
+    fn records_round_trip() {
+        let subscription = Subscription::new(
+            TenantId::parse("t").expect("valid"),
+            Some("app".into()),
+            Some("alice".into()),
+            "/communications/presences/bob".into(),
+            vec![UserId::parse("bob").expect("valid")],
+            "https://example.com/hook".into(),
+            None,
+            Instant::from_unix_millis(1_000),
+        );
+        assert_eq!(decode(&encode(&subscription)), Ok(subscription.clone()));
+        let user = UserId::parse("bob").expect("valid");
+        let key = mark_key(&subscription.id, &user);
+        assert_eq!(
+            decode_mark(&key, &7u64.to_le_bytes()),
+            Some((subscription.id.clone(), user, 7))
+        );
+        assert!(key.starts_with(&mark_prefix(&subscription.id)));
+    }
+}
