@@ -467,14 +467,21 @@ pub async fn stream(
     let tenant = principal.tenant.clone();
     // Watch and listen before reading anything, so that no change falls
     // between what is read now and what is streamed next.
-    let watch = state.notifier.watch(tenant.clone(), users.clone());
+    let (watch, watched_since) = state.notifier.watch(tenant.clone(), users.clone());
     let live = state.notifier.streams.subscribe();
     let resume = headers
         .get("last-event-id")
         .and_then(|value| value.to_str().ok())
         .map(str::to_string);
     let hub = &state.notifier.streams;
-    let replay = resume.as_deref().and_then(|id| hub.replay_after(id));
+    // A replay is whole only if every user was watched, without a break,
+    // since before the event it resumes from.
+    let replay = resume.as_deref().and_then(|id| {
+        let (number, events) = hub.replay_after(id)?;
+        watched_since
+            .is_some_and(|since| since <= number)
+            .then_some(events)
+    });
     let wanted = {
         let users = users.clone();
         let tenant = tenant.clone();

@@ -107,14 +107,27 @@ impl Active {
     }
 }
 
+/// How many streams watch a user (or a tenant), and since which stream
+/// event without a break: a stream that resumes from an event at or after
+/// it has missed nothing that the ring does not hold.
+#[derive(Clone, Copy, Debug)]
+struct Watched {
+    count: usize,
+    since: u64,
+}
+
+/// How long a closed stream's users stay watched, so that a client that
+/// reconnects within it resumes from the ring instead of a fresh snapshot.
+const STREAM_LINGER: std::time::Duration = std::time::Duration::from_secs(300);
+
 #[derive(Debug, Default)]
 struct Registry {
     subscriptions: HashMap<Arc<str>, Active>,
     by_user: HashMap<UserKey, Vec<Arc<str>>>,
     timers: BTreeSet<(Instant, Arc<str>)>,
     /// Open streams per user, and per tenant for whole-tenant streams.
-    stream_users: HashMap<UserKey, usize>,
-    stream_tenants: HashMap<TenantId, usize>,
+    stream_users: HashMap<UserKey, Watched>,
+    stream_tenants: HashMap<TenantId, Watched>,
 }
 
 impl Registry {
@@ -522,26 +535,79 @@ impl Notifier {
     // Streams.
 
     /// Counts an open stream of `users` (all of the tenant's with `None`)
-    /// until the guard is dropped.
-    pub fn watch(self: &Arc<Self>, tenant: TenantId, users: Option<Vec<UserId>>) -> StreamWatch {
+    /// until the guard is dropped, and [`STREAM_LINGER`] after. Also
+    /// returns since which stream event all of them have been watched
+    /// without a break (`None` if any was not watched until now).
+    pub fn watch(
+        self: &Arc<Self>,
+        tenant: TenantId,
+        users: Option<Vec<UserId>>,
+    ) -> (StreamWatch, Option<u64>) {
         let mut registry = self.registry();
-        match &users {
-            None => *registry.stream_tenants.entry(tenant.clone()).or_default() += 1,
+        let latest = self.streams.latest();
+        fn hold<K: std::hash::Hash + Eq>(
+            map: &mut HashMap<K, Watched>,
+            key: K,
+            latest: u64,
+        ) -> Option<u64> {
+            let watched = map.entry(key).or_insert(Watched {
+                count: 0,
+                since: latest,
+            });
+            let before = (watched.count > 0).then_some(watched.since);
+            watched.count += 1;
+            before
+        }
+        let since = match &users {
+            None => hold(&mut registry.stream_tenants, tenant.clone(), latest),
+            Some(users) => {
+                // Every user is held, whatever the others answer.
+                let held: Vec<Option<u64>> = users
+                    .iter()
+                    .map(|user| {
+                        hold(
+                            &mut registry.stream_users,
+                            UserKey::new(tenant.clone(), user.clone()),
+                            latest,
+                        )
+                    })
+                    .collect();
+                held.into_iter()
+                    .collect::<Option<Vec<u64>>>()
+                    .and_then(|since| since.into_iter().max())
+            }
+        };
+        self.update_watching(&registry);
+        let watch = StreamWatch {
+            notifier: self.clone(),
+            tenant,
+            users,
+        };
+        (watch, since)
+    }
+
+    fn release(&self, tenant: &TenantId, users: Option<&[UserId]>) {
+        let mut registry = self.registry();
+        fn release<K: std::hash::Hash + Eq>(map: &mut HashMap<K, Watched>, key: K) {
+            if let Some(watched) = map.get_mut(&key) {
+                watched.count -= 1;
+                if watched.count == 0 {
+                    map.remove(&key);
+                }
+            }
+        }
+        match users {
+            None => release(&mut registry.stream_tenants, tenant.clone()),
             Some(users) => {
                 for user in users {
-                    *registry
-                        .stream_users
-                        .entry(UserKey::new(tenant.clone(), user.clone()))
-                        .or_default() += 1;
+                    release(
+                        &mut registry.stream_users,
+                        UserKey::new(tenant.clone(), user.clone()),
+                    );
                 }
             }
         }
         self.update_watching(&registry);
-        StreamWatch {
-            notifier: self.clone(),
-            tenant,
-            users,
-        }
     }
 
     // -----------------------------------------------------------------------
@@ -954,26 +1020,22 @@ pub struct StreamWatch {
 
 impl Drop for StreamWatch {
     fn drop(&mut self) {
-        let mut registry = self.notifier.registry();
-        fn release<K: std::hash::Hash + Eq>(map: &mut HashMap<K, usize>, key: K) {
-            if let Some(count) = map.get_mut(&key) {
-                *count -= 1;
-                if *count == 0 {
-                    map.remove(&key);
-                }
+        let notifier = self.notifier.clone();
+        let tenant = self.tenant.clone();
+        let users = self.users.take();
+        let release = move || notifier.release(&tenant, users.as_deref());
+        match tokio::runtime::Handle::try_current() {
+            Ok(runtime) => {
+                let shutdown = self.notifier.shutdown.clone();
+                runtime.spawn(async move {
+                    tokio::select! {
+                        () = shutdown.cancelled() => {}
+                        () = tokio::time::sleep(STREAM_LINGER) => {}
+                    }
+                    release();
+                });
             }
+            Err(_) => release(),
         }
-        match &self.users {
-            None => release(&mut registry.stream_tenants, self.tenant.clone()),
-            Some(users) => {
-                for user in users {
-                    release(
-                        &mut registry.stream_users,
-                        UserKey::new(self.tenant.clone(), user.clone()),
-                    );
-                }
-            }
-        }
-        self.notifier.update_watching(&registry);
     }
 }

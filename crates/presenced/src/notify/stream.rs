@@ -96,9 +96,10 @@ impl StreamHub {
         self.sender.subscribe()
     }
 
-    /// The events after `last_event_id`, if it is one of this process's and
-    /// nothing after it has left the ring; `None` otherwise.
-    pub fn replay_after(&self, last_event_id: &str) -> Option<Vec<Arc<StreamEvent>>> {
+    /// The number of `last_event_id` and the events after it, if it is one
+    /// of this process's and nothing after it has left the ring; `None`
+    /// otherwise.
+    pub fn replay_after(&self, last_event_id: &str) -> Option<(u64, Vec<Arc<StreamEvent>>)> {
         let (boot, number) = last_event_id.trim().rsplit_once('-')?;
         let number: u64 = number.parse().ok()?;
         if boot != self.boot {
@@ -112,13 +113,13 @@ impl StreamHub {
         if number + 1 < oldest {
             return None;
         }
-        Some(
-            ring.events
-                .iter()
-                .filter(|event| event.number > number)
-                .cloned()
-                .collect(),
-        )
+        let events = ring
+            .events
+            .iter()
+            .filter(|event| event.number > number)
+            .cloned()
+            .collect();
+        Some((number, events))
     }
 }
 
@@ -143,12 +144,16 @@ mod tests {
         hub.publish(key("b"), "2".into());
         hub.publish(key("a"), "3".into());
         assert_eq!(live.try_recv().expect("sent").number, 1);
-        let replay = hub.replay_after(&hub.event_id(1)).expect("known");
+        let (number, replay) = hub.replay_after(&hub.event_id(1)).expect("known");
+        assert_eq!(number, 1);
         assert_eq!(
             replay.iter().map(|event| event.number).collect::<Vec<_>>(),
             [2, 3]
         );
-        assert_eq!(hub.replay_after(&hub.event_id(3)).expect("known").len(), 0);
+        assert_eq!(
+            hub.replay_after(&hub.event_id(3)).expect("known").1.len(),
+            0
+        );
         assert!(
             hub.replay_after(&hub.event_id(4)).is_none(),
             "from the future"

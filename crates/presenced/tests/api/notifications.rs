@@ -1,0 +1,1041 @@
+//! Change notifications against real receivers: the handshake, every kind
+//! of change (requests and time), retries, isolation of a slow receiver,
+//! restarts, encrypted content, renewals, lifecycle events, scoping, the
+//! SSRF guard and the live stream.
+
+use std::time::{Duration, Instant};
+
+use base64::Engine;
+use serde_json::{Value, json};
+
+use crate::helpers::{Reply, TestServer, graph_instant};
+use crate::receiver::{Behaviour, Received, Receiver};
+
+/// How long a notification may take to arrive when nothing is wrong.
+const PROMPT: Duration = Duration::from_secs(5);
+
+const CERTIFICATE: &str = include_str!("../fixtures/notify-cert.b64");
+const PRIVATE_KEY: &str = include_str!("../fixtures/notify-key.pem");
+
+/// The server's now: its manual clock's, or the wall clock's when the
+/// clock cannot be read without a token.
+async fn server_now(server: &TestServer) -> jiff::Timestamp {
+    let reply = server.get("/_presenced/clock").await;
+    match reply.body["now"].as_str() {
+        Some(now) => now.parse().expect("an RFC 3339 instant"),
+        None => jiff::Timestamp::now(),
+    }
+}
+
+async fn expiration_in(server: &TestServer, minutes: i64) -> String {
+    let now = server_now(server).await;
+    graph_instant(now + jiff::SignedDuration::from_mins(minutes))
+}
+
+fn resource_of(users: &[&str]) -> String {
+    match users {
+        [one] => format!("/communications/presences/{one}"),
+        many => format!(
+            "/communications/presences?$filter=id in ({})",
+            many.iter()
+                .map(|user| format!("'{user}'"))
+                .collect::<Vec<_>>()
+                .join(",")
+        ),
+    }
+}
+
+async fn body(server: &TestServer, receiver: &Receiver, users: &[&str]) -> Value {
+    json!({
+        "changeType": "updated",
+        "notificationUrl": receiver.url("/notify"),
+        "lifecycleNotificationUrl": receiver.url("/lifecycle"),
+        "resource": resource_of(users),
+        "expirationDateTime": expiration_in(server, 45).await,
+        "clientState": "the client state",
+    })
+}
+
+/// Creates a subscription; asserts 201 and returns it.
+async fn subscribe(server: &TestServer, body: Value) -> Value {
+    let reply = server.post("/v1.0/subscriptions", body).await;
+    assert_eq!(reply.status, 201, "{}", reply.text);
+    reply.body
+}
+
+fn user_of(received: &Received) -> String {
+    received.item["resourceData"]["id"]
+        .as_str()
+        .expect("resourceData.id")
+        .to_owned()
+}
+
+fn sequence_of(received: &Received) -> String {
+    received.item["resourceData"]["sequenceNumber"]
+        .as_str()
+        .expect("resourceData.sequenceNumber")
+        .to_owned()
+}
+
+/// Graph's documented receiver steps, done independently of presenced:
+/// unwrap the key with RSA-OAEP (SHA-1), check the HMAC-SHA256 over the
+/// ciphertext, decrypt AES-256-CBC with the key's first 16 bytes as IV.
+fn decrypt(item: &Value) -> Value {
+    use aes::cipher::{BlockDecryptMut, KeyIvInit, block_padding::Pkcs7};
+    use hmac::Mac;
+    use rsa::pkcs8::DecodePrivateKey;
+    let content = &item["encryptedContent"];
+    let base64 = base64::engine::general_purpose::STANDARD;
+    let field = |name: &str| {
+        base64
+            .decode(content[name].as_str().expect(name))
+            .expect("base64")
+    };
+    let private = rsa::RsaPrivateKey::from_pkcs8_pem(PRIVATE_KEY).expect("the test key");
+    let key = private
+        .decrypt(rsa::Oaep::new::<sha1::Sha1>(), &field("dataKey"))
+        .expect("dataKey unwraps with the certificate's private key");
+    assert_eq!(key.len(), 32);
+    let data = field("data");
+    let mut mac = hmac::Hmac::<sha2::Sha256>::new_from_slice(&key).expect("any key length");
+    mac.update(&data);
+    mac.verify_slice(&field("dataSignature"))
+        .expect("dataSignature is the HMAC-SHA256 of data");
+    let plain = cbc::Decryptor::<aes::Aes256>::new_from_slices(&key, &key[..16])
+        .expect("a 32-byte key")
+        .decrypt_padded_vec_mut::<Pkcs7>(&data)
+        .expect("PKCS7 padding");
+    serde_json::from_slice(&plain).expect("the presence as JSON")
+}
+
+#[tokio::test]
+async fn the_handshake_succeeds_and_the_subscription_can_be_read_renewed_and_deleted() {
+    let server = TestServer::start(&[]).await;
+    let receiver = Receiver::start().await;
+    let created = subscribe(&server, body(&server, &receiver, &["alice", "bob"]).await).await;
+    // Both URLs were validated, each with the token URL-decoded back.
+    let tokens = receiver.tokens();
+    assert_eq!(
+        tokens
+            .iter()
+            .map(|(path, _)| path.as_str())
+            .collect::<Vec<_>>(),
+        ["/notify", "/lifecycle"]
+    );
+    assert!(
+        tokens[0]
+            .1
+            .starts_with("Validation: Testing client application reachability"),
+        "{tokens:?}"
+    );
+    let id = created["id"].as_str().expect("an id").to_owned();
+    assert!(
+        created["@odata.context"]
+            .as_str()
+            .is_some_and(|context| context.ends_with("/v1.0/$metadata#subscriptions/$entity")),
+        "{created}"
+    );
+    assert_eq!(created["changeType"], "updated");
+    assert_eq!(created["clientState"], "the client state");
+    assert_eq!(created["resource"], resource_of(&["alice", "bob"]));
+    assert_eq!(created["includeResourceData"], false);
+
+    let one = server.get(&format!("/v1.0/subscriptions/{id}")).await;
+    assert_eq!(one.status, 200, "{}", one.text);
+    assert_eq!(one.body["id"], id.as_str());
+    let list = server.get("/v1.0/subscriptions").await;
+    assert_eq!(
+        list.body["value"].as_array().map(Vec::len),
+        Some(1),
+        "{}",
+        list.text
+    );
+
+    let later = expiration_in(&server, 55).await;
+    let renewed = server
+        .send(
+            server
+                .client()
+                .patch(server.url(&format!("/v1.0/subscriptions/{id}")))
+                .json(&json!({ "expirationDateTime": later })),
+        )
+        .await;
+    assert_eq!(renewed.status, 200, "{}", renewed.text);
+    assert_eq!(renewed.body["expirationDateTime"], later.as_str());
+
+    let reauthorized = server
+        .post(&format!("/v1.0/subscriptions/{id}/reauthorize"), json!({}))
+        .await;
+    assert_eq!(reauthorized.status, 204, "{}", reauthorized.text);
+
+    let deleted = server.delete(&format!("/v1.0/subscriptions/{id}")).await;
+    assert_eq!(deleted.status, 204, "{}", deleted.text);
+    server
+        .get(&format!("/v1.0/subscriptions/{id}"))
+        .await
+        .assert_error(404, "NotFound");
+    // Deleted means no more notifications.
+    server
+        .set_presence("alice", "app", "Busy", "InACall", None)
+        .await
+        .assert_ok_empty();
+    receiver
+        .assert_no_more("/notify", 0, Duration::from_millis(500))
+        .await;
+}
+
+#[tokio::test]
+async fn a_failed_handshake_is_a_400_that_says_why() {
+    let server = TestServer::start(&[]).await;
+    let receiver = Receiver::start().await;
+    for (behaviour, expected) in [
+        (Behaviour::WrongEcho, "must exactly match validationToken"),
+        (Behaviour::Status(500), "must respond with 200 OK"),
+        (Behaviour::JsonEcho, "text/plain"),
+    ] {
+        receiver.behave(behaviour);
+        let reply = server
+            .post(
+                "/v1.0/subscriptions",
+                body(&server, &receiver, &["alice"]).await,
+            )
+            .await;
+        let message = reply.assert_error(400, "ValidationError");
+        assert!(message.contains(expected), "{behaviour:?}: {message}");
+    }
+    // Nobody listening.
+    let closed = {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("a port");
+        listener.local_addr().expect("bound").port()
+    };
+    let mut unreachable = body(&server, &receiver, &["alice"]).await;
+    unreachable["notificationUrl"] = json!(format!("http://127.0.0.1:{closed}/notify"));
+    let message = server
+        .post("/v1.0/subscriptions", unreachable)
+        .await
+        .assert_error(400, "ValidationError");
+    assert!(message.contains("could not be reached"), "{message}");
+    let list = server.get("/v1.0/subscriptions").await;
+    assert_eq!(list.body["value"], json!([]), "nothing was created");
+}
+
+#[tokio::test]
+async fn a_hanging_handshake_fails_after_ten_seconds() {
+    let server = TestServer::start(&[]).await;
+    let receiver = Receiver::start().await;
+    receiver.behave(Behaviour::Hang);
+    let started = Instant::now();
+    let message = server
+        .post(
+            "/v1.0/subscriptions",
+            body(&server, &receiver, &["alice"]).await,
+        )
+        .await
+        .assert_error(400, "ValidationError");
+    assert!(message.contains("timed out"), "{message}");
+    let waited = started.elapsed();
+    assert!(
+        (Duration::from_secs(9)..Duration::from_secs(20)).contains(&waited),
+        "{waited:?}"
+    );
+    receiver.behave(Behaviour::Accept);
+}
+
+#[tokio::test]
+async fn bad_subscriptions_are_refused_with_what_to_fix() {
+    let server = TestServer::start(&["--max-subscription-lifetime", "PT3H"]).await;
+    let receiver = Receiver::start().await;
+    let good = body(&server, &receiver, &["alice"]).await;
+    let with = |field: &str, value: Value| {
+        let mut body = good.clone();
+        body[field] = value;
+        body
+    };
+    let too_many: Vec<String> = (0..651).map(|n| format!("u{n}")).collect();
+    let too_many: Vec<&str> = too_many.iter().map(String::as_str).collect();
+    let cases = [
+        (
+            with("changeType", json!("created")),
+            "InvalidRequest",
+            "only changeType is 'updated'",
+        ),
+        (
+            with("changeType", Value::Null),
+            "InvalidRequest",
+            "changeType is required",
+        ),
+        (
+            with("resource", json!("/users/alice/presence")),
+            "InvalidRequest",
+            "not a presence resource",
+        ),
+        (
+            with("resource", json!(resource_of(&too_many))),
+            "InvalidRequest",
+            "more than 650",
+        ),
+        (
+            with(
+                "expirationDateTime",
+                json!(expiration_in(&server, -1).await),
+            ),
+            "InvalidRequest",
+            "not in the future",
+        ),
+        (
+            with(
+                "expirationDateTime",
+                json!(expiration_in(&server, 181).await),
+            ),
+            "ExtensionError",
+            "180 minutes",
+        ),
+        (
+            with("expirationDateTime", json!("tomorrow")),
+            "InvalidRequest",
+            "expirationDateTime",
+        ),
+        (
+            with("clientState", json!("x".repeat(129))),
+            "InvalidRequest",
+            "at most 128",
+        ),
+        (
+            with("includeResourceData", json!(true)),
+            "InvalidRequest",
+            "encryptionCertificate",
+        ),
+        (
+            with("notificationUrl", json!("ftp://example.com/")),
+            "InvalidRequest",
+            "https",
+        ),
+        (
+            with("notificationUrl", json!("not a url")),
+            "InvalidRequest",
+            "absolute URL",
+        ),
+    ];
+    for (body, code, expected) in cases {
+        let message = server
+            .post("/v1.0/subscriptions", body.clone())
+            .await
+            .assert_error(400, code);
+        assert!(message.contains(expected), "{body}: {message}");
+    }
+    let mut bad_certificate = with("includeResourceData", json!(true));
+    bad_certificate["encryptionCertificate"] = json!("bm90IGEgY2VydGlmaWNhdGU=");
+    bad_certificate["encryptionCertificateId"] = json!("test");
+    let message = server
+        .post("/v1.0/subscriptions", bad_certificate)
+        .await
+        .assert_error(400, "InvalidRequest");
+    assert!(message.contains("X.509"), "{message}");
+    server
+        .post("/v1.0/subscriptions", json!(["not", "an", "object"]))
+        .await
+        .assert_error(400, "BadRequest");
+    // The lifetime is a setting: three hours here.
+    subscribe(
+        &server,
+        with(
+            "expirationDateTime",
+            json!(expiration_in(&server, 170).await),
+        ),
+    )
+    .await;
+    // Nothing refused reached the receiver's handshake.
+    assert_eq!(receiver.tokens().len(), 2);
+}
+
+#[tokio::test]
+async fn every_kind_of_change_made_by_a_request_is_notified_in_order() {
+    let server = TestServer::start(&[]).await;
+    let receiver = Receiver::start().await;
+    let subscription = subscribe(&server, body(&server, &receiver, &["alice", "bob"]).await).await;
+    server
+        .set_presence("alice", "app", "Available", "Available", Some("PT1H"))
+        .await
+        .assert_ok_empty();
+    server
+        .set_presence("bob", "app", "Busy", "InACall", Some("PT1H"))
+        .await
+        .assert_ok_empty();
+    server
+        .set_preferred("alice", "DoNotDisturb", "DoNotDisturb", Some("PT1H"))
+        .await
+        .assert_ok_empty();
+    server
+        .post(
+            "/v1.0/users/alice/presence/setStatusMessage",
+            json!({"statusMessage": {"message": {"content": "Lunch", "contentType": "text"}}}),
+        )
+        .await
+        .assert_ok_empty();
+    server
+        .post(
+            "/v1.0/users/alice/presence/clearUserPreferredPresence",
+            json!({}),
+        )
+        .await
+        .assert_ok_empty();
+    server
+        .clear_presence("alice", "app")
+        .await
+        .assert_ok_empty();
+    // A refresh that shows the same is not a change.
+    server
+        .set_presence("bob", "app", "Busy", "InACall", Some("PT1H"))
+        .await
+        .assert_ok_empty();
+    let items = receiver.wait_for(Some("/notify"), 6, PROMPT).await;
+    receiver
+        .assert_no_more("/notify", 6, Duration::from_millis(500))
+        .await;
+    let alice: Vec<String> = items
+        .iter()
+        .filter(|received| user_of(received) == "alice")
+        .map(sequence_of)
+        .collect();
+    assert_eq!(alice.len(), 5, "{items:#?}");
+    let mut sorted = alice.clone();
+    sorted.sort();
+    sorted.dedup();
+    assert_eq!(alice, sorted, "in order, each once");
+    assert_eq!(alice.last(), Some(&server.sequence_number("alice").await));
+    let first = &items[0].item;
+    assert_eq!(first["subscriptionId"], subscription["id"]);
+    assert_eq!(first["clientState"], "the client state");
+    assert_eq!(first["changeType"], "updated");
+    assert_eq!(first["tenantId"], "default");
+    assert_eq!(first["resource"], "communications/presences/alice");
+    assert_eq!(
+        first["resourceData"]["@odata.type"],
+        "#microsoft.graph.presence"
+    );
+    assert_eq!(first["resourceData"]["@odata.id"], "users/alice/presence");
+    assert_eq!(
+        first["subscriptionExpirationDateTime"],
+        subscription["expirationDateTime"]
+    );
+    assert!(
+        first.get("encryptedContent").is_none(),
+        "basic notifications carry no content"
+    );
+    // Someone not subscribed to is never notified.
+    server
+        .set_presence("carol", "app", "Busy", "InACall", None)
+        .await
+        .assert_ok_empty();
+    receiver
+        .assert_no_more("/notify", 6, Duration::from_millis(300))
+        .await;
+}
+
+#[tokio::test]
+async fn fades_and_expiries_are_notified_at_their_instant_with_encrypted_content() {
+    let server = TestServer::start(&[]).await;
+    let receiver = Receiver::start().await;
+    server
+        .set_presence("alice", "app", "Available", "Available", Some("PT12M"))
+        .await
+        .assert_ok_empty();
+    server
+        .post(
+            "/v1.0/users/alice/presence/setStatusMessage",
+            json!({"statusMessage": {
+                "message": {"content": "Back at 3", "contentType": "text"},
+                "expiryDateTime": {"dateTime": graph_instant(server_now(&server).await + jiff::SignedDuration::from_mins(7)).trim_end_matches('Z'), "timeZone": "UTC"}
+            }}),
+        )
+        .await
+        .assert_ok_empty();
+    let mut rich = body(&server, &receiver, &["alice"]).await;
+    rich["includeResourceData"] = json!(true);
+    rich["encryptionCertificate"] = json!(CERTIFICATE.trim());
+    rich["encryptionCertificateId"] = json!("test-certificate");
+    subscribe(&server, rich).await;
+    // +5 min: AvailableInactive; +7: the status message expires; +10: Away;
+    // +12: the session expires, Offline.
+    server.advance("PT13M").await;
+    let items = receiver.wait_for(Some("/notify"), 4, PROMPT).await;
+    let presences: Vec<Value> = items
+        .iter()
+        .map(|received| decrypt(&received.item))
+        .collect();
+    let shown: Vec<(String, String, bool)> = presences
+        .iter()
+        .map(|presence| {
+            (
+                presence["availability"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .to_owned(),
+                presence["activity"].as_str().unwrap_or_default().to_owned(),
+                presence["statusMessage"].is_object(),
+            )
+        })
+        .collect();
+    let expected = [
+        ("Available", "AvailableInactive", true),
+        ("Available", "AvailableInactive", false),
+        ("Away", "Away", false),
+        ("Offline", "Offline", false),
+    ];
+    assert_eq!(
+        shown,
+        expected
+            .iter()
+            .map(|(a, b, c)| (a.to_string(), b.to_string(), *c))
+            .collect::<Vec<_>>(),
+        "{presences:#?}"
+    );
+    for (received, presence) in items.iter().zip(&presences) {
+        assert_eq!(presence["@odata.type"], "#microsoft.graph.presence");
+        assert_eq!(presence["id"], "alice");
+        assert_eq!(
+            presence["sequenceNumber"],
+            received.item["resourceData"]["sequenceNumber"]
+        );
+        let content = &received.item["encryptedContent"];
+        assert_eq!(content["encryptionCertificateId"], "test-certificate");
+        assert_eq!(
+            content["encryptionCertificateThumbprint"],
+            "C3A076691A4486E20148BFE04269BDC09F10B200"
+        );
+    }
+}
+
+#[tokio::test]
+async fn a_refused_or_timed_out_batch_is_retried_until_accepted() {
+    let server = TestServer::start(&[]).await;
+    let receiver = Receiver::start().await;
+    subscribe(&server, body(&server, &receiver, &["alice"]).await).await;
+    // Two 500s, then accepted.
+    receiver.fail_next(2);
+    server
+        .set_presence("alice", "app", "Busy", "InACall", None)
+        .await
+        .assert_ok_empty();
+    let items = receiver
+        .wait_for(Some("/notify"), 1, Duration::from_secs(15))
+        .await;
+    assert_eq!(user_of(&items[0]), "alice");
+    assert!(receiver.posts() >= 3, "two refusals and the acceptance");
+    // A receiver that does not answer within 3 s: the batch is retried.
+    receiver.behave(Behaviour::Hang);
+    let posts_before = receiver.posts();
+    server
+        .set_presence("alice", "app", "Available", "Available", None)
+        .await
+        .assert_ok_empty();
+    tokio::time::sleep(Duration::from_millis(3_500)).await;
+    assert!(
+        receiver.posts() > posts_before,
+        "the first attempt was made"
+    );
+    receiver.behave(Behaviour::Accept);
+    let items = receiver
+        .wait_for(Some("/notify"), 2, Duration::from_secs(15))
+        .await;
+    assert_eq!(
+        sequence_of(&items[1]),
+        server.sequence_number("alice").await
+    );
+    let metrics = server.get("/metrics").await.text;
+    assert!(
+        crate::helpers::gauge(&metrics, "presenced_notification_retries_total") >= 3.0,
+        "{metrics}"
+    );
+}
+
+#[tokio::test]
+async fn a_hanging_receiver_never_delays_a_healthy_one() {
+    let server = TestServer::start(&[]).await;
+    let stuck = Receiver::start().await;
+    let healthy = Receiver::start().await;
+    subscribe(&server, body(&server, &stuck, &["alice"]).await).await;
+    subscribe(&server, body(&server, &healthy, &["alice"]).await).await;
+    stuck.behave(Behaviour::Hang);
+    for round in 0..5 {
+        let activity = if round % 2 == 0 {
+            "InACall"
+        } else {
+            "InAConferenceCall"
+        };
+        let started = Instant::now();
+        server
+            .set_presence("alice", "app", "Busy", activity, None)
+            .await
+            .assert_ok_empty();
+        let items = healthy.wait_for(Some("/notify"), round + 1, PROMPT).await;
+        let took = items[round].at.duration_since(started);
+        assert!(
+            took < Duration::from_secs(1),
+            "round {round}: the healthy receiver waited {took:?}"
+        );
+    }
+    assert!(stuck.items().is_empty());
+    let metrics = server.get("/metrics").await.text;
+    let depth = metrics
+        .lines()
+        .find(|line| {
+            line.starts_with("presenced_notification_queue_depth")
+                && line.contains(stuck.base.as_str())
+        })
+        .unwrap_or_else(|| panic!("a queue depth for the stuck receiver: {metrics}"));
+    let depth: f64 = depth
+        .rsplit(' ')
+        .next()
+        .and_then(|n| n.parse().ok())
+        .expect("a number");
+    assert!(
+        depth >= 1.0,
+        "{depth}: the stuck receiver's notifications wait in its own queue"
+    );
+    stuck.behave(Behaviour::Accept);
+    let items = stuck
+        .wait_for(Some("/notify"), 5, Duration::from_secs(15))
+        .await;
+    let mut sequences: Vec<String> = items.iter().map(sequence_of).collect();
+    let in_order = sequences.clone();
+    sequences.sort();
+    assert_eq!(
+        in_order, sequences,
+        "delivered in order once the receiver answers"
+    );
+}
+
+#[tokio::test]
+async fn pending_notifications_are_delivered_after_a_kill_and_restart() {
+    let data_dir = tempfile::tempdir().expect("a temporary directory");
+    let receiver = Receiver::start().await;
+    let args = ["--auth", "none", "--clock", "manual"];
+    let server = TestServer::start_on(data_dir.path(), &args).await;
+    let subscription = subscribe(&server, body(&server, &receiver, &["alice", "bob"]).await).await;
+    server
+        .set_presence("bob", "app", "Busy", "InACall", Some("PT1H"))
+        .await
+        .assert_ok_empty();
+    receiver.wait_for(Some("/notify"), 1, PROMPT).await;
+    // The receiver goes down; alice changes; presenced is killed.
+    receiver.behave(Behaviour::Status(503));
+    server
+        .set_presence("alice", "app", "DoNotDisturb", "Presenting", Some("PT1H"))
+        .await
+        .assert_ok_empty();
+    let expected = server.sequence_number("alice").await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    server.kill().await;
+    receiver.behave(Behaviour::Accept);
+    let restarted = TestServer::start_on(data_dir.path(), &args).await;
+    let items = receiver
+        .wait_for(Some("/notify"), 2, Duration::from_secs(10))
+        .await;
+    let alice: Vec<&Received> = items
+        .iter()
+        .filter(|received| user_of(received) == "alice")
+        .collect();
+    assert_eq!(alice.len(), 1, "{items:#?}");
+    assert_eq!(sequence_of(alice[0]), expected);
+    assert_eq!(alice[0].item["subscriptionId"], subscription["id"]);
+    // bob was acknowledged before the kill: not sent again.
+    receiver
+        .assert_no_more("/notify", 2, Duration::from_millis(500))
+        .await;
+    // The subscription itself survived, and keeps notifying.
+    let id = subscription["id"].as_str().expect("an id");
+    assert_eq!(
+        restarted
+            .get(&format!("/v1.0/subscriptions/{id}"))
+            .await
+            .status,
+        200
+    );
+    restarted
+        .set_presence("bob", "app", "Away", "Away", None)
+        .await
+        .assert_ok_empty();
+    receiver.wait_for(Some("/notify"), 3, PROMPT).await;
+}
+
+#[tokio::test]
+async fn lifecycle_events_warn_before_expiry_then_remove_the_subscription() {
+    let server = TestServer::start(&[]).await;
+    let receiver = Receiver::start().await;
+    let mut short = body(&server, &receiver, &["alice"]).await;
+    short["expirationDateTime"] = json!(expiration_in(&server, 30).await);
+    let subscription = subscribe(&server, short).await;
+    let id = subscription["id"].as_str().expect("an id").to_owned();
+    // Ten minutes before expiry: reauthorizationRequired.
+    server.advance("PT19M").await;
+    receiver
+        .assert_no_more("/lifecycle", 0, Duration::from_millis(300))
+        .await;
+    server.advance("PT2M").await;
+    let events = receiver.wait_for(Some("/lifecycle"), 1, PROMPT).await;
+    assert_eq!(events[0].item["lifecycleEvent"], "reauthorizationRequired");
+    assert_eq!(events[0].item["subscriptionId"], id.as_str());
+    assert_eq!(events[0].item["clientState"], "the client state");
+    assert!(events[0].item.get("changeType").is_none());
+    // At expiry: removed, and subscriptionRemoved.
+    server.advance("PT10M").await;
+    let events = receiver.wait_for(Some("/lifecycle"), 2, PROMPT).await;
+    assert_eq!(events[1].item["lifecycleEvent"], "subscriptionRemoved");
+    server
+        .get(&format!("/v1.0/subscriptions/{id}"))
+        .await
+        .assert_error(404, "NotFound");
+    let renew = server
+        .send(
+            server
+                .client()
+                .patch(server.url(&format!("/v1.0/subscriptions/{id}")))
+                .json(&json!({ "expirationDateTime": expiration_in(&server, 30).await })),
+        )
+        .await;
+    renew.assert_error(404, "NotFound");
+    server
+        .set_presence("alice", "app", "Busy", "InACall", None)
+        .await
+        .assert_ok_empty();
+    receiver
+        .assert_no_more("/notify", 0, Duration::from_millis(300))
+        .await;
+}
+
+#[tokio::test]
+async fn a_batch_never_accepted_within_the_retry_window_becomes_missed() {
+    let server = TestServer::start(&["--webhook-retry-window", "PT2S"]).await;
+    let receiver = Receiver::start().await;
+    subscribe(&server, body(&server, &receiver, &["alice"]).await).await;
+    // Only /notify fails: the lifecycle URL is the same receiver, so fail
+    // by count rather than by behaviour.
+    receiver.fail_next(1_000);
+    server
+        .set_presence("alice", "app", "Busy", "InACall", None)
+        .await
+        .assert_ok_empty();
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    receiver.fail_next(0);
+    let events = receiver
+        .wait_for(Some("/lifecycle"), 1, Duration::from_secs(10))
+        .await;
+    assert_eq!(events[0].item["lifecycleEvent"], "missed");
+    assert!(
+        receiver
+            .items()
+            .iter()
+            .all(|received| received.path != "/notify")
+    );
+    let metrics = server.get("/metrics").await.text;
+    assert_eq!(
+        crate::helpers::gauge(&metrics, "presenced_notifications_missed_total"),
+        1.0
+    );
+}
+
+const SECRET: &str = "the hs256 secret of the notification tests, 32+";
+
+fn token(tenant: &str, app: &str, user: Option<&str>, grants: &[&str]) -> String {
+    let request = presenced::token::MintRequest {
+        tenant: tenant.into(),
+        user: user.map(str::to_owned),
+        app: app.into(),
+        scopes: grants.iter().map(|s| s.to_string()).collect(),
+        roles: grants.iter().map(|s| s.to_string()).collect(),
+        ttl_seconds: 3600,
+        issuer: None,
+        audience: None,
+        secret: presenced::token::Secret(SECRET.into()),
+    };
+    presenced::token::mint(&request, jiff::Timestamp::now().as_second()).expect("a token")
+}
+
+async fn as_caller(
+    server: &TestServer,
+    method: reqwest::Method,
+    path: &str,
+    token: &str,
+    body: Option<Value>,
+) -> Reply {
+    let mut request = server
+        .client()
+        .request(method, server.url(path))
+        .bearer_auth(token);
+    if let Some(body) = body {
+        request = request.json(&body);
+    }
+    server.send(request).await
+}
+
+#[tokio::test]
+async fn callers_see_and_change_only_their_own_apps_subscriptions_in_their_tenant() {
+    let server = TestServer::start(&[
+        "--auth",
+        "hs256",
+        "--jwt-secret",
+        SECRET,
+        "--allow-private-webhooks",
+    ])
+    .await;
+    let receiver = Receiver::start().await;
+    let app_a = token("contoso", "app-a", None, &["Presence.Read.All"]);
+    let app_b = token("contoso", "app-b", None, &["Presence.Read.All"]);
+    let other_tenant = token("fabrikam", "app-a", None, &["Presence.Read.All"]);
+    let delegated = token("contoso", "app-a", Some("alice"), &["Presence.Read"]);
+    let created = as_caller(
+        &server,
+        reqwest::Method::POST,
+        "/v1.0/subscriptions",
+        &app_a,
+        Some(body(&server, &receiver, &["bob"]).await),
+    )
+    .await;
+    assert_eq!(
+        created.status, 201,
+        "an application token may subscribe: {}",
+        created.text
+    );
+    assert_eq!(created.body["applicationId"], "app-a");
+    let id = created.body["id"].as_str().expect("an id").to_owned();
+    let one = format!("/v1.0/subscriptions/{id}");
+    for caller in [&app_b, &other_tenant] {
+        let list = as_caller(
+            &server,
+            reqwest::Method::GET,
+            "/v1.0/subscriptions",
+            caller,
+            None,
+        )
+        .await;
+        assert_eq!(list.body["value"], json!([]), "{}", list.text);
+        as_caller(&server, reqwest::Method::GET, &one, caller, None)
+            .await
+            .assert_error(404, "NotFound");
+        as_caller(&server, reqwest::Method::DELETE, &one, caller, None)
+            .await
+            .assert_error(404, "NotFound");
+        as_caller(
+            &server,
+            reqwest::Method::PATCH,
+            &one,
+            caller,
+            Some(json!({"expirationDateTime": expiration_in(&server, 50).await})),
+        )
+        .await
+        .assert_error(404, "NotFound");
+    }
+    // Reading another user's presence needs Presence.Read.All.
+    as_caller(
+        &server,
+        reqwest::Method::POST,
+        "/v1.0/subscriptions",
+        &delegated,
+        Some(body(&server, &receiver, &["bob"]).await),
+    )
+    .await
+    .assert_error(403, "Forbidden");
+    let own = as_caller(
+        &server,
+        reqwest::Method::POST,
+        "/v1.0/subscriptions",
+        &delegated,
+        Some(body(&server, &receiver, &["alice"]).await),
+    )
+    .await;
+    assert_eq!(own.status, 201, "{}", own.text);
+    assert_eq!(own.body["creatorId"], "alice");
+    // Changes in another tenant to a user of the same id are not notified.
+    let writer = |tenant: &str| token(tenant, "writer", None, &["Presence.ReadWrite.All"]);
+    as_caller(
+        &server,
+        reqwest::Method::POST,
+        "/v1.0/users/bob/presence/setPresence",
+        &writer("fabrikam"),
+        Some(json!({"sessionId": "writer", "availability": "Busy", "activity": "InACall"})),
+    )
+    .await
+    .assert_ok_empty();
+    receiver
+        .assert_no_more("/notify", 0, Duration::from_millis(300))
+        .await;
+    as_caller(
+        &server,
+        reqwest::Method::POST,
+        "/v1.0/users/bob/presence/setPresence",
+        &writer("contoso"),
+        Some(json!({"sessionId": "writer", "availability": "Busy", "activity": "InACall"})),
+    )
+    .await
+    .assert_ok_empty();
+    let items = receiver.wait_for(Some("/notify"), 1, PROMPT).await;
+    assert_eq!(items[0].item["tenantId"], "contoso");
+    let list = as_caller(
+        &server,
+        reqwest::Method::GET,
+        "/v1.0/subscriptions",
+        &app_a,
+        None,
+    )
+    .await;
+    assert_eq!(
+        list.body["value"].as_array().map(Vec::len),
+        Some(2),
+        "app-a's two: {}",
+        list.text
+    );
+    as_caller(&server, reqwest::Method::DELETE, &one, &app_a, None).await;
+}
+
+#[tokio::test]
+async fn private_and_loopback_webhooks_are_refused_unless_allowed() {
+    let server = TestServer::start(&["--auth", "hs256", "--jwt-secret", SECRET]).await;
+    let receiver = Receiver::start().await;
+    let app = token("contoso", "app-a", None, &["Presence.Read.All"]);
+    for url in [
+        receiver.url("/notify"),
+        "https://127.0.0.1/notify".to_string(),
+        "https://10.0.0.8/notify".to_string(),
+        "https://169.254.169.254/latest/meta-data".to_string(),
+        "https://[::1]/notify".to_string(),
+        "https://localhost/notify".to_string(),
+    ] {
+        let mut body = body(&server, &receiver, &["bob"]).await;
+        body["notificationUrl"] = json!(url);
+        let message = as_caller(
+            &server,
+            reqwest::Method::POST,
+            "/v1.0/subscriptions",
+            &app,
+            Some(body),
+        )
+        .await
+        .assert_error(400, "InvalidRequest");
+        assert!(
+            message.contains("--allow-private-webhooks"),
+            "{url}: {message}"
+        );
+    }
+    let mut lifecycle = body(&server, &receiver, &["bob"]).await;
+    lifecycle["notificationUrl"] = json!("https://93.184.216.34/notify");
+    let message = as_caller(
+        &server,
+        reqwest::Method::POST,
+        "/v1.0/subscriptions",
+        &app,
+        Some(lifecycle),
+    )
+    .await
+    .assert_error(400, "InvalidRequest");
+    assert!(message.contains("lifecycleNotificationUrl"), "{message}");
+    assert!(
+        receiver.tokens().is_empty(),
+        "no request was made to a refused address"
+    );
+}
+
+/// Reads SSE events (id, data) from a streaming response until `count`
+/// have arrived.
+async fn read_events(response: &mut reqwest::Response, count: usize) -> Vec<(String, Value)> {
+    let mut buffer = String::new();
+    let mut events = Vec::new();
+    let deadline = Instant::now() + PROMPT;
+    while events.len() < count {
+        let left = deadline.saturating_duration_since(Instant::now());
+        let chunk = tokio::time::timeout(left, response.chunk())
+            .await
+            .unwrap_or_else(|_| panic!("{count} events within {PROMPT:?}; got {events:?}"))
+            .expect("the stream is readable")
+            .expect("the stream is open");
+        buffer.push_str(std::str::from_utf8(&chunk).expect("UTF-8"));
+        while let Some(end) = buffer.find("\n\n") {
+            let block: String = buffer.drain(..end + 2).collect();
+            let mut id = String::new();
+            let mut data = String::new();
+            for line in block.lines() {
+                if let Some(value) = line.strip_prefix("id:") {
+                    id = value.trim().to_owned();
+                } else if let Some(value) = line.strip_prefix("data:") {
+                    data.push_str(value.trim());
+                }
+            }
+            if !data.is_empty() {
+                events.push((id, serde_json::from_str(&data).expect("JSON data")));
+            }
+        }
+    }
+    events
+}
+
+#[tokio::test]
+async fn the_stream_sends_current_presence_then_every_change_and_resumes_from_last_event_id() {
+    let server = TestServer::start(&[]).await;
+    server
+        .set_presence("alice", "app", "Busy", "InACall", Some("PT1H"))
+        .await
+        .assert_ok_empty();
+    let mut stream = server
+        .client()
+        .get(server.url("/_presenced/stream?ids=alice,bob"))
+        .send()
+        .await
+        .expect("the stream opens");
+    assert_eq!(stream.status(), 200);
+    assert!(
+        stream.headers()["content-type"]
+            .to_str()
+            .unwrap_or_default()
+            .starts_with("text/event-stream")
+    );
+    let first = read_events(&mut stream, 2).await;
+    let mut users: Vec<&str> = first
+        .iter()
+        .map(|(_, data)| data["id"].as_str().unwrap_or_default())
+        .collect();
+    users.sort();
+    assert_eq!(users, ["alice", "bob"], "the current presence of each");
+    server
+        .set_presence("bob", "app", "Available", "Available", Some("PT1H"))
+        .await
+        .assert_ok_empty();
+    server.advance("PT5M").await;
+    let changes = read_events(&mut stream, 2).await;
+    let shown: Vec<(String, String)> = changes
+        .iter()
+        .map(|(_, data)| {
+            (
+                data["id"].as_str().unwrap_or_default().to_owned(),
+                data["activity"].as_str().unwrap_or_default().to_owned(),
+            )
+        })
+        .collect();
+    // Busy does not fade; bob's Available does, at +5 min.
+    assert_eq!(
+        shown,
+        [
+            ("bob".to_owned(), "Available".to_owned()),
+            ("bob".to_owned(), "AvailableInactive".to_owned())
+        ]
+    );
+    let last_id = changes.last().map(|(id, _)| id.clone()).expect("an id");
+    drop(stream);
+    // Missed while disconnected, then resumed.
+    server
+        .set_presence("alice", "app", "Away", "Away", Some("PT1H"))
+        .await
+        .assert_ok_empty();
+    let mut resumed = server
+        .client()
+        .get(server.url("/_presenced/stream?ids=alice,bob"))
+        .header("last-event-id", &last_id)
+        .send()
+        .await
+        .expect("the stream opens");
+    let replayed = read_events(&mut resumed, 1).await;
+    assert_eq!(replayed[0].1["id"], "alice");
+    assert_eq!(
+        replayed[0].1["sequenceNumber"],
+        json!(server.sequence_number("alice").await)
+    );
+}
