@@ -3,13 +3,22 @@
 The SDK code below is what a Graph user writes; the only change for presenced
 is the request adapter's base URL. Usage:
 
-    python graph_sdk_roundtrip.py BASE_URL TOKEN
+    python graph_sdk_roundtrip.py BASE_URL TOKEN FIXTURES_DIR
+
+FIXTURES_DIR holds the test certificate and key for rich notifications and
+graph_decrypt.py, Graph's documented decryption steps.
 
 Every check raises on failure, so the exit status is the verdict.
 """
 
 import asyncio
 import datetime
+import http.server
+import json
+import os
+import subprocess
+import threading
+import urllib.parse
 import sys
 
 from kiota_abstractions.api_error import APIError
@@ -26,6 +35,7 @@ from msgraph.generated.models.body_type import BodyType
 from msgraph.generated.models.date_time_time_zone import DateTimeTimeZone
 from msgraph.generated.models.item_body import ItemBody
 from msgraph.generated.models.presence_status_message import PresenceStatusMessage
+from msgraph.generated.models.subscription import Subscription
 from msgraph.generated.users.item.presence.clear_presence.clear_presence_post_request_body import (
     ClearPresencePostRequestBody,
 )
@@ -67,6 +77,7 @@ async def shown(client, user):
 
 
 async def main(base_url, token):
+    fixtures = sys.argv[3]
     adapter = GraphRequestAdapter(BaseBearerTokenAuthenticationProvider(StaticToken(token)))
     adapter.base_url = base_url
     client = GraphServiceClient(request_adapter=adapter)
@@ -142,6 +153,99 @@ async def main(base_url, token):
     except APIError as error:
         code = getattr(getattr(error, "error", None), "code", None)
         check(error.response_status_code == 400 and code == "InvalidArgument", "out-of-range expiration is InvalidArgument")
+
+
+    await subscriptions(client, fixtures)
+
+
+class Receiver(http.server.BaseHTTPRequestHandler):
+    """A webhook as Graph's docs write one: echo the validation token as
+    text/plain, accept notifications with 202."""
+
+    received = []
+    arrived = threading.Event()
+
+    def do_POST(self):
+        query = urllib.parse.parse_qs(urllib.parse.urlparse(self.path).query)
+        length = int(self.headers.get("content-length") or 0)
+        body = self.rfile.read(length)
+        if "validationToken" in query:
+            token = query["validationToken"][0].encode()
+            self.send_response(200)
+            self.send_header("Content-Type", "text/plain")
+            self.send_header("Content-Length", str(len(token)))
+            self.end_headers()
+            self.wfile.write(token)
+            return
+        Receiver.received.extend(json.loads(body)["value"])
+        Receiver.arrived.set()
+        self.send_response(202)
+        self.send_header("Content-Length", "0")
+        self.end_headers()
+
+    def log_message(self, *arguments):
+        pass
+
+
+async def subscriptions(client, fixtures):
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Receiver)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    url = f"http://127.0.0.1:{server.server_port}/notify"
+    with open(os.path.join(fixtures, "notify-cert.b64")) as file:
+        certificate = file.read().strip()
+    expires = datetime.datetime.now(datetime.timezone.utc) + datetime.timedelta(minutes=50)
+    created = await client.subscriptions.post(
+        Subscription(
+            change_type="updated",
+            notification_url=url,
+            resource=f"/communications/presences?$filter=id in ('{USER}','{OTHER}')",
+            expiration_date_time=expires,
+            client_state="sdk secret",
+            include_resource_data=True,
+            encryption_certificate=certificate,
+            encryption_certificate_id="sdk-certificate",
+        )
+    )
+    check(created.id and created.change_type == "updated", "subscriptions.post after the handshake")
+
+    await client.users.by_user_id(OTHER).presence.set_presence.post(
+        SetPresencePostRequestBody(session_id=APP, availability="DoNotDisturb", activity="Presenting")
+    )
+    await asyncio.get_running_loop().run_in_executor(None, Receiver.arrived.wait, 10)
+    check(len(Receiver.received) == 1, f"one notification arrived: {Receiver.received}")
+    item = Receiver.received[0]
+    check(item["clientState"] == "sdk secret" and item["subscriptionId"] == created.id, "clientState and subscriptionId")
+    decrypted = subprocess.run(
+        [
+            sys.executable,
+            os.path.join(fixtures, "graph_decrypt.py"),
+            os.path.join(fixtures, "notify-key.pem"),
+            os.path.join(fixtures, "notify-cert.pem"),
+        ],
+        input=json.dumps(item).encode(),
+        capture_output=True,
+        check=True,
+    )
+    presence = json.loads(decrypted.stdout)
+    check(
+        (presence["id"], presence["availability"], presence["activity"]) == (OTHER, "DoNotDisturb", "Presenting"),
+        f"encryptedContent decrypts with Graph's documented steps: {presence}",
+    )
+
+    read = await client.subscriptions.by_subscription_id(created.id).get()
+    check(read.id == created.id and read.include_resource_data, "subscriptions.get")
+    listed = await client.subscriptions.get()
+    check([entry.id for entry in listed.value] == [created.id], "subscriptions.list")
+    later = expires + datetime.timedelta(minutes=5)
+    renewed = await client.subscriptions.by_subscription_id(created.id).patch(Subscription(expiration_date_time=later))
+    check(abs((renewed.expiration_date_time - later).total_seconds()) < 1, "subscriptions.patch renews")
+    await client.subscriptions.by_subscription_id(created.id).delete()
+    try:
+        await client.subscriptions.by_subscription_id(created.id).get()
+        raise AssertionError("a deleted subscription must be gone")
+    except APIError as error:
+        check(error.response_status_code == 404, "subscriptions.delete")
+    server.shutdown()
 
 
 if __name__ == "__main__":
