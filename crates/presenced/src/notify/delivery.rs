@@ -195,21 +195,26 @@ impl Delivery {
         }
     }
 
-    /// Drops what is queued for one subscription (it was deleted).
-    pub fn forget(&self, url: &str, subscription: &str) {
+    /// Takes out what is queued at `url` for one subscription (it was
+    /// deleted, or moved to another URL).
+    pub fn take(&self, url: &str, subscription: &str) -> Vec<Item> {
         let queue = self
             .queues
             .lock()
             .unwrap_or_else(|poison| poison.into_inner())
             .get(url)
             .cloned();
-        if let Some(queue) = queue {
-            let mut state = queue.state();
-            state
-                .items
-                .retain(|item| &*item.subscription != subscription);
-            queue.gauge(state.items.len());
-        }
+        let Some(queue) = queue else {
+            return Vec::new();
+        };
+        let mut state = queue.state();
+        let (taken, kept): (Vec<Item>, Vec<Item>) = state
+            .items
+            .drain(..)
+            .partition(|item| &*item.subscription == subscription);
+        state.items = kept.into();
+        queue.gauge(state.items.len());
+        taken
     }
 
     fn report(&self, report: Report) {

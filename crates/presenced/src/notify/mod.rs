@@ -393,6 +393,7 @@ impl Notifier {
         }
         if let Err(error) = self.store()?.put_records(writes, true).await {
             self.unregister(&id);
+            self.delivery.take(&subscription.notification_url, &id);
             return Err(error);
         }
         metrics::counter!("presenced_subscriptions_created_total").increment(1);
@@ -480,8 +481,9 @@ impl Notifier {
         };
         self.timers_changed.notify_one();
         if previous_url != updated.notification_url {
-            // What was queued for the old URL goes to the new one from now on.
-            self.delivery.forget(&previous_url, id);
+            // What was waiting for the old URL goes to the new one.
+            let moved = self.delivery.take(&previous_url, id);
+            self.delivery.send(&updated.notification_url, moved);
         }
         self.store()?
             .put_records(
@@ -520,7 +522,7 @@ impl Notifier {
     async fn forget(&self, active: &Active) -> Result<(), StoreError> {
         let subscription = &active.subscription;
         self.delivery
-            .forget(&subscription.notification_url, &subscription.id);
+            .take(&subscription.notification_url, &subscription.id);
         let mut writes = vec![(subscription::subscription_key(&subscription.id), None)];
         writes.extend(
             subscription

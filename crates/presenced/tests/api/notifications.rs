@@ -1039,3 +1039,43 @@ async fn the_stream_sends_current_presence_then_every_change_and_resumes_from_la
         json!(server.sequence_number("alice").await)
     );
 }
+
+#[tokio::test]
+async fn moving_a_subscription_to_another_url_validates_it_first() {
+    let server = TestServer::start(&[]).await;
+    let first = Receiver::start().await;
+    let second = Receiver::start().await;
+    let subscription = subscribe(&server, body(&server, &first, &["alice"]).await).await;
+    let path = format!(
+        "/v1.0/subscriptions/{}",
+        subscription["id"].as_str().expect("an id")
+    );
+    let patch = |url: String| {
+        server
+            .client()
+            .patch(server.url(&path))
+            .json(&json!({ "notificationUrl": url }))
+    };
+    second.behave(Behaviour::WrongEcho);
+    let refused = server.send(patch(second.url("/moved"))).await;
+    let message = refused.assert_error(400, "ValidationError");
+    assert!(message.contains("exactly match"), "{message}");
+    assert_eq!(
+        server.get(&path).await.body["notificationUrl"],
+        first.url("/notify").as_str(),
+        "a refused move changes nothing"
+    );
+    second.behave(Behaviour::Accept);
+    let moved = server.send(patch(second.url("/moved"))).await;
+    assert_eq!(moved.status, 200, "{}", moved.text);
+    assert_eq!(moved.body["notificationUrl"], second.url("/moved").as_str());
+    assert_eq!(second.tokens().len(), 2, "validated at each attempt");
+    server
+        .set_presence("alice", "app", "Busy", "InACall", None)
+        .await
+        .assert_ok_empty();
+    second.wait_for(Some("/moved"), 1, PROMPT).await;
+    first
+        .assert_no_more("/notify", 0, Duration::from_millis(300))
+        .await;
+}
