@@ -126,7 +126,10 @@ impl Delivery {
         reports: mpsc::UnboundedSender<Report>,
         shutdown: CancellationToken,
     ) -> Result<Delivery, String> {
+        // No proxy from the environment: a proxy would resolve the
+        // receiver's name itself, out of reach of the address check.
         let mut builder = reqwest::Client::builder()
+            .no_proxy()
             .redirect(reqwest::redirect::Policy::none())
             .connect_timeout(DELIVERY_TIMEOUT)
             .user_agent(concat!("presenced/", env!("CARGO_PKG_VERSION")));

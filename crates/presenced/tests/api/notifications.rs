@@ -1079,3 +1079,40 @@ async fn moving_a_subscription_to_another_url_validates_it_first() {
         .assert_no_more("/notify", 0, Duration::from_millis(300))
         .await;
 }
+
+#[tokio::test]
+async fn on_the_system_clock_a_fade_is_notified_within_a_second_of_its_instant_also_after_a_restart()
+ {
+    let data_dir = tempfile::tempdir().expect("a temporary directory");
+    let receiver = Receiver::start().await;
+    // Fades every 3 s, so that the test waits seconds, not minutes.
+    let args = ["--auth", "none", "--idle-timeout", "PT3S"];
+    let server = TestServer::start_on(data_dir.path(), &args).await;
+    subscribe(&server, body(&server, &receiver, &["alice"]).await).await;
+    server
+        .set_presence("alice", "app", "Available", "Available", Some("PT1H"))
+        .await
+        .assert_ok_empty();
+    let sessions = server.get("/_presenced/users/alice/sessions").await;
+    let due: jiff::Timestamp = sessions.body["nextChangeDateTime"]
+        .as_str()
+        .expect("a next change")
+        .parse()
+        .expect("an instant");
+    receiver.wait_for(Some("/notify"), 1, PROMPT).await;
+    // Down and up again before the fade falls due.
+    server.kill().await;
+    let restarted = TestServer::start_on(data_dir.path(), &args).await;
+    let items = receiver
+        .wait_for(Some("/notify"), 2, Duration::from_secs(10))
+        .await;
+    let fade = &items[1];
+    let lag = fade.wall.duration_since(due);
+    assert!(
+        lag >= jiff::SignedDuration::ZERO && lag < jiff::SignedDuration::from_secs(1),
+        "the fade due at {due} arrived at {}: {lag:?} late",
+        fade.wall
+    );
+    assert_eq!(sequence_of(fade), restarted.sequence_number("alice").await);
+    assert_eq!(fade.item["resourceData"]["id"], "alice");
+}

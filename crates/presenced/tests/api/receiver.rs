@@ -35,6 +35,8 @@ pub struct Received {
     pub path: String,
     pub item: Value,
     pub at: Instant,
+    /// The wall-clock time of arrival, to compare with the server's instants.
+    pub wall: jiff::Timestamp,
 }
 
 #[derive(Debug)]
@@ -205,6 +207,7 @@ async fn handle(
         return StatusCode::BAD_REQUEST.into_response();
     };
     let at = Instant::now();
+    let wall = jiff::Timestamp::now();
     let items: Vec<Received> = value["value"]
         .as_array()
         .cloned()
@@ -214,6 +217,7 @@ async fn handle(
             path: path.clone(),
             item,
             at,
+            wall,
         })
         .collect();
     shared.items.lock().unwrap().extend(items);
