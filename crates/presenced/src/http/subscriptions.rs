@@ -164,6 +164,14 @@ fn not_found(id: &str) -> ApiError {
     ))
 }
 
+/// The caller's own subscription `id`; 404 for anyone else's.
+fn owned(state: &AppState, principal: &Principal, id: &str) -> Result<Arc<Subscription>, ApiError> {
+    state
+        .notifier
+        .get(id, &principal.tenant, principal.app_id())
+        .ok_or_else(|| not_found(id))
+}
+
 fn notify_error(id: &str, error: NotifyError) -> ApiError {
     match error {
         NotifyError::NotFound => not_found(id),
@@ -308,10 +316,7 @@ pub async fn get_subscription(
     root: ServiceRoot,
     Path(id): Path<String>,
 ) -> Result<Response, ApiError> {
-    let subscription = state
-        .notifier
-        .get(&id, &principal.tenant, principal.app_id())
-        .ok_or_else(|| not_found(&id))?;
+    let subscription = owned(&state, &principal, &id)?;
     let json = SubscriptionJson::new(&subscription, Some(context(&root, "subscriptions/$entity")));
     Ok(json_answer(&json, 1024))
 }
@@ -325,10 +330,7 @@ pub async fn update_subscription(
     Path(id): Path<String>,
     JsonBody(body): JsonBody<SubscriptionBody>,
 ) -> Result<Response, ApiError> {
-    let existing = state
-        .notifier
-        .get(&id, &principal.tenant, principal.app_id())
-        .ok_or_else(|| not_found(&id))?;
+    let existing = owned(&state, &principal, &id)?;
     if body
         .lifecycle_notification_url
         .as_ref()
@@ -391,10 +393,7 @@ pub async fn reauthorize_subscription(
     principal: Principal,
     Path(id): Path<String>,
 ) -> Result<StatusCode, ApiError> {
-    state
-        .notifier
-        .get(&id, &principal.tenant, principal.app_id())
-        .ok_or_else(|| not_found(&id))?;
+    owned(&state, &principal, &id)?;
     Ok(StatusCode::NO_CONTENT)
 }
 
