@@ -54,7 +54,7 @@ async fn read_metric(server: &ServerProcess, name: &str) -> Result<f64, String> 
 
 /// Checks through /metrics that presenced holds `expected` sessions, so that
 /// a measurement is never taken over fewer users than it claims.
-async fn expect_sessions(server: &ServerProcess, expected: usize) -> Result<(), String> {
+pub async fn expect_sessions(server: &ServerProcess, expected: usize) -> Result<(), String> {
     let sessions = read_metric(server, "presenced_sessions").await?;
     if sessions as usize == expected {
         Ok(())

@@ -5,18 +5,22 @@
 //! in-process load generator, then does the same against the *ceiling* (a
 //! do-nothing hyper server answering the same bytes, `presenced-bench
 //! ceiling`), and prints a table of requests/s, latencies and the ratio of
-//! the two; then the footprint: memory per user, idle scheduler CPU, and
-//! fades processed at once. `--quick` is the same in under a minute, for CI.
+//! the two; then the footprint: memory per user, idle scheduler CPU, fades
+//! processed at once, and the lag of change notifications to a local
+//! receiver. `--quick` is the same in under a minute, for CI.
 //!
 //! Layout: `load.rs` is the generator and its histograms, `scenarios.rs` the
 //! throughput scenarios and their data, `footprint.rs` the memory and
-//! scheduler measurements, `ceiling.rs` the ceiling server, `process.rs`
-//! starting servers and reading `/proc`, `report.rs` the tables.
+//! scheduler measurements, `notifications.rs` the notification lag and
+//! `receiver.rs` its webhook receiver, `ceiling.rs` the ceiling server,
+//! `process.rs` starting servers and reading `/proc`, `report.rs` the tables.
 
 mod ceiling;
 mod footprint;
 mod load;
+mod notifications;
 mod process;
+mod receiver;
 mod report;
 mod scenarios;
 
@@ -37,7 +41,8 @@ use crate::scenarios::{Part, ServerVariant};
     long_about = "Benchmarks presenced: each scenario runs against presenced and then against the \
                   ceiling, a minimal hyper server answering the same bytes and doing no other \
                   work, with the same connections, duration and requests; then memory per user, \
-                  idle scheduler CPU and simultaneous fades. Without a subcommand, `run`.",
+                  idle scheduler CPU, simultaneous fades and the lag of their change \
+                  notifications. Without a subcommand, `run`.",
     args_conflicts_with_subcommands = true
 )]
 struct Cli {
@@ -123,6 +128,9 @@ pub struct Settings {
     pub idle_cpu_window: Duration,
     /// Sessions fading at the same instant.
     pub fade_users: usize,
+    /// Subscribed users fading at the same instant, for the notification
+    /// lag.
+    pub notify_users: usize,
     /// Pause between loading users and reading resident memory.
     pub settle: Duration,
 }
@@ -140,6 +148,7 @@ impl Settings {
                 footprint_users: 50_000,
                 idle_cpu_window: Duration::from_secs(3),
                 fade_users: 10_000,
+                notify_users: 5_000,
                 settle: Duration::from_secs(1),
             }
         } else {
@@ -153,6 +162,7 @@ impl Settings {
                 footprint_users: 1_000_000,
                 idle_cpu_window: Duration::from_secs(10),
                 fade_users: 100_000,
+                notify_users: 100_000,
                 settle: Duration::from_secs(2),
             }
         };
@@ -187,8 +197,13 @@ impl Settings {
             format!(
                 "data: {} users preloaded with one app session each (not measured); \
                  getPresencesByUserId with {} random ids; footprint at {} users; {} \
-                 simultaneous fades",
-                self.scenario_users, self.batch_ids, self.footprint_users, self.fade_users
+                 simultaneous fades; {} subscribed users fading at once for the \
+                 notification lag",
+                self.scenario_users,
+                self.batch_ids,
+                self.footprint_users,
+                self.fade_users,
+                self.notify_users
             ),
             "servers: presenced and the ceiling each run as a separate process, one at a \
              time; the ceiling is hyper 1 (HTTP/1.1, keep-alive, tokio multi-thread with the \
@@ -365,6 +380,16 @@ async fn measure(args: RunArgs) -> Result<bool, String> {
     if wanted(Part::Fades) {
         let result = footprint::measure_fades(&context, &mut report).await;
         record_failure(&mut report, "fades", result);
+    }
+    if wanted(Part::Notifications) {
+        for run in notifications::runs(settings.quick) {
+            let result = notifications::measure_delivery_lag(&context, &run, &mut report).await;
+            record_failure(
+                &mut report,
+                &format!("notifications ({})", run.label()),
+                result,
+            );
+        }
     }
     if wanted(Part::Footprint) || wanted(Part::Startup) {
         let result = footprint::measure_durable_store(&context, &mut report).await;

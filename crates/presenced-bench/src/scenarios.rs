@@ -251,6 +251,9 @@ pub enum Part {
     Fades,
     /// Start-up: on an empty data directory, and recovering 1M users after SIGKILL.
     Startup,
+    /// 100k subscribed users fading at once: the lag of their change
+    /// notifications to a local receiver.
+    Notifications,
 }
 
 /// One throughput scenario on one server variant.
