@@ -147,6 +147,10 @@ impl Scheduler {
         let due = self.take_due(now);
         futures_util::stream::iter(&due)
             .for_each_concurrent(TICKS_IN_FLIGHT, |key| async move {
+                // A memory store's tick never waits, so without this a
+                // hundred thousand ticks would hold the worker, and the
+                // notifier they wake, until the last one.
+                tokio::task::consume_budget().await;
                 match store.apply(key, &Command::Tick, now, timeouts).await {
                     Ok(Ok(outcome)) => self.schedule(key, outcome.schedule_at),
                     Ok(Err(refused)) => {

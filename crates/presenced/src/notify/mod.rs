@@ -52,6 +52,9 @@ use delivery::{Delivery, Item, Report};
 use stream::StreamHub;
 use subscription::Subscription;
 
+/// The most changes the fan-out takes from its channel at once.
+const FAN_OUT_CHUNK: usize = 1_024;
+
 /// reauthorizationRequired is sent this long before a subscription expires
 /// (or halfway through a shorter life).
 const REAUTHORIZE_BEFORE: Duration = Duration::from_mins(10);
@@ -618,18 +621,35 @@ impl Notifier {
     /// Runs until shutdown: turns changes into notifications and records
     /// what receivers acknowledged.
     pub async fn run(self: Arc<Self>, mut inboxes: Inboxes) {
+        let mut changes = Vec::with_capacity(FAN_OUT_CHUNK);
         loop {
             tokio::select! {
                 () = self.shutdown.cancelled() => break,
-                Some(change) = inboxes.changes.recv() => self.fan_out(change),
-                Some(report) = inboxes.reports.recv() => self.settle(report).await,
+                received = inboxes.changes.recv_many(&mut changes, FAN_OUT_CHUNK) => {
+                    if received == 0 {
+                        break;
+                    }
+                    self.fan_out(changes.drain(..));
+                }
+                Some(report) = inboxes.reports.recv() => self.settle(report),
             }
         }
         self.delivery.stopped().await;
         tracing::info!("notifier stopped");
     }
 
-    fn fan_out(&self, change: Change) {
+    /// Turns changes into notifications, queued with one call per URL.
+    fn fan_out(&self, changes: impl Iterator<Item = Change>) {
+        let mut by_url: HashMap<String, Vec<Item>> = HashMap::new();
+        for change in changes {
+            self.fan_out_one(change, &mut by_url);
+        }
+        for (url, items) in by_url {
+            self.delivery.send(&url, items);
+        }
+    }
+
+    fn fan_out_one(&self, change: Change, by_url: &mut HashMap<String, Vec<Item>>) {
         let user_text = change.key.user.as_str().to_string();
         let sequence_text = change.presence.sequence_number.clone();
         let mut targets: Vec<(Arc<Subscription>, Option<Arc<EncryptionCertificate>>)> = Vec::new();
@@ -666,16 +686,23 @@ impl Notifier {
                 json,
                 queued: std::time::Instant::now(),
             };
-            self.delivery
-                .send(&subscription.notification_url, vec![item]);
+            match by_url.get_mut(&subscription.notification_url) {
+                Some(items) => items.push(item),
+                None => {
+                    by_url.insert(subscription.notification_url.clone(), vec![item]);
+                }
+            }
         }
         if change.streamed {
             self.streams.publish(change.key, render(&change.presence));
         }
     }
 
-    /// Records what receivers acknowledged, and gives up what they never did.
-    async fn settle(&self, report: Report) {
+    /// Records what receivers acknowledged, and gives up what they never
+    /// did. The marks are written by a task of their own, so that the
+    /// store's writes never hold up the fan-out; two of them landing out of
+    /// order can only make a restart send one notification again.
+    fn settle(&self, report: Report) {
         let (items, gave_up) = match report {
             Report::Delivered(items) => (items, false),
             Report::GaveUp(items) => (items, true),
@@ -717,14 +744,15 @@ impl Notifier {
         if writes.is_empty() {
             return;
         }
-        let written = match self.store() {
-            Ok(store) => store.put_records(writes, false).await,
-            Err(error) => Err(error),
+        let Ok(store) = self.store().cloned() else {
+            return;
         };
-        if let Err(error) = written {
-            // The receiver may be sent these again after a restart.
-            tracing::warn!(%error, "could not record acknowledged notifications");
-        }
+        tokio::spawn(async move {
+            if let Err(error) = store.put_records(writes, false).await {
+                // The receiver may be sent these again after a restart.
+                tracing::warn!(%error, "could not record acknowledged notifications");
+            }
+        });
     }
 
     /// Queues a lifecycle notification, if the subscription has a lifecycle URL.
@@ -932,9 +960,7 @@ impl Notifier {
                     });
                 })
                 .await?;
-            for change in changes {
-                self.fan_out(change);
-            }
+            self.fan_out(changes.into_iter());
         }
         Ok(())
     }
