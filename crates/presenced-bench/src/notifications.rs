@@ -210,7 +210,20 @@ pub async fn measure_delivery_lag(
     let all_arrived = receiver.wait_for_users(users, DELIVERY_DEADLINE).await;
     let (_, cpu_seconds) = meter.finish()?;
     let log = receiver.take();
-    let metrics = read_metrics(&server).await?;
+    // presenced counts a batch once the receiver's answer is back, a moment
+    // after the receiver has recorded it: read until the count is in.
+    let counted_by = std::time::Instant::now() + Duration::from_secs(5);
+    let metrics = loop {
+        let metrics = read_metrics(&server).await?;
+        let delivered = parse_metric(&metrics, "presenced_notifications_delivered_total");
+        if !all_arrived
+            || delivered.unwrap_or(0.0) >= users as f64
+            || std::time::Instant::now() >= counted_by
+        {
+            break metrics;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
     let metric = |name: &str| parse_metric(&metrics, name).unwrap_or(0.0);
     let delivered = metric("presenced_notifications_delivered_total");
     let retries = metric("presenced_notification_retries_total");
