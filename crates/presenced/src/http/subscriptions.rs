@@ -22,7 +22,7 @@ use crate::http::presence::ServiceRoot;
 use crate::http::wire::{self, JsonBody, PresenceJson, Reader, json_answer};
 use crate::notify::crypto::EncryptionCertificate;
 use crate::notify::stream::StreamEvent;
-use crate::notify::subscription::{self, MAX_CLIENT_STATE, Subscription};
+use crate::notify::subscription::{self, MAX_CLIENT_STATE, Owner, Subscription};
 use crate::notify::{NotifyError, address};
 use crate::state::AppState;
 use crate::wire_time::{format_instant, parse_instant};
@@ -164,11 +164,29 @@ fn not_found(id: &str) -> ApiError {
     ))
 }
 
+/// The most subscriptions one application may hold in one tenant: far
+/// more than 650 users each needs, few enough that one caller cannot make
+/// every change cost thousands of notifications.
+pub const MAX_SUBSCRIPTIONS_PER_APPLICATION: usize = 10_000;
+
+/// Whose subscriptions a caller sees: its application's in its tenant,
+/// and for a signed-in user the ones that user created.
+fn owner(principal: &Principal) -> Owner {
+    Owner {
+        tenant: principal.tenant.clone(),
+        application: principal.app_id().map(str::to_string),
+        user: match &principal.caller {
+            Caller::Delegated { user, .. } => Some(user.as_str().to_string()),
+            Caller::Application { .. } => None,
+        },
+    }
+}
+
 /// The caller's own subscription `id`; 404 for anyone else's.
 fn owned(state: &AppState, principal: &Principal, id: &str) -> Result<Arc<Subscription>, ApiError> {
     state
         .notifier
-        .get(id, &principal.tenant, principal.app_id())
+        .get(id, &owner(principal))
         .ok_or_else(|| not_found(id))
 }
 
@@ -230,6 +248,16 @@ pub async fn create_subscription(
     for user in &users {
         principal.authorize(Access::Read, user)?;
     }
+    if state.notifier.count(&principal.tenant, principal.app_id())
+        >= MAX_SUBSCRIPTIONS_PER_APPLICATION
+    {
+        return Err(ApiError::Refused(
+            "ExtensionError",
+            format!(
+                "This application already has {MAX_SUBSCRIPTIONS_PER_APPLICATION} subscriptions in this tenant; delete some, or name up to 650 users in one subscription."
+            ),
+        ));
+    }
     let notification_url = required(
         &body.notification_url,
         "notificationUrl",
@@ -260,6 +288,12 @@ pub async fn create_subscription(
         }
         None => None,
     };
+    // The handshakes may have taken up to 20 s.
+    if expires <= state.clock.now() {
+        return Err(invalid(
+            "expirationDateTime passed while the notification URLs were being validated; send a later one.".into(),
+        ));
+    }
     let creator = match &principal.caller {
         Caller::Delegated { user, .. } => Some(user.as_str().to_string()),
         Caller::Application { app_id } => app_id.clone(),
@@ -298,7 +332,7 @@ pub async fn list_subscriptions(
 ) -> Result<Response, ApiError> {
     let value = state
         .notifier
-        .list(&principal.tenant, principal.app_id())
+        .list(&owner(&principal))
         .iter()
         .map(|subscription| SubscriptionJson::new(subscription, None))
         .collect();
@@ -331,6 +365,10 @@ pub async fn update_subscription(
     JsonBody(body): JsonBody<SubscriptionBody>,
 ) -> Result<Response, ApiError> {
     let existing = owned(&state, &principal, &id)?;
+    // The caller's permissions may have changed since it subscribed.
+    for user in &existing.users {
+        principal.authorize(Access::Read, user)?;
+    }
     if body
         .lifecycle_notification_url
         .as_ref()
@@ -358,7 +396,7 @@ pub async fn update_subscription(
     }
     let updated = state
         .notifier
-        .update(&id, &principal.tenant, principal.app_id(), |subscription| {
+        .update(&id, &owner(&principal), |subscription| {
             if let Some(expires) = expires {
                 subscription.expiration = expires;
             }
@@ -380,7 +418,7 @@ pub async fn delete_subscription(
 ) -> Result<StatusCode, ApiError> {
     state
         .notifier
-        .delete(&id, &principal.tenant, principal.app_id())
+        .delete(&id, &owner(&principal))
         .await
         .map_err(|error| notify_error(&id, error))?;
     Ok(StatusCode::NO_CONTENT)
@@ -393,7 +431,10 @@ pub async fn reauthorize_subscription(
     principal: Principal,
     Path(id): Path<String>,
 ) -> Result<StatusCode, ApiError> {
-    owned(&state, &principal, &id)?;
+    let subscription = owned(&state, &principal, &id)?;
+    for user in &subscription.users {
+        principal.authorize(Access::Read, user)?;
+    }
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -476,10 +517,10 @@ pub async fn stream(
     // A replay is whole only if every user was watched, without a break,
     // since before the event it resumes from.
     let replay = resume.as_deref().and_then(|id| {
-        let (number, events) = hub.replay_after(id)?;
+        let (number, events, latest) = hub.replay_after(id)?;
         watched_since
             .is_some_and(|since| since <= number)
-            .then_some(events)
+            .then_some((events, latest))
     });
     let wanted = {
         let users = users.clone();
@@ -491,16 +532,15 @@ pub async fn stream(
     let mut first: Vec<Event> = Vec::new();
     let mut last_number = hub.latest();
     match replay {
-        Some(events) => {
+        Some((events, latest)) => {
             for event in events.iter().filter(|event| wanted(&event.key)) {
                 first.push(presence_event(
                     hub.event_id(event.number),
                     event.data.clone(),
                 ));
             }
-            last_number = events
-                .last()
-                .map_or(last_number, |event| event.number.max(last_number));
+            // What the replay covers, read with it: a later event comes live.
+            last_number = latest;
         }
         // A fresh stream of named users, or one that cannot be resumed:
         // the current presence of every user it covers.
@@ -557,11 +597,10 @@ impl OpenStream {
                     return Some(stream_event(&self.notifier.streams, &event));
                 }
                 Ok(event) => self.last_number = self.last_number.max(event.number),
-                Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {
-                    return Some(Event::default().comment(
-                        "lagged: events were dropped; reconnect without Last-Event-ID to read the current presence",
-                    ));
-                }
+                // Fell too far behind to be sent everything: the stream
+                // ends, and the client's reconnect with Last-Event-ID
+                // replays from the ring, or starts from the current presence.
+                Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => return None,
                 Err(tokio::sync::broadcast::error::RecvError::Closed) => return None,
             }
         }

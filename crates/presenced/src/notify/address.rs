@@ -24,8 +24,10 @@ pub fn is_public(address: IpAddr) -> bool {
 }
 
 fn is_public_v4(address: Ipv4Addr) -> bool {
-    let [a, b, ..] = address.octets();
+    let [a, b, c, _] = address.octets();
     let shared = a == 100 && (64..128).contains(&b);
+    let benchmarking = a == 198 && (b == 18 || b == 19);
+    let protocol_assignments = a == 192 && b == 0 && c == 0;
     !(address.is_loopback()
         || address.is_private()
         || address.is_link_local()
@@ -34,16 +36,39 @@ fn is_public_v4(address: Ipv4Addr) -> bool {
         || address.is_broadcast()
         || address.is_documentation()
         || shared
+        || benchmarking
+        || protocol_assignments
         || a == 0
         || a >= 240)
 }
 
 fn is_public_v6(address: Ipv6Addr) -> bool {
-    let first = address.segments()[0];
+    let segments = address.segments();
+    let first = segments[0];
+    let octets = address.octets();
+    let embedded =
+        |at: usize| Ipv4Addr::new(octets[at], octets[at + 1], octets[at + 2], octets[at + 3]);
+    // Forms that carry an IPv4 address, which is what they reach: the
+    // deprecated IPv4-compatible ::a.b.c.d, NAT64 (64:ff9b::/96 and the
+    // local-use 64:ff9b:1::/48) and 6to4 (2002::/16).
+    if segments[..6] == [0; 6] && !address.is_loopback() && !address.is_unspecified() {
+        return is_public_v4(embedded(12));
+    }
+    if segments[..6] == [0x64, 0xff9b, 0, 0, 0, 0] {
+        return is_public_v4(embedded(12));
+    }
+    if first == 0x64 && segments[1] == 0xff9b && segments[2] == 1 {
+        return false;
+    }
+    if first == 0x2002 {
+        return is_public_v4(embedded(2));
+    }
     let unique_local = first & 0xfe00 == 0xfc00;
     let link_local = first & 0xffc0 == 0xfe80;
-    let documentation = first == 0x2001 && address.segments()[1] == 0x0db8;
+    let site_local = first & 0xffc0 == 0xfec0;
+    let documentation = first == 0x2001 && segments[1] == 0x0db8;
     !(address.is_loopback()
+        || site_local
         || address.is_unspecified()
         || address.is_multicast()
         || unique_local
@@ -166,6 +191,13 @@ mod tests {
             "fd00::1",
             "::ffff:10.0.0.1",
             "::ffff:127.0.0.1",
+            "::10.0.0.5",
+            "64:ff9b::a00:5",
+            "64:ff9b:1::1",
+            "2002:c0a8:0101::1",
+            "fec0::1",
+            "198.18.0.1",
+            "192.0.0.8",
         ] {
             let parsed: IpAddr = address.parse().expect("an address");
             assert!(!is_public(parsed), "{address} counted as public");

@@ -162,22 +162,22 @@ impl Delivery {
         if items.is_empty() {
             return;
         }
-        let queue = {
-            let mut queues = self
-                .queues
-                .lock()
-                .unwrap_or_else(|poison| poison.into_inner());
-            queues
-                .entry(url.to_string())
-                .or_insert_with(|| {
-                    Arc::new(Queue {
-                        url: url.to_string(),
-                        receiver: origin(url),
-                        state: Mutex::new(QueueState::default()),
-                    })
+        // The map's lock is held while the queue takes the items, so that a
+        // queue its task is retiring (see `drain`) never takes new ones.
+        let mut queues = self
+            .queues
+            .lock()
+            .unwrap_or_else(|poison| poison.into_inner());
+        let queue = queues
+            .entry(url.to_string())
+            .or_insert_with(|| {
+                Arc::new(Queue {
+                    url: url.to_string(),
+                    receiver: origin(url),
+                    state: Mutex::new(QueueState::default()),
                 })
-                .clone()
-        };
+            })
+            .clone();
         let mut state = queue.state();
         state.items.extend(items);
         let mut overflow = Vec::new();
@@ -188,6 +188,7 @@ impl Delivery {
         let start = !state.running;
         state.running = true;
         drop(state);
+        drop(queues);
         if !overflow.is_empty() {
             tracing::warn!(url = %queue.url, dropped = overflow.len(), "a receiver's queue is full; its oldest notifications are given up");
             self.report(Report::GaveUp(overflow));
@@ -230,7 +231,8 @@ impl Delivery {
             let batch = {
                 let mut state = queue.state();
                 if state.items.is_empty() {
-                    state.running = false;
+                    drop(state);
+                    self.retire(&queue);
                     return;
                 }
                 let mut batch = Vec::new();
@@ -297,6 +299,26 @@ impl Delivery {
                     }
                 }
             }
+        }
+    }
+
+    /// Removes a drained queue from the map (URLs come and go with
+    /// subscriptions), unless items arrived meanwhile; then it keeps going.
+    fn retire(self: &Arc<Self>, queue: &Arc<Queue>) {
+        let mut queues = self
+            .queues
+            .lock()
+            .unwrap_or_else(|poison| poison.into_inner());
+        let mut state = queue.state();
+        if state.items.is_empty() {
+            state.running = false;
+            queues.remove(&queue.url);
+        } else {
+            drop(state);
+            drop(queues);
+            let delivery = self.clone();
+            let queue = queue.clone();
+            self.tasks.spawn(async move { delivery.drain(queue).await });
         }
     }
 
@@ -388,7 +410,7 @@ impl Delivery {
             .and_then(|value| value.to_str().ok())
             .unwrap_or("")
             .to_ascii_lowercase();
-        let echoed = tokio::time::timeout(VALIDATION_TIMEOUT, response.text())
+        let echoed = tokio::time::timeout(VALIDATION_TIMEOUT, read_at_most(response, token.len() + 1024))
             .await
             .map_err(|_| {
                 format!("Subscription validation request timed out: {field} {shown} did not finish its answer within {} seconds.", VALIDATION_TIMEOUT.as_secs())
@@ -396,6 +418,7 @@ impl Delivery {
             .map_err(|error| {
                 format!("Subscription validation request failed: the answer of {field} {shown} could not be read ({}).", describe(&error))
             })?;
+        let echoed = String::from_utf8_lossy(&echoed);
         if echoed != token {
             return Err(format!(
                 "Subscription validation request failed. Response must exactly match validationToken query parameter; {field} {shown} answered with a body of {} bytes that is not the URL-decoded token.",
@@ -410,6 +433,23 @@ impl Delivery {
         }
         Ok(())
     }
+}
+
+/// A response body, but no more than `limit` bytes of it (a receiver
+/// chooses how much it sends).
+async fn read_at_most(
+    mut response: reqwest::Response,
+    limit: usize,
+) -> Result<Vec<u8>, reqwest::Error> {
+    let mut body = Vec::new();
+    while let Some(chunk) = response.chunk().await? {
+        let room = limit.saturating_sub(body.len());
+        body.extend_from_slice(&chunk[..chunk.len().min(room)]);
+        if body.len() >= limit {
+            break;
+        }
+    }
+    Ok(body)
 }
 
 /// reqwest's error with its causes, which hold the useful part.

@@ -50,7 +50,7 @@ use crate::wire_time::format_instant;
 use crypto::EncryptionCertificate;
 use delivery::{Delivery, Item, Report};
 use stream::StreamHub;
-use subscription::Subscription;
+use subscription::{Owner, Subscription};
 
 /// The most changes the fan-out takes from its channel at once.
 const FAN_OUT_CHUNK: usize = 1_024;
@@ -251,6 +251,8 @@ pub struct Notifier {
     delivery: Arc<Delivery>,
     pub streams: StreamHub,
     timers_changed: Notify,
+    /// Serializes subscription updates (a tokio mutex: held across the write).
+    updating: tokio::sync::Mutex<()>,
     shutdown: CancellationToken,
 }
 
@@ -295,6 +297,7 @@ impl Notifier {
                 delivery: Arc::new(delivery),
                 streams: StreamHub::new(),
                 timers_changed: Notify::new(),
+                updating: tokio::sync::Mutex::new(()),
                 shutdown,
             },
             Inboxes {
@@ -428,66 +431,54 @@ impl Notifier {
         Ok(sequences)
     }
 
+    /// How many subscriptions an application holds in a tenant.
+    pub fn count(&self, tenant: &TenantId, application: Option<&str>) -> usize {
+        self.registry()
+            .subscriptions
+            .values()
+            .filter(|active| {
+                active.subscription.tenant == *tenant
+                    && active.subscription.application_id.as_deref() == application
+            })
+            .count()
+    }
+
     /// The caller's own subscriptions, oldest expiry first.
-    pub fn list(&self, tenant: &TenantId, application: Option<&str>) -> Vec<Arc<Subscription>> {
+    pub fn list(&self, owner: &Owner) -> Vec<Arc<Subscription>> {
         let mut found: Vec<Arc<Subscription>> = self
             .registry()
             .subscriptions
             .values()
-            .filter(|active| active.subscription.owned_by(tenant, application))
+            .filter(|active| active.subscription.owned_by(owner))
             .map(|active| active.subscription.clone())
             .collect();
         found.sort_by(|a, b| a.expiration.cmp(&b.expiration).then(a.id.cmp(&b.id)));
         found
     }
 
-    pub fn get(
-        &self,
-        id: &str,
-        tenant: &TenantId,
-        application: Option<&str>,
-    ) -> Option<Arc<Subscription>> {
+    pub fn get(&self, id: &str, owner: &Owner) -> Option<Arc<Subscription>> {
         self.registry()
             .subscriptions
             .get(id)
-            .filter(|active| active.subscription.owned_by(tenant, application))
+            .filter(|active| active.subscription.owned_by(owner))
             .map(|active| active.subscription.clone())
     }
 
-    /// Replaces a subscription's expiration and notification URL (PATCH),
-    /// durably; a renewal owes a new reauthorizationRequired.
+    /// Replaces a subscription's expiration and notification URL (PATCH):
+    /// written first, installed once durable, so that a failed write
+    /// changes nothing; a renewal owes a new reauthorizationRequired.
     pub async fn update(
         &self,
         id: &str,
-        tenant: &TenantId,
-        application: Option<&str>,
+        owner: &Owner,
         change: impl FnOnce(&mut Subscription),
     ) -> Result<Arc<Subscription>, NotifyError> {
-        let now = self.clock.now();
-        let (updated, previous_url) = {
-            let mut registry = self.registry();
-            let active = registry
-                .subscriptions
-                .get_mut(id)
-                .filter(|active| active.subscription.owned_by(tenant, application))
-                .ok_or(NotifyError::NotFound)?;
-            let previous_url = active.subscription.notification_url.clone();
-            let mut updated = (*active.subscription).clone();
-            change(&mut updated);
-            let updated = Arc::new(updated);
-            active.subscription = updated.clone();
-            active.reauthorization_sent = false;
-            active.since = now;
-            let key: Arc<str> = Arc::from(id);
-            registry.reschedule(&key);
-            (updated, previous_url)
-        };
-        self.timers_changed.notify_one();
-        if previous_url != updated.notification_url {
-            // What was waiting for the old URL goes to the new one.
-            let moved = self.delivery.take(&previous_url, id);
-            self.delivery.send(&updated.notification_url, moved);
-        }
+        // One update at a time, so that memory and the store agree on the last.
+        let _serialized = self.updating.lock().await;
+        let existing = self.get(id, owner).ok_or(NotifyError::NotFound)?;
+        let mut updated = (*existing).clone();
+        change(&mut updated);
+        let updated = Arc::new(updated);
         self.store()?
             .put_records(
                 vec![(
@@ -497,21 +488,35 @@ impl Notifier {
                 true,
             )
             .await?;
+        let now = self.clock.now();
+        {
+            let mut registry = self.registry();
+            // Deleted or expired meanwhile: its record is gone with it.
+            let Some(active) = registry.subscriptions.get_mut(id) else {
+                return Err(NotifyError::NotFound);
+            };
+            active.subscription = updated.clone();
+            active.reauthorization_sent = false;
+            active.since = now;
+            let key: Arc<str> = Arc::from(id);
+            registry.reschedule(&key);
+        }
+        self.timers_changed.notify_one();
+        if existing.notification_url != updated.notification_url {
+            // What was waiting for the old URL goes to the new one.
+            let moved = self.delivery.take(&existing.notification_url, id);
+            self.delivery.send(&updated.notification_url, moved);
+        }
         Ok(updated)
     }
 
     /// Deletes a subscription and its records.
-    pub async fn delete(
-        &self,
-        id: &str,
-        tenant: &TenantId,
-        application: Option<&str>,
-    ) -> Result<(), NotifyError> {
+    pub async fn delete(&self, id: &str, owner: &Owner) -> Result<(), NotifyError> {
         let owned = self
             .registry()
             .subscriptions
             .get(id)
-            .is_some_and(|active| active.subscription.owned_by(tenant, application));
+            .is_some_and(|active| active.subscription.owned_by(owner));
         if !owned {
             return Err(NotifyError::NotFound);
         }
@@ -719,7 +724,9 @@ impl Notifier {
                     continue;
                 };
                 let mark = active.marks.entry(user.clone()).or_default();
-                if *sequence > mark.delivered {
+                // A notification given up was never received: its mark stays,
+                // so that a restart sends the user's presence again.
+                if !gave_up && *sequence > mark.delivered {
                     mark.delivered = *sequence;
                     writes.push((
                         subscription::mark_key(&item.subscription, user),
@@ -929,6 +936,19 @@ impl Notifier {
             let mut registry = self.registry();
             registry.insert(active);
             self.update_watching(&registry);
+        }
+        // Marks of subscriptions that are gone (an acknowledgement recorded
+        // just after a deletion) are deleted.
+        let orphans: Vec<presence_store::RecordWrite> = marks
+            .iter()
+            .flat_map(|(id, users)| {
+                users
+                    .keys()
+                    .map(move |user| (subscription::mark_key(id, user), None))
+            })
+            .collect();
+        if !orphans.is_empty() {
+            self.store()?.put_records(orphans, false).await?;
         }
         // Expired while presenced was down: removed now, with their
         // lifecycle notifications.

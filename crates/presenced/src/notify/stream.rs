@@ -17,8 +17,8 @@ use tokio::sync::broadcast;
 /// How many past events are kept for `Last-Event-ID`.
 const RING: usize = 65_536;
 
-/// How many events an open stream may fall behind before it is sent the
-/// current presence of its users again.
+/// How many events an open stream may fall behind before it is ended (its
+/// client then resumes with `Last-Event-ID`).
 const BROADCAST: usize = 16_384;
 
 #[derive(Debug)]
@@ -96,10 +96,10 @@ impl StreamHub {
         self.sender.subscribe()
     }
 
-    /// The number of `last_event_id` and the events after it, if it is one
-    /// of this process's and nothing after it has left the ring; `None`
-    /// otherwise.
-    pub fn replay_after(&self, last_event_id: &str) -> Option<(u64, Vec<Arc<StreamEvent>>)> {
+    /// The number of `last_event_id`, the events after it, and the latest
+    /// number they reach, if it is one of this process's and nothing after
+    /// it has left the ring; `None` otherwise.
+    pub fn replay_after(&self, last_event_id: &str) -> Option<(u64, Vec<Arc<StreamEvent>>, u64)> {
         let (boot, number) = last_event_id.trim().rsplit_once('-')?;
         let number: u64 = number.parse().ok()?;
         if boot != self.boot {
@@ -119,7 +119,7 @@ impl StreamHub {
             .filter(|event| event.number > number)
             .cloned()
             .collect();
-        Some((number, events))
+        Some((number, events, ring.next - 1))
     }
 }
 
@@ -144,8 +144,8 @@ mod tests {
         hub.publish(key("b"), "2".into());
         hub.publish(key("a"), "3".into());
         assert_eq!(live.try_recv().expect("sent").number, 1);
-        let (number, replay) = hub.replay_after(&hub.event_id(1)).expect("known");
-        assert_eq!(number, 1);
+        let (number, replay, latest) = hub.replay_after(&hub.event_id(1)).expect("known");
+        assert_eq!((number, latest), (1, 3));
         assert_eq!(
             replay.iter().map(|event| event.number).collect::<Vec<_>>(),
             [2, 3]

@@ -76,11 +76,26 @@ impl Subscription {
         }
     }
 
-    /// Whether a caller of `tenant` through `application_id` may see and
-    /// change this subscription: only its own application's, in its own tenant.
-    pub fn owned_by(&self, tenant: &TenantId, application_id: Option<&str>) -> bool {
-        &self.tenant == tenant && self.application_id.as_deref() == application_id
+    /// Whether `owner` may see and change this subscription: only its own
+    /// application's, in its own tenant, and for a signed-in user only the
+    /// ones that user created (as Graph scopes delegated subscriptions).
+    pub fn owned_by(&self, owner: &Owner) -> bool {
+        self.tenant == owner.tenant
+            && self.application_id == owner.application
+            && owner
+                .user
+                .as_ref()
+                .is_none_or(|user| self.creator_id.as_ref() == Some(user))
     }
+}
+
+/// Who asks for subscriptions: a tenant, an application, and for a
+/// delegated caller the signed-in user.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Owner {
+    pub tenant: TenantId,
+    pub application: Option<String>,
+    pub user: Option<String>,
 }
 
 pub fn subscription_key(id: &str) -> Vec<u8> {
