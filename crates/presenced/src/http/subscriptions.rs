@@ -139,18 +139,21 @@ fn expiration(state: &AppState, text: &str) -> Result<Instant, ApiError> {
     Ok(at)
 }
 
-/// Checks a notification URL's address and makes the validation handshake.
-async fn validated_url(state: &AppState, field: &str, text: &str) -> Result<String, ApiError> {
-    let url = address::check_url(field, text, state.notifier.settings.allow_private)
+/// Checks a notification URL: its scheme, and where its host resolves.
+async fn checked_url(state: &AppState, field: &str, text: &str) -> Result<url::Url, ApiError> {
+    address::check_url(field, text, state.notifier.settings.allow_private)
         .await
-        .map_err(invalid)?;
+        .map_err(invalid)
+}
+
+/// Graph's validation handshake with a checked URL.
+async fn handshake(state: &AppState, field: &str, url: &url::Url) -> Result<(), ApiError> {
     state
         .notifier
         .delivery()
-        .validate(field, &url)
+        .validate(field, url)
         .await
-        .map_err(|message| ApiError::Refused("ValidationError", message))?;
-    Ok(text.to_string())
+        .map_err(|message| ApiError::Refused("ValidationError", message))
 }
 
 fn context(root: &ServiceRoot, what: &str) -> String {
@@ -265,47 +268,32 @@ pub async fn create_subscription(
     )?;
     // Both addresses are checked before either handshake, so that a bad
     // lifecycle URL is reported without calling the other.
-    address::check_url(
-        "notificationUrl",
-        notification_url,
-        state.notifier.settings.allow_private,
-    )
-    .await
-    .map_err(invalid)?;
-    if let Some(lifecycle) = &body.lifecycle_notification_url {
-        address::check_url(
-            "lifecycleNotificationUrl",
-            lifecycle,
-            state.notifier.settings.allow_private,
-        )
-        .await
-        .map_err(invalid)?;
-    }
-    let notification_url = validated_url(&state, "notificationUrl", notification_url).await?;
-    let lifecycle_url = match &body.lifecycle_notification_url {
-        Some(lifecycle) => {
-            Some(validated_url(&state, "lifecycleNotificationUrl", lifecycle).await?)
-        }
+    let checked = checked_url(&state, "notificationUrl", notification_url).await?;
+    let lifecycle_checked = match &body.lifecycle_notification_url {
+        Some(lifecycle) => Some(checked_url(&state, "lifecycleNotificationUrl", lifecycle).await?),
         None => None,
     };
+    handshake(&state, "notificationUrl", &checked).await?;
+    if let Some(lifecycle) = &lifecycle_checked {
+        handshake(&state, "lifecycleNotificationUrl", lifecycle).await?;
+    }
     // The handshakes may have taken up to 20 s.
     if expires <= state.clock.now() {
         return Err(invalid(
             "expirationDateTime passed while the notification URLs were being validated; send a later one.".into(),
         ));
     }
-    let creator = match &principal.caller {
-        Caller::Delegated { user, .. } => Some(user.as_str().to_string()),
-        Caller::Application { app_id } => app_id.clone(),
-    };
+    // The signed-in user, or the application acting as itself.
+    let owner = owner(&principal);
+    let creator = owner.user.clone().or_else(|| owner.application.clone());
     let mut subscription = Subscription::new(
-        principal.tenant.clone(),
-        principal.app_id().map(str::to_string),
+        owner.tenant,
+        owner.application,
         creator,
         resource.trim().to_string(),
         users,
-        notification_url,
-        lifecycle_url,
+        notification_url.to_string(),
+        body.lifecycle_notification_url.clone(),
         expires,
     );
     subscription.client_state = body.client_state.clone();
@@ -385,7 +373,9 @@ pub async fn update_subscription(
         .transpose()?;
     let notification_url = match &body.notification_url {
         Some(url) if *url != existing.notification_url => {
-            Some(validated_url(&state, "notificationUrl", url).await?)
+            let checked = checked_url(&state, "notificationUrl", url).await?;
+            handshake(&state, "notificationUrl", &checked).await?;
+            Some(url.clone())
         }
         _ => None,
     };

@@ -68,6 +68,25 @@ struct Change {
     streamed: bool,
 }
 
+impl Change {
+    /// The presence `facts` show at `now`.
+    fn new(
+        key: &UserKey,
+        facts: &UserFacts,
+        now: Instant,
+        timeouts: Timeouts,
+        streamed: bool,
+    ) -> Change {
+        let presence = presence_core::presence_at(facts, now, timeouts);
+        Change {
+            key: key.clone(),
+            sequence: presence.sequence,
+            presence: PresenceJson::new(&key.user, &presence, Reader::Owner, None),
+            streamed,
+        }
+    }
+}
+
 #[derive(Clone, Copy, Debug, Default)]
 struct Mark {
     /// The latest sequence number queued for the receiver.
@@ -971,13 +990,7 @@ impl Notifier {
                     let key = &chunk[index];
                     let empty = UserFacts::default();
                     let facts = facts.unwrap_or(&empty);
-                    let presence = presence_core::presence_at(facts, now, self.timeouts);
-                    changes.push(Change {
-                        key: key.clone(),
-                        sequence: presence.sequence,
-                        presence: PresenceJson::new(&key.user, &presence, Reader::Owner, None),
-                        streamed: false,
-                    });
+                    changes.push(Change::new(key, facts, now, self.timeouts, false));
                 })
                 .await?;
             self.fan_out(changes.into_iter());
@@ -1046,13 +1059,7 @@ impl ChangeObserver for Notifier {
         if !subscribed && !streamed {
             return;
         }
-        let presence = presence_core::presence_at(facts, now, self.timeouts);
-        let change = Change {
-            key: key.clone(),
-            sequence: presence.sequence,
-            presence: PresenceJson::new(&key.user, &presence, Reader::Owner, None),
-            streamed,
-        };
+        let change = Change::new(key, facts, now, self.timeouts, streamed);
         // The receiver is gone only when presenced is stopping.
         let _ = self.changes.send(change);
     }
