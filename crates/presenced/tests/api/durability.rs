@@ -49,6 +49,43 @@ struct Written {
     in_flight: Option<usize>,
 }
 
+/// How far the writers of one cycle have come, counted as they go.
+#[derive(Debug, Default)]
+struct Progress {
+    /// Writes acknowledged in this cycle, over all connections.
+    acknowledged: std::sync::atomic::AtomicU64,
+    /// Connections each of whose users has had a write acknowledged.
+    covered: std::sync::atomic::AtomicU64,
+    changed: tokio::sync::Notify,
+}
+
+impl Progress {
+    fn acknowledged(&self, covers_the_connection: bool) {
+        use std::sync::atomic::Ordering;
+        self.acknowledged.fetch_add(1, Ordering::AcqRel);
+        if covers_the_connection {
+            self.covered.fetch_add(1, Ordering::AcqRel);
+        }
+        self.changed.notify_waiters();
+    }
+
+    /// Waits until `connections` are covered and `writes` were acknowledged.
+    async fn wait_for(&self, connections: u64, writes: u64) {
+        use std::sync::atomic::Ordering;
+        loop {
+            let changed = self.changed.notified();
+            if self.covered.load(Ordering::Acquire) >= connections
+                && self.acknowledged.load(Ordering::Acquire) >= writes
+            {
+                return;
+            }
+            // A short poll as well, so that a wake-up lost between the check
+            // and the wait costs a few milliseconds, not the test.
+            let _ = tokio::time::timeout(Duration::from_millis(20), changed).await;
+        }
+    }
+}
+
 /// Reads every written user in batches of 650 and checks that each shows
 /// its last acknowledged state, or the one in flight at the kill, or, for a
 /// user never acknowledged, Offline. Then records what is shown as the
@@ -109,7 +146,8 @@ async fn relaxed_durability_also_survives_sigkill() {
 
 /// `cycles` times: start presenced with `args` on one directory, check every
 /// write acknowledged so far, write at full speed on many connections, and
-/// kill it with SIGKILL at a random moment.
+/// kill it with SIGKILL after a random count of acknowledged writes (at least
+/// one for every user, so that every cycle covers every user).
 async fn kill_and_restart_while_writing(args: &[&str], cycles: usize) {
     const CONNECTIONS: usize = 48;
     const USERS_PER_CONNECTION: usize = 16;
@@ -124,8 +162,18 @@ async fn kill_and_restart_while_writing(args: &[&str], cycles: usize) {
             check_every_acknowledged_write(&server, &mut checked).await;
             *written.lock().expect("not poisoned") = checked;
         }
+        // The kill comes after a random count of acknowledged writes, not
+        // after a random time: on a busy machine a time can pass before every
+        // user was written once, and what the test covers would then depend
+        // on the machine's speed. Each connection reports when it has had
+        // all its users acknowledged at least once (`covered`), and the
+        // kill waits for that too.
+        let progress = Arc::new(Progress::default());
+        let kill_after = (CONNECTIONS * USERS_PER_CONNECTION) as u64
+            + random.below(4 * (CONNECTIONS * USERS_PER_CONNECTION) as u64);
         let mut clients = tokio::task::JoinSet::new();
         for connection in 0..CONNECTIONS {
+            let progress = progress.clone();
             let written = written.clone();
             let client = reqwest::Client::new();
             let base = server.base.clone();
@@ -159,7 +207,9 @@ async fn kill_and_restart_while_writing(args: &[&str], cycles: usize) {
                             let entry = written.get_mut(&user).expect("recorded");
                             entry.acknowledged = Some(state);
                             entry.in_flight = None;
+                            drop(written);
                             acknowledged += 1;
+                            progress.acknowledged(acknowledged == USERS_PER_CONNECTION as u64);
                         }
                         Ok(response) => panic!(
                             "setPresence answered {}: {:?}",
@@ -173,7 +223,17 @@ async fn kill_and_restart_while_writing(args: &[&str], cycles: usize) {
                 acknowledged
             });
         }
-        tokio::time::sleep(Duration::from_millis(100 + random.below(400))).await;
+        // A generous guard, so that a writer that died makes the test fail
+        // instead of hang; reaching it is a failure, not a measurement.
+        if tokio::time::timeout(
+            Duration::from_secs(120),
+            progress.wait_for(CONNECTIONS as u64, kill_after),
+        )
+        .await
+        .is_err()
+        {
+            panic!("cycle {cycle}: the writers stopped before {kill_after} acknowledged writes: {progress:?}");
+        }
         server.kill().await;
         let mut acknowledged = 0;
         while let Some(joined) = clients.join_next().await {
