@@ -1,12 +1,23 @@
 //! Where presenced keeps each user's facts.
 //!
-//! One [`Store`] trait, implemented once per backend (one module each), and
-//! one conformance suite (`conformance`) that every backend must pass. The
-//! trait is shaped so that a networked backend can implement it too: every
-//! change is one atomic read-modify-write of one user's facts, expressed as a
-//! [`Command`] that the backend applies with [`presence_core::apply`] (Redis
-//! will do the same inside one script), and reads hand the facts to a visitor
-//! instead of returning references into the store.
+//! Four seams, each a small trait with its own conformance suite
+//! (`conformance/`) that every backend passes:
+//! - [`Facts`]: atomic read-modify-write of one user's facts, reads of many;
+//! - [`ChangeFeed`] (`feed.rs`): an ordered, resumable feed of visible
+//!   changes, read by cursor;
+//! - [`DueIndex`] (`due.rs`): each user's next transition, claimable by
+//!   partition under a lease with a fencing token;
+//! - [`Subscriptions`] (`subscriptions.rs`): subscriptions, acknowledgement
+//!   marks and subscription timers, with no cross-key atomicity assumed.
+//!
+//! [`Store`] is all four together, which is what a backend implements. The
+//! traits are shaped so that a networked backend can implement them too:
+//! every change is one atomic read-modify-write of one user's facts,
+//! expressed as a [`Command`] that the backend applies with
+//! [`presence_core::apply`] (Redis does the same around one
+//! compare-and-set script), reads hand the facts to a visitor instead of
+//! returning references into the store, and nothing is called back inside a
+//! backend's atomic section.
 //!
 //! Backends: [`memory`] (facts in sharded maps, nothing on disk) and
 //! [`embedded`] (the default: the same maps as the read side, and an
@@ -17,19 +28,26 @@
 //! `now` always comes from the caller.
 
 use std::path::PathBuf;
-use std::sync::Arc;
 
 use async_trait::async_trait;
-use presence_core::{Applied, Command, CommandError, Instant, Timeouts, UserFacts, UserKey};
+use presence_core::{
+    Applied, Command, CommandError, Instant, TenantId, Timeouts, UserFacts, UserId, UserKey,
+};
 
+pub mod due;
 pub mod embedded;
+pub mod feed;
 pub mod memory;
+pub mod subscriptions;
 
 #[cfg(test)]
 mod conformance;
 
+pub use due::{DueIndex, Lease, LocalDueIndex};
 pub use embedded::{Durability, EmbeddedStore};
+pub use feed::{Change, ChangeFeed, Cursor, Following, LocalFeed, Position};
 pub use memory::MemoryStore;
+pub use subscriptions::{Mark, RecordWrite, Subscriptions};
 
 /// A failure of the store itself, as opposed to a refused command. The
 /// messages are for operators: each says what is wrong and what to do.
@@ -67,20 +85,13 @@ pub enum StoreError {
         file: PathBuf,
         problem: String,
     },
+    /// Time-driven work was attempted under a lease that another node has
+    /// since taken over (its fencing token is older than the partition's).
+    #[error("refused by fencing: {0}")]
+    Fenced(String),
     /// The directory cannot be created, opened or read.
     #[error("cannot use the data directory {}: {problem}", dir.display())]
     Io { dir: PathBuf, problem: String },
-}
-
-/// What one applied command did, as seen from inside the atomic update.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Outcome {
-    pub applied: Applied,
-    /// When the scheduler must tick this user, if it is not already due to:
-    /// the user's next transition (a fade, an expiry), unless a tick at or
-    /// before it is already scheduled. The store keeps that bookkeeping so
-    /// that the scheduler holds each user about once.
-    pub schedule_at: Option<Instant>,
 }
 
 /// Counts for metrics. They may lag a little behind concurrent writes.
@@ -92,9 +103,14 @@ pub struct StoreCounts {
     pub sessions: u64,
 }
 
-/// A place to keep users' facts.
+/// Users' facts: atomic read-modify-write of one user, reads of many.
+///
+/// A backend's `apply` also does, in the same atomic step, what the other
+/// parts need to know of the change: it appends to the [`ChangeFeed`] when
+/// the user's sequence number moves, and files the user's next transition
+/// in the [`DueIndex`] when it is earlier than the one already filed.
 #[async_trait]
-pub trait Store: Send + Sync + std::fmt::Debug + 'static {
+pub trait Facts: Send + Sync + std::fmt::Debug + 'static {
     /// Applies `command` to the facts of `key` at `now`, atomically: either the
     /// whole change is made and durable, or nothing is. A refused command
     /// (`Ok(Err(_))`) changes nothing.
@@ -104,7 +120,7 @@ pub trait Store: Send + Sync + std::fmt::Debug + 'static {
         command: &Command,
         now: Instant,
         timeouts: Timeouts,
-    ) -> Result<Result<Outcome, CommandError>, StoreError>;
+    ) -> Result<Result<Applied, CommandError>, StoreError>;
 
     /// Calls `visit` with the facts of each key, in order (`None` for a user
     /// nothing is held for).
@@ -120,36 +136,19 @@ pub trait Store: Send + Sync + std::fmt::Debug + 'static {
         visit: &mut (dyn for<'f> FnMut(&'f UserKey, &'f UserFacts) + Send),
     ) -> Result<(), StoreError>;
 
-    fn counts(&self) -> StoreCounts;
-
-    /// Writes records beside the users' facts (the notifier's subscriptions
-    /// and delivery marks): opaque bytes by key, `None` deleting. All of
-    /// `writes` land together or not at all. `durable` waits for a sync (in
-    /// a backend that has one) before answering.
-    async fn put_records(&self, writes: Vec<RecordWrite>, durable: bool) -> Result<(), StoreError>;
-
-    /// Calls `visit` with every record whose key starts with `prefix`, in
-    /// key order.
-    async fn scan_records(
+    /// Calls `visit` with the facts of every user of one tenant, through a
+    /// per-tenant index (never a scan of every user).
+    async fn scan_tenant(
         &self,
-        prefix: &[u8],
-        visit: &mut (dyn for<'r> FnMut(&'r [u8], &'r [u8]) + Send),
+        tenant: &TenantId,
+        visit: &mut (dyn for<'f> FnMut(&'f UserId, &'f UserFacts) + Send),
     ) -> Result<(), StoreError>;
 
-    /// Installs the one observer told of every visible change (see
-    /// [`ChangeObserver`]). A second call is ignored.
-    fn observe(&self, observer: Arc<dyn ChangeObserver>);
+    fn counts(&self) -> StoreCounts;
 }
 
-/// One record to put (`Some`) or delete (`None`) with [`Store::put_records`].
-pub type RecordWrite = (Vec<u8>, Option<Vec<u8>>);
+/// Everything a backend provides: the four seams, implemented together
+/// because `apply` feeds the change feed and the due index atomically.
+pub trait Store: Facts + ChangeFeed + DueIndex + Subscriptions {}
 
-/// Told of every change to a user's sequence number, which is every change
-/// of what is shown: caused by a command, or by time and folded in by a
-/// tick. It is called inside the user's atomic section, after the change is
-/// durable, with the facts as they now are; so calls for one user come in
-/// the order of the changes, never two at once. It must be quick and must
-/// not call back into the store.
-pub trait ChangeObserver: Send + Sync + std::fmt::Debug {
-    fn changed(&self, key: &UserKey, facts: &UserFacts, now: Instant);
-}
+impl<T: Facts + ChangeFeed + DueIndex + Subscriptions> Store for T {}

@@ -11,16 +11,20 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::hash::BuildHasher;
+use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, OnceLock};
 
 use async_trait::async_trait;
 use presence_core::{
     Applied, Command, CommandError, Instant, TenantId, Timeouts, UserFacts, UserId, UserKey, apply,
     next_transition,
 };
+use tokio::sync::Notify;
 
-use crate::{ChangeObserver, Outcome, RecordWrite, Store, StoreCounts, StoreError};
+use crate::due::{DueIndex, Lease, LocalDueIndex};
+use crate::feed::{Change, ChangeFeed, Cursor, Following, LocalFeed};
+use crate::subscriptions::{self, LocalTimers, Mark, RecordWrite, Subscriptions};
+use crate::{Facts, StoreCounts, StoreError};
 
 /// How many independently locked shards the map is split into. A power of
 /// two well above the core count keeps lock contention negligible.
@@ -30,12 +34,14 @@ const SHARDS: usize = 64;
 /// would let a caller pile every key into one bucket.
 type Hasher64 = foldhash::fast::RandomState;
 
-/// One user's facts and the store's scheduling bookkeeping for them.
+/// One user's facts and the due index's bookkeeping for them.
 #[derive(Debug, Default)]
 struct Entry {
     facts: UserFacts,
-    /// The earliest tick already asked of the scheduler and not yet run;
-    /// `None` if none is pending.
+    /// The earliest tick already filed in the due index and not yet run;
+    /// `None` if none is pending. Kept here rather than in the index, which
+    /// saves a map of every user (a networked index keeps one entry per
+    /// user in a sorted set instead).
     scheduled: Option<Instant>,
 }
 
@@ -55,10 +61,12 @@ pub struct MemoryStore {
     /// Maintained on every apply so that metrics never walk the maps.
     users: AtomicU64,
     sessions: AtomicU64,
-    /// The records beside the facts ([`Store::put_records`]); few, and
+    /// The records beside the facts (subscriptions and marks); few, and
     /// written rarely next to the facts, so one lock is enough.
     records: Mutex<BTreeMap<Vec<u8>, Vec<u8>>>,
-    observer: OnceLock<Arc<dyn ChangeObserver>>,
+    feed: LocalFeed,
+    due: LocalDueIndex,
+    timers: LocalTimers,
 }
 
 impl Default for MemoryStore {
@@ -78,8 +86,23 @@ impl MemoryStore {
             users: AtomicU64::new(0),
             sessions: AtomicU64::new(0),
             records: Mutex::new(BTreeMap::new()),
-            observer: OnceLock::new(),
+            feed: LocalFeed::default(),
+            due: LocalDueIndex::new(),
+            timers: LocalTimers::default(),
         }
+    }
+
+    /// The change feed the durable backends share with their read side.
+    pub fn feed(&self) -> &LocalFeed {
+        &self.feed
+    }
+
+    pub fn due(&self) -> &LocalDueIndex {
+        &self.due
+    }
+
+    pub fn timers(&self) -> &LocalTimers {
+        &self.timers
     }
 
     fn records(&self) -> std::sync::MutexGuard<'_, BTreeMap<Vec<u8>, Vec<u8>>> {
@@ -107,10 +130,6 @@ impl MemoryStore {
             .take_while(|(key, _)| key.starts_with(prefix))
             .map(|(key, value)| (key.clone(), value.clone()))
             .collect()
-    }
-
-    pub fn set_observer(&self, observer: Arc<dyn ChangeObserver>) {
-        let _ = self.observer.set(observer);
     }
 
     fn shard(&self, key: &UserKey) -> std::sync::MutexGuard<'_, Shard> {
@@ -163,25 +182,25 @@ impl MemoryStore {
     }
 
     /// Applies a command synchronously; the durable backends call this after
-    /// their log write succeeds.
+    /// their log write succeeds. Inside the shard's lock it also appends to
+    /// the change feed when the sequence number moves, and files the user's
+    /// next transition in the due index when no tick at or before it is
+    /// pending.
     pub fn apply_now(
         &self,
         key: &UserKey,
         command: &Command,
         now: Instant,
         timeouts: Timeouts,
-    ) -> Result<Outcome, CommandError> {
+    ) -> Result<Applied, CommandError> {
         let mut shard = self.shard(key);
         let exists = shard
             .get(&key.tenant)
             .is_some_and(|users| users.contains_key(&key.user));
         if !exists && matches!(command, Command::Tick) {
             // Nothing is held: a tick has nothing to do.
-            return Ok(Outcome {
-                applied: Applied {
-                    visibly_changed: false,
-                },
-                schedule_at: None,
+            return Ok(Applied {
+                visibly_changed: false,
             });
         }
         let users = shard
@@ -196,29 +215,18 @@ impl MemoryStore {
         }
         let sequence_before = entry.facts.sequence.value;
         let result = apply(&mut entry.facts, command, now, timeouts);
-        if result.is_ok()
-            && entry.facts.sequence.value != sequence_before
-            && let Some(observer) = self.observer.get()
-        {
-            observer.changed(key, &entry.facts, now);
+        if result.is_ok() && entry.facts.sequence.value != sequence_before {
+            self.feed.append(key, &entry.facts, now);
         }
         let held_after = !entry.facts.holds_nothing();
         let sessions_after = entry.facts.sessions.len() as u64;
-        let outcome = result.map(|applied| {
-            let next = next_transition(&entry.facts, now, timeouts);
-            let schedule_at = match (next, entry.scheduled) {
-                (Some(next), Some(pending)) if pending <= next => None,
-                (Some(next), _) => {
-                    entry.scheduled = Some(next);
-                    Some(next)
-                }
-                (None, _) => None,
-            };
-            Outcome {
-                applied,
-                schedule_at,
-            }
-        });
+        if result.is_ok()
+            && let Some(next) = next_transition(&entry.facts, now, timeouts)
+            && entry.scheduled.is_none_or(|pending| next < pending)
+        {
+            entry.scheduled = Some(next);
+            self.due.insert(key, next);
+        }
         if !exists && !held_after && entry.facts.sequence.value == 0 {
             // A command that left nothing on a user nothing was held for
             // (refused, or a no-op clear): keep nothing.
@@ -244,19 +252,19 @@ impl MemoryStore {
             self.sessions
                 .fetch_sub(sessions_before - sessions_after, Ordering::Relaxed);
         }
-        outcome
+        result
     }
 }
 
 #[async_trait]
-impl Store for MemoryStore {
+impl Facts for MemoryStore {
     async fn apply(
         &self,
         key: &UserKey,
         command: &Command,
         now: Instant,
         timeouts: Timeouts,
-    ) -> Result<Result<Outcome, CommandError>, StoreError> {
+    ) -> Result<Result<Applied, CommandError>, StoreError> {
         Ok(self.apply_now(key, command, now, timeouts))
     }
 
@@ -290,35 +298,192 @@ impl Store for MemoryStore {
         Ok(())
     }
 
+    /// The maps are nested by tenant in each shard: a tenant's users are
+    /// found through one lookup per shard.
+    async fn scan_tenant(
+        &self,
+        tenant: &TenantId,
+        visit: &mut (dyn for<'f> FnMut(&'f UserId, &'f UserFacts) + Send),
+    ) -> Result<(), StoreError> {
+        for shard in self.shards.iter() {
+            let shard = shard.lock().unwrap_or_else(|poison| poison.into_inner());
+            if let Some(users) = shard.get(tenant) {
+                for (user, entry) in users.iter() {
+                    visit(user, &entry.facts);
+                }
+            }
+        }
+        Ok(())
+    }
+
     fn counts(&self) -> StoreCounts {
         StoreCounts {
             users: self.users.load(Ordering::Relaxed),
             sessions: self.sessions.load(Ordering::Relaxed),
         }
     }
+}
 
-    async fn put_records(
+#[async_trait]
+impl ChangeFeed for MemoryStore {
+    fn follow(&self) -> Following {
+        self.feed.follow()
+    }
+
+    async fn head(&self) -> Result<Cursor, StoreError> {
+        self.feed.head().await
+    }
+
+    async fn read_after(
         &self,
-        writes: Vec<RecordWrite>,
-        _durable: bool,
-    ) -> Result<(), StoreError> {
-        self.install_records(writes);
+        cursor: &Cursor,
+        limit: usize,
+    ) -> Result<Option<Vec<Change>>, StoreError> {
+        self.feed.read_after(cursor, limit).await
+    }
+
+    async fn wait_after(&self, cursor: &Cursor) {
+        self.feed.wait_after(cursor).await;
+    }
+}
+
+#[async_trait]
+impl DueIndex for MemoryStore {
+    fn partitions(&self) -> u32 {
+        self.due.partitions()
+    }
+
+    async fn lease(
+        &self,
+        partition: u32,
+        node: &str,
+        now: Instant,
+        until: Instant,
+    ) -> Result<Option<Lease>, StoreError> {
+        self.due.lease(partition, node, now, until).await
+    }
+
+    async fn schedule(&self, key: &UserKey, at: Instant) -> Result<(), StoreError> {
+        self.due.schedule(key, at).await
+    }
+
+    async fn next_due(&self, partition: u32) -> Result<Option<Instant>, StoreError> {
+        self.due.next_due(partition).await
+    }
+
+    async fn take_due(
+        &self,
+        lease: &Lease,
+        now: Instant,
+        limit: usize,
+    ) -> Result<Vec<UserKey>, StoreError> {
+        self.due.take_due(lease, now, limit).await
+    }
+
+    fn earlier_entry(&self) -> &Notify {
+        self.due.earlier_entry()
+    }
+
+    fn pending(&self) -> usize {
+        self.due.len()
+    }
+}
+
+impl MemoryStore {
+    /// Every subscription record, in id order.
+    pub fn subscription_records(&self) -> Vec<(String, Vec<u8>)> {
+        self.records_with_prefix(b"s/")
+            .into_iter()
+            .filter_map(|(key, value)| {
+                let id = std::str::from_utf8(key.strip_prefix(b"s/")?).ok()?;
+                Some((id.to_string(), value))
+            })
+            .collect()
+    }
+
+    /// Every mark record, in key order.
+    pub fn mark_records(&self) -> Vec<Mark> {
+        self.records_with_prefix(b"m/")
+            .iter()
+            .filter_map(|(key, value)| subscriptions::decode_mark(key, value))
+            .collect()
+    }
+
+    /// What deleting a subscription writes: its record and its marks.
+    pub fn subscription_deletes(&self, id: &str) -> Vec<RecordWrite> {
+        let mut writes = vec![(subscriptions::subscription_key(id), None)];
+        writes.extend(
+            self.records_with_prefix(&subscriptions::mark_prefix(id))
+                .into_iter()
+                .map(|(key, _)| (key, None)),
+        );
+        writes
+    }
+}
+
+/// What putting marks writes.
+pub fn mark_writes(marks: &[Mark]) -> Vec<RecordWrite> {
+    marks
+        .iter()
+        .map(|mark| {
+            (
+                subscriptions::mark_key(&mark.subscription, &mark.user),
+                Some(subscriptions::encode_mark(mark.sequence)),
+            )
+        })
+        .collect()
+}
+
+/// What deleting marks writes.
+pub fn mark_deletes(subscription: &str, users: &[UserId]) -> Vec<RecordWrite> {
+    users
+        .iter()
+        .map(|user| (subscriptions::mark_key(subscription, user), None))
+        .collect()
+}
+
+#[async_trait]
+impl Subscriptions for MemoryStore {
+    async fn put_subscription(&self, id: &str, record: Vec<u8>) -> Result<(), StoreError> {
+        self.install_records(vec![(subscriptions::subscription_key(id), Some(record))]);
         Ok(())
     }
 
-    async fn scan_records(
-        &self,
-        prefix: &[u8],
-        visit: &mut (dyn for<'r> FnMut(&'r [u8], &'r [u8]) + Send),
-    ) -> Result<(), StoreError> {
-        for (key, value) in self.records_with_prefix(prefix) {
-            visit(&key, &value);
-        }
+    async fn delete_subscription(&self, id: &str) -> Result<(), StoreError> {
+        self.install_records(self.subscription_deletes(id));
+        self.timers.clear(id);
         Ok(())
     }
 
-    fn observe(&self, observer: Arc<dyn ChangeObserver>) {
-        self.set_observer(observer);
+    async fn subscriptions(&self) -> Result<Vec<(String, Vec<u8>)>, StoreError> {
+        Ok(self.subscription_records())
+    }
+
+    async fn put_marks(&self, marks: &[Mark]) -> Result<(), StoreError> {
+        self.install_records(mark_writes(marks));
+        Ok(())
+    }
+
+    async fn delete_marks(&self, subscription: &str, users: &[UserId]) -> Result<(), StoreError> {
+        self.install_records(mark_deletes(subscription, users));
+        Ok(())
+    }
+
+    async fn marks(&self) -> Result<Vec<Mark>, StoreError> {
+        Ok(self.mark_records())
+    }
+
+    async fn set_timer(&self, id: &str, at: Instant) -> Result<(), StoreError> {
+        self.timers.set(id, at);
+        Ok(())
+    }
+
+    async fn next_timer(&self) -> Result<Option<Instant>, StoreError> {
+        Ok(self.timers.first())
+    }
+
+    async fn take_due_timers(&self, now: Instant) -> Result<Vec<(Instant, String)>, StoreError> {
+        Ok(self.timers.take_due(now))
     }
 }
 
@@ -327,11 +492,5 @@ mod tests {
     #[tokio::test]
     async fn passes_the_conformance_suite() {
         crate::conformance::run_all(&super::MemoryStore::new()).await;
-    }
-
-    #[tokio::test]
-    async fn tells_the_observer_of_every_visible_change() {
-        crate::conformance::tells_the_observer_of_every_visible_change(&super::MemoryStore::new())
-            .await;
     }
 }

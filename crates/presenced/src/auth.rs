@@ -87,6 +87,15 @@ pub enum Access {
 }
 
 impl Principal {
+    /// Whom presences are rendered for: the signed-in user of a delegated
+    /// token, or the application.
+    pub fn viewer(&self) -> crate::service::Viewer {
+        match &self.caller {
+            Caller::Delegated { user, .. } => crate::service::Viewer::user(user.clone()),
+            Caller::Application { .. } => crate::service::Viewer::APPLICATION,
+        }
+    }
+
     pub fn app_id(&self) -> Option<&str> {
         match &self.caller {
             Caller::Application { app_id } | Caller::Delegated { app_id, .. } => app_id.as_deref(),

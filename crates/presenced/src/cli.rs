@@ -11,6 +11,7 @@ use serde::Deserialize;
 
 use crate::auth::AuthMode;
 use crate::clock::ClockKind;
+pub use crate::notify::NotifySettings;
 use crate::wire_time::parse_duration;
 
 #[derive(Debug, Parser)]
@@ -365,26 +366,6 @@ pub struct ServeConfig {
     pub idle_timeout: Duration,
     pub notify: NotifySettings,
     pub log_format: LogFormat,
-}
-
-/// The change notification settings.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct NotifySettings {
-    /// Whether URLs on private, loopback and link-local addresses (and
-    /// `http:`) are accepted: `--allow-private-webhooks`, or `--auth none`.
-    pub allow_private: bool,
-    pub max_lifetime: Duration,
-    pub retry_window: Duration,
-}
-
-impl Default for NotifySettings {
-    fn default() -> NotifySettings {
-        NotifySettings {
-            allow_private: false,
-            max_lifetime: Duration::from_hours(1),
-            retry_window: Duration::from_hours(4),
-        }
-    }
 }
 
 /// A positive duration setting, or its default.

@@ -8,7 +8,12 @@
 //! - [`auth`]: who is calling and what Graph lets them do.
 //! - [`token`]: verifying bearer tokens (hs256, JWKS) and minting dev tokens.
 //! - [`tls`]: serving HTTPS with rustls.
-//! - [`scheduler`]: acts on fades and expiries when they fall due.
+//! - [`service`]: the presence service every edge calls: reads for a
+//!   viewer, commands, the one render path.
+//! - [`timeline`]: the one due-time engine; [`scheduler`] (users' fades and
+//!   expiries) and the notifier's subscription timers are its clients.
+//! - [`notify`]: subscriptions, webhooks and the live stream.
+//! - [`wire`]: Graph's presence and notification JSON.
 //! - [`clock`]: the system clock or the manual one.
 //! - [`wire_time`]: Graph's duration and date-time formats.
 //!
@@ -21,7 +26,10 @@ pub mod http;
 pub mod notify;
 pub mod scheduler;
 pub mod server;
+pub mod service;
 pub mod state;
+pub mod timeline;
 pub mod tls;
 pub mod token;
+pub mod wire;
 pub mod wire_time;

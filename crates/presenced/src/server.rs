@@ -3,17 +3,14 @@
 //!
 //! HTTP is served from the first moment, while the store is still being
 //! read back from disk: until it is, `/healthz` answers, and `/readyz` and
-//! every other request answer 503 (the [`StartingStore`] stands in for the
-//! store), so that a load balancer or a test can tell starting from stuck.
+//! every other request answer 503 (the presence service has no store yet),
+//! so that a load balancer or a test can tell starting from stuck.
 
-use std::sync::{Arc, OnceLock};
+use std::sync::Arc;
 
-use async_trait::async_trait;
 use metrics_exporter_prometheus::PrometheusHandle;
-use presence_core::{Command, CommandError, Instant, Timeouts, UserFacts, UserKey};
-use presence_store::{
-    Durability, EmbeddedStore, MemoryStore, Outcome, Store, StoreCounts, StoreError,
-};
+use presence_core::Timeouts;
+use presence_store::{Durability, EmbeddedStore, Facts, MemoryStore, Store, StoreError};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -23,7 +20,9 @@ use crate::cli::{DurabilityMode, ServeConfig, StoreKind};
 use crate::clock::Clock;
 use crate::http;
 use crate::scheduler::Scheduler;
+use crate::service::PresenceService;
 use crate::state::{AppState, Shared};
+use crate::timeline::{DueWork, Timeline};
 use crate::token::Verifier;
 
 /// Why the server could not start or stopped with an error.
@@ -66,78 +65,6 @@ async fn open_store(config: &ServeConfig) -> Result<Arc<dyn Store>, ServeError> 
         StoreKind::Redis => Err(ServeError::Config(
             "--store redis is not available in this version yet; use --store embedded or --store memory".into(),
         )),
-    }
-}
-
-/// The store as handlers see it: unavailable (503) until the real one is
-/// loaded, then a plain pass-through to it.
-#[derive(Debug, Default)]
-pub struct StartingStore {
-    loaded: OnceLock<Arc<dyn Store>>,
-}
-
-impl StartingStore {
-    fn loaded(&self) -> Result<&Arc<dyn Store>, StoreError> {
-        self.loaded
-            .get()
-            .ok_or_else(|| StoreError::Unavailable("presenced is still loading its store".into()))
-    }
-}
-
-#[async_trait]
-impl Store for StartingStore {
-    async fn apply(
-        &self,
-        key: &UserKey,
-        command: &Command,
-        now: Instant,
-        timeouts: Timeouts,
-    ) -> Result<Result<Outcome, CommandError>, StoreError> {
-        self.loaded()?.apply(key, command, now, timeouts).await
-    }
-
-    async fn read(
-        &self,
-        keys: &[UserKey],
-        visit: &mut (dyn for<'f> FnMut(usize, Option<&'f UserFacts>) + Send),
-    ) -> Result<(), StoreError> {
-        self.loaded()?.read(keys, visit).await
-    }
-
-    async fn scan(
-        &self,
-        visit: &mut (dyn for<'f> FnMut(&'f UserKey, &'f UserFacts) + Send),
-    ) -> Result<(), StoreError> {
-        self.loaded()?.scan(visit).await
-    }
-
-    fn counts(&self) -> StoreCounts {
-        self.loaded
-            .get()
-            .map_or_else(StoreCounts::default, |store| store.counts())
-    }
-
-    async fn put_records(
-        &self,
-        writes: Vec<presence_store::RecordWrite>,
-        durable: bool,
-    ) -> Result<(), StoreError> {
-        self.loaded()?.put_records(writes, durable).await
-    }
-
-    async fn scan_records(
-        &self,
-        prefix: &[u8],
-        visit: &mut (dyn for<'r> FnMut(&'r [u8], &'r [u8]) + Send),
-    ) -> Result<(), StoreError> {
-        self.loaded()?.scan_records(prefix, visit).await
-    }
-
-    /// The notifier observes the loaded store itself.
-    fn observe(&self, observer: Arc<dyn presence_store::ChangeObserver>) {
-        if let Ok(store) = self.loaded() {
-            store.observe(observer);
-        }
     }
 }
 
@@ -307,12 +234,11 @@ pub async fn run(
         None => None,
         Some((cert, key)) => Some(crate::tls::acceptor(cert, key).map_err(ServeError::Config)?),
     };
-    let starting = Arc::new(StartingStore::default());
     let clock = Arc::new(Clock::new(config.clock));
     let timeouts = Timeouts {
         idle: config.idle_timeout,
     };
-    let scheduler = Arc::new(Scheduler::new());
+    let service = Arc::new(PresenceService::new(clock.clone(), timeouts));
     let (notifier, inboxes) =
         crate::notify::Notifier::new(clock.clone(), timeouts, config.notify, shutdown.clone())
             .map_err(ServeError::Config)?;
@@ -321,11 +247,10 @@ pub async fn run(
         ServeError::Config(format!("cannot render the OpenAPI document: {error}"))
     })?;
     let state = AppState::new(Shared {
-        store: starting.clone(),
-        scheduler: scheduler.clone(),
+        service: service.clone(),
         clock: clock.clone(),
         timeouts,
-        advancing: tokio::sync::Mutex::new(()),
+        timeline: std::sync::OnceLock::new(),
         metrics: metrics.clone(),
         openapi: openapi.into(),
         auth,
@@ -340,6 +265,7 @@ pub async fn run(
     let address = listener.local_addr()?;
     let serving = {
         let shutdown = shutdown.clone();
+        let state = state.clone();
         tokio::spawn(async move { serve_http(listener, http::app(state), tls, &shutdown).await })
     };
     let loaded = match open_store(&config).await {
@@ -350,9 +276,9 @@ pub async fn run(
             return Err(error);
         }
     };
-    // The notifier observes every change from the first tick on; it reads
-    // its subscriptions back and notifies what receivers have not yet
-    // acknowledged before the scheduler's first ticks.
+    // The notifier follows the change feed from the first tick on; it
+    // reads its subscriptions back and notifies what receivers have not
+    // yet acknowledged before the scheduler's first ticks.
     notifier.attach(loaded.clone());
     if let Err(error) = notifier.load().await {
         shutdown.cancel();
@@ -360,21 +286,26 @@ pub async fn run(
         return Err(error.into());
     }
     tasks.spawn(notifier.clone().run(inboxes));
+    let Some(scheduler) = Scheduler::new(loaded.clone(), timeouts, clock.now()).await else {
+        shutdown.cancel();
+        let _ = serving.await;
+        return Err(ServeError::Config(
+            "the store would not lease its due index to this presenced".into(),
+        ));
+    };
     // Every stored user is ticked once, at once: what fell due while
     // presenced was down is applied as if it had been running.
-    scheduler.load(loaded.as_ref(), clock.now()).await;
+    scheduler.load(clock.now()).await;
+    let clients: Vec<Arc<dyn DueWork>> = vec![
+        Arc::new(scheduler),
+        Arc::new(crate::notify::Lifecycle(notifier.clone())),
+    ];
+    let timeline = Arc::new(Timeline::new(clients));
     if !clock.is_manual() {
-        tasks.spawn(notifier.clone().run_timers());
-        tasks.spawn(scheduler.clone().run(
-            loaded.clone(),
-            clock.clone(),
-            timeouts,
-            shutdown.clone(),
-        ));
+        tasks.spawn(timeline.clone().run(clock.clone(), shutdown.clone()));
     }
-    if starting.loaded.set(loaded).is_err() {
-        return Err(ServeError::Config("the store was loaded twice".into()));
-    }
+    let _ = state.timeline.set(timeline);
+    service.attach(loaded);
     tracing::info!(%address, store = ?config.store, clock = ?config.clock, "presenced started");
     let served = serving.await.map_err(|error| {
         ServeError::Config(format!("the HTTP server stopped abnormally: {error}"))
@@ -384,7 +315,8 @@ pub async fn run(
     tasks.wait().await;
     // Dropping the last handle on the store stops its writer after a final
     // sync (what --durability relaxed may still hold).
-    drop(starting);
+    drop(state);
+    drop(service);
     tracing::info!("presenced stopped");
     served.map_err(ServeError::Io)
 }

@@ -1,29 +1,27 @@
-//! What every handler shares: the store, the scheduler, the clock and the
-//! settings. Built once by `server::run`; no globals.
+//! What every handler shares: the presence service, the timeline, the
+//! notifier and the settings. Built once by `server::run`; no globals.
 
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use metrics_exporter_prometheus::PrometheusHandle;
-use presence_core::{Command, CommandError, Timeouts, UserKey};
-use presence_store::{Outcome, Store};
+use presence_core::Timeouts;
 
 use crate::clock::Clock;
-use crate::http::error::ApiError;
-use crate::scheduler::Scheduler;
+use crate::service::PresenceService;
+use crate::timeline::Timeline;
 
 #[derive(Clone, Debug)]
 pub struct AppState(Arc<Shared>);
 
 #[derive(Debug)]
 pub struct Shared {
-    pub store: Arc<dyn Store>,
-    pub scheduler: Arc<Scheduler>,
+    /// Reads and commands: what every edge calls.
+    pub service: Arc<PresenceService>,
     pub clock: Arc<Clock>,
     pub timeouts: Timeouts,
-    /// Serializes manual clock advances, so that each one fires everything
-    /// due in its span in order before the next starts. A tokio `Mutex`
-    /// because it is held across the store's awaits.
-    pub advancing: tokio::sync::Mutex<()>,
+    /// The one due-time engine, once the store is loaded (the manual
+    /// clock's advance walks it).
+    pub timeline: OnceLock<Arc<Timeline>>,
     /// Renders `/metrics`; `None` when no recorder was installed.
     pub metrics: Option<PrometheusHandle>,
     /// The OpenAPI document, rendered once at start.
@@ -46,23 +44,5 @@ impl std::ops::Deref for AppState {
 impl AppState {
     pub fn new(shared: Shared) -> AppState {
         AppState(Arc::new(shared))
-    }
-
-    /// Applies a command to one user at the clock's now, and schedules the
-    /// user's next transition.
-    pub async fn apply(&self, key: &UserKey, command: Command) -> Result<Outcome, ApiError> {
-        let now = self.clock.now();
-        match self.store.apply(key, &command, now, self.timeouts).await? {
-            Ok(outcome) => {
-                self.scheduler.schedule(key, outcome.schedule_at);
-                Ok(outcome)
-            }
-            Err(CommandError::SessionNotFound(id)) => Err(ApiError::NotFound(format!(
-                "The user has no presence session '{id}'; it was never set, was cleared, or has expired."
-            ))),
-            Err(refused @ CommandError::TooManySessions) => {
-                Err(ApiError::InvalidArgument(format!("{refused}.")))
-            }
-        }
     }
 }

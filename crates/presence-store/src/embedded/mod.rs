@@ -33,17 +33,23 @@ mod writer;
 use std::fs::File;
 use std::hash::BuildHasher;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
 use async_trait::async_trait;
-use presence_core::{Command, CommandError, Instant, Timeouts, UserFacts, UserKey, apply};
+use presence_core::{
+    Applied, Command, CommandError, Instant, TenantId, Timeouts, UserFacts, UserId, UserKey, apply,
+};
+use tokio::sync::Notify;
 
 pub use layout::FORMAT_VERSION;
 pub use record::RECORD_VERSION;
 pub use writer::SYNC_INTERVAL;
 
-use crate::{ChangeObserver, MemoryStore, Outcome, RecordWrite, Store, StoreCounts, StoreError};
+use crate::due::{DueIndex, Lease};
+use crate::feed::{Change, ChangeFeed, Cursor, Following};
+use crate::memory::{mark_deletes, mark_writes};
+use crate::subscriptions::{self, Mark, RecordWrite, Subscriptions};
+use crate::{Facts, MemoryStore, StoreCounts, StoreError};
 use writer::{Opened, Wait, Writer, Writes};
 
 /// How many stripes serialize writes to one user. Far more than the writes
@@ -279,14 +285,14 @@ fn write_for(before: Option<&UserFacts>, after: &UserFacts) -> Write {
 }
 
 #[async_trait]
-impl Store for EmbeddedStore {
+impl Facts for EmbeddedStore {
     async fn apply(
         &self,
         key: &UserKey,
         command: &Command,
         now: Instant,
         timeouts: Timeouts,
-    ) -> Result<Result<Outcome, CommandError>, StoreError> {
+    ) -> Result<Result<Applied, CommandError>, StoreError> {
         let _serialized = self.stripe(key).lock().await;
         let before = self.memory.facts_of(key);
         if before.is_some() || !matches!(command, Command::Tick) {
@@ -340,6 +346,18 @@ impl Store for EmbeddedStore {
         self.memory.counts()
     }
 
+    async fn scan_tenant(
+        &self,
+        tenant: &TenantId,
+        visit: &mut (dyn for<'f> FnMut(&'f UserId, &'f UserFacts) + Send),
+    ) -> Result<(), StoreError> {
+        self.memory.scan_tenant(tenant, visit).await
+    }
+}
+
+impl EmbeddedStore {
+    /// Writes records beside the facts, then installs them in memory.
+    /// `durable` waits for a sync under `--durability strict`.
     async fn put_records(&self, writes: Vec<RecordWrite>, durable: bool) -> Result<(), StoreError> {
         let wait = match (durable, self.durability) {
             (true, Durability::Strict) => Wait::Durable,
@@ -352,17 +370,117 @@ impl Store for EmbeddedStore {
         self.memory.install_records(writes);
         Ok(())
     }
+}
 
-    async fn scan_records(
-        &self,
-        prefix: &[u8],
-        visit: &mut (dyn for<'r> FnMut(&'r [u8], &'r [u8]) + Send),
-    ) -> Result<(), StoreError> {
-        self.memory.scan_records(prefix, visit).await
+#[async_trait]
+impl ChangeFeed for EmbeddedStore {
+    fn follow(&self) -> Following {
+        self.memory.follow()
     }
 
-    fn observe(&self, observer: Arc<dyn ChangeObserver>) {
-        self.memory.set_observer(observer);
+    async fn head(&self) -> Result<Cursor, StoreError> {
+        self.memory.head().await
+    }
+
+    async fn read_after(
+        &self,
+        cursor: &Cursor,
+        limit: usize,
+    ) -> Result<Option<Vec<Change>>, StoreError> {
+        self.memory.read_after(cursor, limit).await
+    }
+
+    async fn wait_after(&self, cursor: &Cursor) {
+        self.memory.wait_after(cursor).await;
+    }
+}
+
+#[async_trait]
+impl DueIndex for EmbeddedStore {
+    fn partitions(&self) -> u32 {
+        self.memory.partitions()
+    }
+
+    async fn lease(
+        &self,
+        partition: u32,
+        node: &str,
+        now: Instant,
+        until: Instant,
+    ) -> Result<Option<Lease>, StoreError> {
+        self.memory.lease(partition, node, now, until).await
+    }
+
+    async fn schedule(&self, key: &UserKey, at: Instant) -> Result<(), StoreError> {
+        self.memory.schedule(key, at).await
+    }
+
+    async fn next_due(&self, partition: u32) -> Result<Option<Instant>, StoreError> {
+        self.memory.next_due(partition).await
+    }
+
+    async fn take_due(
+        &self,
+        lease: &Lease,
+        now: Instant,
+        limit: usize,
+    ) -> Result<Vec<UserKey>, StoreError> {
+        self.memory.take_due(lease, now, limit).await
+    }
+
+    fn earlier_entry(&self) -> &Notify {
+        self.memory.earlier_entry()
+    }
+
+    fn pending(&self) -> usize {
+        self.memory.pending()
+    }
+}
+
+#[async_trait]
+impl Subscriptions for EmbeddedStore {
+    async fn put_subscription(&self, id: &str, record: Vec<u8>) -> Result<(), StoreError> {
+        self.put_records(
+            vec![(subscriptions::subscription_key(id), Some(record))],
+            true,
+        )
+        .await
+    }
+
+    async fn delete_subscription(&self, id: &str) -> Result<(), StoreError> {
+        self.put_records(self.memory.subscription_deletes(id), true)
+            .await?;
+        self.memory.timers().clear(id);
+        Ok(())
+    }
+
+    async fn subscriptions(&self) -> Result<Vec<(String, Vec<u8>)>, StoreError> {
+        Ok(self.memory.subscription_records())
+    }
+
+    async fn put_marks(&self, marks: &[Mark]) -> Result<(), StoreError> {
+        self.put_records(mark_writes(marks), false).await
+    }
+
+    async fn delete_marks(&self, subscription: &str, users: &[UserId]) -> Result<(), StoreError> {
+        self.put_records(mark_deletes(subscription, users), false)
+            .await
+    }
+
+    async fn marks(&self) -> Result<Vec<Mark>, StoreError> {
+        Ok(self.memory.mark_records())
+    }
+
+    async fn set_timer(&self, id: &str, at: Instant) -> Result<(), StoreError> {
+        self.memory.set_timer(id, at).await
+    }
+
+    async fn next_timer(&self) -> Result<Option<Instant>, StoreError> {
+        self.memory.next_timer().await
+    }
+
+    async fn take_due_timers(&self, now: Instant) -> Result<Vec<(Instant, String)>, StoreError> {
+        self.memory.take_due_timers(now).await
     }
 }
 

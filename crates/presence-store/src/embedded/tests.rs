@@ -375,38 +375,32 @@ async fn a_damaged_record_refuses_the_start_and_fails_the_check() {
 }
 
 #[tokio::test]
-async fn tells_the_observer_of_every_visible_change() {
-    let dir = tempfile::tempdir().expect("a temporary directory");
-    let store = EmbeddedStore::open(dir.path(), Durability::Relaxed).expect("opens");
-    crate::conformance::tells_the_observer_of_every_visible_change(&store).await;
-}
-
-#[tokio::test]
-async fn records_survive_a_restart() {
+async fn subscriptions_and_marks_survive_a_restart() {
     let dir = tempfile::tempdir().expect("a temporary directory");
     let first = EmbeddedStore::open(dir.path(), Durability::Strict).expect("opens");
     first
-        .put_records(
-            vec![
-                (b"s/a".to_vec(), Some(b"kept".to_vec())),
-                (b"s/b".to_vec(), Some(b"deleted".to_vec())),
-            ],
-            true,
-        )
+        .put_subscription("a", b"kept".to_vec())
         .await
         .expect("writes");
     first
-        .put_records(vec![(b"s/b".to_vec(), None)], false)
+        .put_subscription("b", b"deleted".to_vec())
         .await
         .expect("writes");
+    let mark = crate::Mark {
+        subscription: "a".into(),
+        user: presence_core::UserId::parse("alice").expect("valid"),
+        sequence: 9,
+    };
+    first
+        .put_marks(std::slice::from_ref(&mark))
+        .await
+        .expect("writes");
+    first.delete_subscription("b").await.expect("writes");
     drop(first);
     let second = EmbeddedStore::open(dir.path(), Durability::Strict).expect("reopens");
-    let mut seen = Vec::new();
-    second
-        .scan_records(b"s/", &mut |key, value| {
-            seen.push((key.to_vec(), value.to_vec()))
-        })
-        .await
-        .expect("scans");
-    assert_eq!(seen, vec![(b"s/a".to_vec(), b"kept".to_vec())]);
+    assert_eq!(
+        second.subscriptions().await.expect("reads"),
+        vec![("a".to_string(), b"kept".to_vec())]
+    );
+    assert_eq!(second.marks().await.expect("reads"), vec![mark]);
 }

@@ -57,7 +57,8 @@ async fn apply_write(
     let user = target_user(principal, params)?;
     principal.authorize(access, &user)?;
     state
-        .apply(&UserKey::new(principal.tenant.clone(), user), command)
+        .service
+        .apply(&UserKey::new(principal.tenant.clone(), user), &command)
         .await?;
     Ok(StatusCode::OK)
 }

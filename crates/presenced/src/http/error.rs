@@ -81,6 +81,20 @@ impl From<StoreError> for ApiError {
     }
 }
 
+/// The service's domain errors, as HTTP answers them.
+impl From<crate::service::ServiceError> for ApiError {
+    fn from(error: crate::service::ServiceError) -> ApiError {
+        use crate::service::ServiceError;
+        match error {
+            ServiceError::NotFound(message) => ApiError::NotFound(message),
+            ServiceError::Refused(message) => ApiError::InvalidArgument(message),
+            ServiceError::Unavailable(message) => {
+                ApiError::Unavailable(StoreError::Unavailable(message))
+            }
+        }
+    }
+}
+
 /// The code and message of an error response, waiting for the middleware to
 /// add the request ids and write the body.
 #[derive(Clone, Debug)]

@@ -6,7 +6,7 @@ use axum::Json;
 use axum::extract::{RawPathParams, State};
 use axum::http::{Extensions, StatusCode};
 use presence_core::{
-    Command, Duration, OutOfOffice, SessionKind, UserFacts, UserKey, next_change, presence_at,
+    Command, Duration, OutOfOffice, SessionKind, UserKey, next_change, presence_at,
 };
 use serde_json::{Value, json};
 
@@ -38,17 +38,8 @@ pub async fn get_sessions(
     let user = target_user(&principal, &params)?;
     principal.authorize(Access::Read, &user)?;
     let key = UserKey::new(principal.tenant.clone(), user.clone());
-    let now = state.clock.now();
     let timeouts = state.timeouts;
-    let mut facts = UserFacts::default();
-    state
-        .store
-        .read(std::slice::from_ref(&key), &mut |_, found| {
-            if let Some(found) = found {
-                facts = found.clone();
-            }
-        })
-        .await?;
+    let (facts, now) = state.service.facts(&key).await?;
     let presence = presence_at(&facts, now, timeouts);
     let decided_by = decision_json(&presence.decided_by);
     let mut live: Vec<_> = facts
@@ -138,9 +129,10 @@ pub async fn put_out_of_office(
         message: body.message,
     };
     state
+        .service
         .apply(
             &UserKey::new(principal.tenant.clone(), user),
-            Command::SetOutOfOffice(settings),
+            &Command::SetOutOfOffice(settings),
         )
         .await?;
     Ok(StatusCode::OK)
@@ -195,24 +187,12 @@ pub async fn advance_clock(
             "by is longer than ten years; advance in smaller steps.".into(),
         ));
     }
-    let _advancing = state.advancing.lock().await;
+    let timeline = state.timeline.get().ok_or_else(|| {
+        ApiError::Unavailable(presence_store::StoreError::Unavailable(
+            "presenced is still loading its store".into(),
+        ))
+    })?;
     let target = state.clock.now().saturating_add(by);
-    // Users' transitions and subscriptions' timers, merged in instant order.
-    loop {
-        let due = [state.scheduler.next_due(), state.notifier.next_due()]
-            .into_iter()
-            .flatten()
-            .min()
-            .filter(|due| *due <= target);
-        let Some(due) = due else { break };
-        let at = due.max(state.clock.now());
-        state.clock.set_manual(at);
-        state
-            .scheduler
-            .process_due(state.store.as_ref(), at, state.timeouts)
-            .await;
-        state.notifier.process_due(at).await;
-    }
-    state.clock.set_manual(target);
+    timeline.advance(&state.clock, target).await;
     Ok(Json(json!({ "now": format_instant(state.clock.now()) })))
 }

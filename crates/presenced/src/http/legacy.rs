@@ -45,7 +45,8 @@ pub async fn put_session(
         state: session_state,
     };
     state
-        .apply(&UserKey::new(principal.tenant.clone(), user), command)
+        .service
+        .apply(&UserKey::new(principal.tenant.clone(), user), &command)
         .await?;
     Ok(StatusCode::OK)
 }
@@ -60,9 +61,10 @@ pub async fn delete_session(
     let user = target_user(&principal, &params)?;
     principal.authorize(Access::Write, &user)?;
     state
+        .service
         .apply(
             &UserKey::new(principal.tenant.clone(), user),
-            Command::ClearPresence { session_id },
+            &Command::ClearPresence { session_id },
         )
         .await?;
     Ok(StatusCode::OK)

@@ -44,7 +44,7 @@ pub async fn healthz() -> Json<Value> {
 
 /// Ready when the store answers a read.
 pub async fn readyz(State(state): State<AppState>) -> Result<Json<Value>, ApiError> {
-    state.store.read(&[], &mut |_, _| {}).await?;
+    state.service.store()?.read(&[], &mut |_, _| {}).await?;
     Ok(Json(json!({ "status": "ready" })))
 }
 
@@ -61,10 +61,16 @@ pub async fn metrics(State(state): State<AppState>, extensions: Extensions) -> R
     {
         return refused.into_response();
     }
-    let counts = state.store.counts();
-    metrics::gauge!("presenced_users").set(counts.users as f64);
-    metrics::gauge!("presenced_sessions").set(counts.sessions as f64);
-    metrics::gauge!("presenced_scheduler_pending_users").set(state.scheduler.len() as f64);
+    if let Ok(store) = state.service.store() {
+        let counts = store.counts();
+        metrics::gauge!("presenced_users").set(counts.users as f64);
+        metrics::gauge!("presenced_sessions").set(counts.sessions as f64);
+        metrics::gauge!("presenced_scheduler_pending_users").set(store.pending() as f64);
+    } else {
+        metrics::gauge!("presenced_users").set(0.0);
+        metrics::gauge!("presenced_sessions").set(0.0);
+        metrics::gauge!("presenced_scheduler_pending_users").set(0.0);
+    }
     let body = state
         .metrics
         .as_ref()

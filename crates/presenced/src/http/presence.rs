@@ -3,13 +3,12 @@
 use axum::extract::{FromRequestParts, RawPathParams, State};
 use axum::http::request::Parts;
 use axum::response::Response;
-use presence_core::{UserId, UserKey};
+use presence_core::UserId;
 
-use crate::auth::{Access, Caller, Principal};
+use crate::auth::{Access, Principal};
 use crate::http::error::ApiError;
 use crate::http::wire::{
-    self, GetPresencesBody, JsonBody, PRESENCE_JSON_BYTES, PresenceJson, Reader, json_answer,
-    presence_json,
+    self, GetPresencesBody, JsonBody, PRESENCE_JSON_BYTES, PresenceJson, json_answer,
 };
 use crate::state::AppState;
 
@@ -21,13 +20,6 @@ pub fn target_user(principal: &Principal, params: &RawPathParams) -> Result<User
     match params.iter().find(|(name, _)| *name == "id") {
         Some((_, id)) => wire::user_id(id),
         None => principal.me().cloned(),
-    }
-}
-
-pub fn reader(principal: &Principal, target: &UserId) -> Reader {
-    match &principal.caller {
-        Caller::Delegated { user, .. } if user != target => Reader::OtherUser,
-        _ => Reader::Owner,
     }
 }
 
@@ -88,25 +80,18 @@ pub async fn get_presence(
         context.push_str(&user.as_str());
         context.push_str("')/presence/$entity");
     }
-    let key = UserKey::new(principal.tenant.clone(), user.clone());
-    let now = state.clock.now();
-    let reader = reader(&principal, &user);
-    let mut body = None;
-    state
-        .store
-        .read(std::slice::from_ref(&key), &mut |_, facts| {
-            body = Some(presence_json(
-                &user,
-                facts,
-                now,
-                state.timeouts,
-                reader,
-                Some(context.clone()),
-            ));
-        })
-        .await?;
-    let body = body
-        .unwrap_or_else(|| presence_json(&user, None, now, state.timeouts, reader, Some(context)));
+    let viewer = principal.viewer();
+    let body = state
+        .service
+        .read(
+            &principal.tenant,
+            std::slice::from_ref(&user),
+            &viewer,
+            |_| Some(context.clone()),
+        )
+        .await?
+        .pop()
+        .ok_or_else(|| ApiError::NotFound("The user's presence could not be read.".into()))?;
     Ok(json_answer(&body, PRESENCE_JSON_BYTES))
 }
 
@@ -141,43 +126,10 @@ pub async fn get_presences_by_user_id(
     for user in &users {
         principal.authorize(Access::ReadMany, user)?;
     }
-    let keys: Vec<UserKey> = users
-        .iter()
-        .map(|user| UserKey::new(principal.tenant.clone(), user.clone()))
-        .collect();
-    let now = state.clock.now();
-    let mut value: Vec<Option<PresenceJson>> = Vec::with_capacity(users.len());
-    value.resize_with(users.len(), || None);
-    state
-        .store
-        .read(&keys, &mut |index, facts| {
-            let user = &users[index];
-            value[index] = Some(presence_json(
-                user,
-                facts,
-                now,
-                state.timeouts,
-                reader(&principal, user),
-                None,
-            ));
-        })
+    let value = state
+        .service
+        .read(&principal.tenant, &users, &principal.viewer(), |_| None)
         .await?;
-    let value: Vec<PresenceJson> = value
-        .into_iter()
-        .zip(&users)
-        .map(|(presence, user)| {
-            presence.unwrap_or_else(|| {
-                presence_json(
-                    user,
-                    None,
-                    now,
-                    state.timeouts,
-                    reader(&principal, user),
-                    None,
-                )
-            })
-        })
-        .collect();
     let capacity = 100 + value.len() * PRESENCE_JSON_BYTES;
     let collection = PresenceCollection {
         odata_context: format!(

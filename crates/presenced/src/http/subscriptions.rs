@@ -12,18 +12,20 @@ use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
-use presence_core::{Instant, UserFacts, UserId, UserKey};
+use presence_core::{Instant, UserId, UserKey};
+use presence_store::Cursor;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
 use crate::auth::{Access, Caller, Grants, Principal};
 use crate::http::error::ApiError;
 use crate::http::presence::ServiceRoot;
-use crate::http::wire::{self, JsonBody, PresenceJson, Reader, json_answer};
+use crate::http::wire::{self, JsonBody, json_answer};
 use crate::notify::crypto::EncryptionCertificate;
 use crate::notify::stream::StreamEvent;
 use crate::notify::subscription::{self, MAX_CLIENT_STATE, Owner, Subscription};
 use crate::notify::{NotifyError, address};
+use crate::service::{Viewer, render};
 use crate::state::AppState;
 use crate::wire_time::{format_instant, parse_instant};
 
@@ -495,23 +497,19 @@ pub async fn stream(
         }
     }
     let tenant = principal.tenant.clone();
+    let viewer = principal.viewer();
     // Watch and listen before reading anything, so that no change falls
     // between what is read now and what is streamed next.
-    let (watch, watched_since) = state.notifier.watch(tenant.clone(), users.clone());
+    let watch = state.notifier.watch(tenant.clone(), users.clone());
     let live = state.notifier.streams.subscribe();
     let resume = headers
         .get("last-event-id")
         .and_then(|value| value.to_str().ok())
-        .map(str::to_string);
-    let hub = &state.notifier.streams;
-    // A replay is whole only if every user was watched, without a break,
-    // since before the event it resumes from.
-    let replay = resume.as_deref().and_then(|id| {
-        let (number, events, latest) = hub.replay_after(id)?;
-        watched_since
-            .is_some_and(|since| since <= number)
-            .then_some((events, latest))
-    });
+        .and_then(Cursor::parse);
+    let replay = match &resume {
+        Some(cursor) => state.notifier.replay_after(cursor, REPLAY_LIMIT).await?,
+        None => None,
+    };
     let wanted = {
         let users = users.clone();
         let tenant = tenant.clone();
@@ -519,34 +517,50 @@ pub async fn stream(
             key.tenant == tenant && users.as_ref().is_none_or(|users| users.contains(&key.user))
         }
     };
+    let timeouts = state.timeouts;
     let mut first: Vec<Event> = Vec::new();
-    let mut last_number = hub.latest();
-    match replay {
-        Some((events, latest)) => {
-            for event in events.iter().filter(|event| wanted(&event.key)) {
-                first.push(presence_event(
-                    hub.event_id(event.number),
-                    event.data.clone(),
-                ));
+    let seen = match (replay, resume) {
+        (Some(events), Some(mut seen)) => {
+            for event in &events {
+                if wanted(&event.key) {
+                    first.push(render_event(event, &viewer, timeouts));
+                }
+                seen.advance(event.position);
             }
-            // What the replay covers, read with it: a later event comes live.
-            last_number = latest;
+            seen
         }
         // A fresh stream of named users, or one that cannot be resumed:
         // the current presence of every user it covers.
-        None if users.is_some() || resume.is_some() => {
-            let id = hub.event_id(last_number);
-            for data in snapshot(&state, &tenant, users.as_deref()).await? {
-                first.push(presence_event(id.clone(), data));
+        (_, resume) => {
+            let head = state.notifier.head().await?;
+            if users.is_some() || resume.is_some() {
+                let id = head.to_text();
+                let presences = match &users {
+                    Some(users) => {
+                        state
+                            .service
+                            .read(&tenant, users, &viewer, |_| None)
+                            .await?
+                    }
+                    None => state.service.read_tenant(&tenant, &viewer).await?,
+                };
+                for presence in presences {
+                    first.push(presence_event(
+                        id.clone(),
+                        serde_json::to_string(&presence).unwrap_or_default(),
+                    ));
+                }
             }
+            head
         }
-        None => {}
-    }
+    };
     let open = OpenStream {
         first: first.into_iter(),
         live,
         _watch: watch,
-        last_number,
+        seen,
+        viewer,
+        timeouts,
         wanted: Box::new(wanted),
         notifier: state.notifier.clone(),
     };
@@ -559,13 +573,37 @@ pub async fn stream(
         .into_response())
 }
 
+/// The most events a resumed stream replays; one further behind starts
+/// again from the current presence.
+const REPLAY_LIMIT: usize = 65_536;
+
+/// One stream event, rendered for the stream's viewer through the one
+/// render path.
+fn render_event(event: &StreamEvent, viewer: &Viewer, timeouts: presence_core::Timeouts) -> Event {
+    let json = render(
+        &event.key.user,
+        Some(&event.facts),
+        event.at,
+        timeouts,
+        viewer,
+        None,
+    );
+    presence_event(
+        event.id.clone(),
+        serde_json::to_string(&json).unwrap_or_default(),
+    )
+}
+
 /// One open stream: what it sends first, then the live events it wants.
 struct OpenStream {
     first: std::vec::IntoIter<Event>,
     live: tokio::sync::broadcast::Receiver<Arc<StreamEvent>>,
     /// Keeps the stream's users watched while it is open.
     _watch: crate::notify::StreamWatch,
-    last_number: u64,
+    /// What the stream has covered: live events at or before it are not sent.
+    seen: Cursor,
+    viewer: Viewer,
+    timeouts: presence_core::Timeouts,
     wanted: Box<dyn Fn(&UserKey) -> bool + Send>,
     notifier: Arc<crate::notify::Notifier>,
 }
@@ -582,61 +620,19 @@ impl OpenStream {
                 received = self.live.recv() => received,
             };
             match received {
-                Ok(event) if event.number > self.last_number && (self.wanted)(&event.key) => {
-                    self.last_number = event.number;
-                    return Some(stream_event(&self.notifier.streams, &event));
+                Ok(event) if self.seen.covers(event.position) => {}
+                Ok(event) => {
+                    self.seen.advance(event.position);
+                    if (self.wanted)(&event.key) {
+                        return Some(render_event(&event, &self.viewer, self.timeouts));
+                    }
                 }
-                Ok(event) => self.last_number = self.last_number.max(event.number),
                 // Fell too far behind to be sent everything: the stream
                 // ends, and the client's reconnect with Last-Event-ID
-                // replays from the ring, or starts from the current presence.
+                // replays from the feed, or starts from the current presence.
                 Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => return None,
                 Err(tokio::sync::broadcast::error::RecvError::Closed) => return None,
             }
         }
     }
-}
-
-fn stream_event(hub: &crate::notify::stream::StreamHub, event: &Arc<StreamEvent>) -> Event {
-    presence_event(hub.event_id(event.number), event.data.clone())
-}
-
-/// The current presence of each named user, or of every user of the tenant.
-async fn snapshot(
-    state: &AppState,
-    tenant: &presence_core::TenantId,
-    users: Option<&[UserId]>,
-) -> Result<Vec<String>, ApiError> {
-    let now = state.clock.now();
-    let render = |user: &UserId, facts: Option<&UserFacts>| {
-        let json: PresenceJson =
-            wire::presence_json(user, facts, now, state.timeouts, Reader::Owner, None);
-        serde_json::to_string(&json).unwrap_or_default()
-    };
-    let mut found = Vec::new();
-    match users {
-        Some(users) => {
-            let keys: Vec<UserKey> = users
-                .iter()
-                .map(|user| UserKey::new(tenant.clone(), user.clone()))
-                .collect();
-            state
-                .store
-                .read(&keys, &mut |index, facts| {
-                    found.push(render(&users[index], facts))
-                })
-                .await?;
-        }
-        None => {
-            state
-                .store
-                .scan(&mut |key, facts| {
-                    if &key.tenant == tenant {
-                        found.push(render(&key.user, Some(facts)));
-                    }
-                })
-                .await?;
-        }
-    }
-    Ok(found)
 }

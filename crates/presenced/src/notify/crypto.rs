@@ -15,6 +15,7 @@
 //! The fixed IV, SHA-1 OAEP and encrypt-then-MAC with one shared key are Graph's
 //! choices, not ours: receivers hard-code them, so any "improvement" breaks them.
 
+pub use crate::wire::notification::EncryptedContent;
 use aes::Aes256;
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as BASE64;
@@ -153,22 +154,6 @@ impl EncryptionCertificate {
             encryption_certificate_thumbprint: self.thumbprint.clone(),
         })
     }
-}
-
-/// A notification item's `encryptedContent`, field for field as Graph sends it.
-#[derive(Clone, Debug, serde::Serialize, serde::Deserialize, PartialEq, Eq)]
-#[serde(rename_all = "camelCase")]
-pub struct EncryptedContent {
-    /// base64 of the AES-256-CBC ciphertext of the resource JSON.
-    pub data: String,
-    /// base64 of HMAC-SHA256 over the raw ciphertext, keyed with the symmetric key.
-    pub data_signature: String,
-    /// base64 of the symmetric key, RSA-OAEP (SHA-1) encrypted to the certificate.
-    pub data_key: String,
-    /// The subscription's `encryptionCertificateId`.
-    pub encryption_certificate_id: String,
-    /// Upper-case hex SHA-1 thumbprint of the certificate.
-    pub encryption_certificate_thumbprint: String,
 }
 
 /// Returns the certificate's DER from either accepted text form.

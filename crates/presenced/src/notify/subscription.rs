@@ -89,6 +89,25 @@ impl Subscription {
     }
 }
 
+impl Subscription {
+    /// Whom its notifications' resource data is rendered for: the
+    /// signed-in user who created it (a delegated token's subscription has
+    /// a creator other than its application), or its application. So a
+    /// rich notification shows exactly what that creator would see through
+    /// GET.
+    pub fn viewer(&self) -> crate::service::Viewer {
+        match &self.creator_id {
+            Some(creator) if self.application_id.as_ref() != Some(creator) => {
+                match UserId::parse(creator) {
+                    Ok(user) => crate::service::Viewer::user(user),
+                    Err(_) => crate::service::Viewer::APPLICATION,
+                }
+            }
+            _ => crate::service::Viewer::APPLICATION,
+        }
+    }
+}
+
 /// Who asks for subscriptions: a tenant, an application, and for a
 /// delegated caller the signed-in user.
 #[derive(Clone, Debug, PartialEq, Eq)]

@@ -232,7 +232,9 @@ async fn kill_and_restart_while_writing(args: &[&str], cycles: usize) {
         .await
         .is_err()
         {
-            panic!("cycle {cycle}: the writers stopped before {kill_after} acknowledged writes: {progress:?}");
+            panic!(
+                "cycle {cycle}: the writers stopped before {kill_after} acknowledged writes: {progress:?}"
+            );
         }
         server.kill().await;
         let mut acknowledged = 0;
@@ -478,7 +480,7 @@ async fn readyz_answers_503_until_the_store_is_loaded() {
         Command, Duration as ModelDuration, SessionExpiration, SessionId, SessionState, TenantId,
         Timeouts, UserId, UserKey,
     };
-    use presence_store::{Durability, EmbeddedStore, Store};
+    use presence_store::{Durability, EmbeddedStore, Facts};
 
     // Enough users that loading them takes a while, written straight into a
     // data directory.

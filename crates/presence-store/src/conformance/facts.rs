@@ -1,0 +1,180 @@
+//! The facts seam: atomic read-modify-write of one user, reads of many.
+
+use presence_core::{
+    Command, CommandError, Duration, Instant, SessionId, TenantId, Timeouts, UserFacts, UserKey,
+};
+
+use super::{key, set_presence};
+
+use crate::{Facts, Store};
+
+pub(crate) async fn read_one(store: &dyn Facts, key: &UserKey) -> Option<UserFacts> {
+    let mut found = None;
+    store
+        .read(std::slice::from_ref(key), &mut |_, facts| {
+            found = facts.cloned()
+        })
+        .await
+        .expect("read works");
+    found
+}
+
+pub async fn run(store: &dyn Store) {
+    applies_and_reads_back(store).await;
+    refused_commands_change_nothing(store).await;
+    tenants_are_separate(store).await;
+    files_each_transition_in_the_due_index_once(store).await;
+    ticks_prune_what_has_ended(store).await;
+    scans_one_tenant_without_the_others(store).await;
+}
+
+async fn applies_and_reads_back(store: &dyn Store) {
+    let timeouts = Timeouts::default();
+    let now = Instant::from_unix_millis(1_000_000);
+    let alice = key("t1", "alice");
+    let applied = store
+        .apply(&alice, &set_presence("app", 60), now, timeouts)
+        .await
+        .expect("store works")
+        .expect("command applies");
+    assert!(applied.visibly_changed);
+    let facts = read_one(store, &alice).await.expect("alice is held");
+    assert_eq!(facts.sessions.len(), 1);
+    assert_eq!(facts.sequence.value, 1);
+    let mut seen = Vec::new();
+    store
+        .read(
+            &[key("t1", "nobody"), alice.clone()],
+            &mut |index, facts| seen.push((index, facts.is_some())),
+        )
+        .await
+        .expect("read works");
+    assert_eq!(seen, vec![(0, false), (1, true)]);
+}
+
+async fn refused_commands_change_nothing(store: &dyn Store) {
+    let timeouts = Timeouts::default();
+    let now = Instant::from_unix_millis(2_000_000);
+    let bob = key("t1", "bob");
+    let clear = Command::ClearPresence {
+        session_id: SessionId::parse("none").expect("valid"),
+    };
+    let refused = store
+        .apply(&bob, &clear, now, timeouts)
+        .await
+        .expect("store works");
+    assert!(matches!(refused, Err(CommandError::SessionNotFound(_))));
+    assert_eq!(
+        read_one(store, &bob).await,
+        None,
+        "a refused command keeps nothing"
+    );
+}
+
+async fn tenants_are_separate(store: &dyn Store) {
+    let timeouts = Timeouts::default();
+    let now = Instant::from_unix_millis(3_000_000);
+    store
+        .apply(&key("t2", "carol"), &set_presence("app", 60), now, timeouts)
+        .await
+        .expect("store works")
+        .expect("applies");
+    assert!(read_one(store, &key("t3", "carol")).await.is_none());
+    assert!(read_one(store, &key("t2", "carol")).await.is_some());
+}
+
+async fn ticks_prune_what_has_ended(store: &dyn Store) {
+    let timeouts = Timeouts::default();
+    let start = Instant::from_unix_millis(4_000_000);
+    let dave = key("t1", "dave");
+    let before = store.counts();
+    store
+        .apply(&dave, &set_presence("app", 5), start, timeouts)
+        .await
+        .expect("works")
+        .expect("ok");
+    assert_eq!(store.counts().sessions, before.sessions + 1);
+    assert_eq!(store.counts().users, before.users + 1);
+    let later = start.saturating_add(Duration::from_mins(5));
+    store
+        .apply(&dave, &Command::Tick, later, timeouts)
+        .await
+        .expect("works")
+        .expect("ok");
+    let facts = read_one(store, &dave)
+        .await
+        .expect("the sequence number is kept");
+    assert!(facts.holds_nothing());
+    assert_eq!(store.counts(), before);
+    let mut scanned = 0;
+    store
+        .scan(&mut |_, _| scanned += 1)
+        .await
+        .expect("scan works");
+    assert!(scanned >= 3);
+}
+
+/// A command files the user's next transition when no tick at or before
+/// it is pending; a refresh that moves it later files nothing more, and the
+/// early tick then files the later one.
+async fn files_each_transition_in_the_due_index_once(store: &dyn Store) {
+    let timeouts = Timeouts::default();
+    let start = Instant::from_unix_millis(5_000_000);
+    let erin = key("due", "erin");
+    let lease = store
+        .lease(0, "node", start, Instant::from_unix_millis(i64::MAX))
+        .await
+        .expect("works")
+        .expect("a single node holds its partition");
+    // Whatever earlier tests filed is taken first.
+    store
+        .take_due(&lease, start, usize::MAX)
+        .await
+        .expect("works");
+    let first_fade = start.saturating_add(Duration::from_mins(5));
+    let command = set_presence("app", 60);
+    let set = |at| store.apply(&erin, &command, at, timeouts);
+    set(start).await.expect("works").expect("ok");
+    assert_eq!(store.next_due(0).await.expect("works"), Some(first_fade));
+    // A refresh moves the fade later; the pending tick at first_fade covers it.
+    let refreshed = start.saturating_add(Duration::from_mins(1));
+    set(refreshed).await.expect("works").expect("ok");
+    let due = store
+        .take_due(&lease, first_fade, usize::MAX)
+        .await
+        .expect("works");
+    assert_eq!(due, vec![erin.clone()], "filed once");
+    assert_eq!(store.next_due(0).await.expect("works"), None);
+    // The pending tick runs early for the refreshed session and files again.
+    store
+        .apply(&erin, &Command::Tick, first_fade, timeouts)
+        .await
+        .expect("works")
+        .expect("ok");
+    assert_eq!(
+        store.next_due(0).await.expect("works"),
+        Some(refreshed.saturating_add(Duration::from_mins(5)))
+    );
+}
+
+async fn scans_one_tenant_without_the_others(store: &dyn Store) {
+    let timeouts = Timeouts::default();
+    let now = Instant::from_unix_millis(6_000_000);
+    for (tenant, user) in [("scan-a", "u1"), ("scan-a", "u2"), ("scan-b", "u3")] {
+        store
+            .apply(&key(tenant, user), &set_presence("app", 60), now, timeouts)
+            .await
+            .expect("works")
+            .expect("ok");
+    }
+    let mut seen = Vec::new();
+    store
+        .scan_tenant(
+            &TenantId::parse("scan-a").expect("valid"),
+            &mut |user, _| seen.push(user.as_str().to_string()),
+        )
+        .await
+        .expect("works");
+    seen.sort();
+    assert_eq!(seen, ["u1", "u2"]);
+}

@@ -1,0 +1,228 @@
+//! The presence service: what every edge (HTTP handlers, the live stream,
+//! webhooks, and the board to come) calls to read presence for a viewer and
+//! to apply commands. It answers in domain terms ([`ServiceError`]); only
+//! `http/` maps those to Graph's error envelope.
+//!
+//! Architecture invariant: there is one render path and one visibility
+//! rule. Every presence leaves presenced through [`render`] with the
+//! [`Viewer`] it is for, so what a caller sees through GET is exactly what
+//! it sees through the stream and through a rich notification of a
+//! subscription it created.
+
+use std::sync::{Arc, OnceLock};
+
+use presence_core::{
+    Applied, Command, CommandError, Instant, Timeouts, UserFacts, UserId, UserKey,
+};
+use presence_store::{Store, StoreError};
+
+use crate::clock::Clock;
+use crate::wire::presence::{PresenceJson, Reader};
+
+/// Why the service could not do what it was asked, in domain terms.
+#[derive(Debug, thiserror::Error)]
+pub enum ServiceError {
+    /// What was named does not exist (for this caller).
+    #[error("{0}")]
+    NotFound(String),
+    /// The request is well formed but cannot be applied.
+    #[error("{0}")]
+    Refused(String),
+    /// The store cannot answer now; retrying later may work.
+    #[error("{0}")]
+    Unavailable(String),
+}
+
+impl From<StoreError> for ServiceError {
+    fn from(error: StoreError) -> ServiceError {
+        ServiceError::Unavailable(error.to_string())
+    }
+}
+
+/// Who a presence is rendered for: the signed-in user of a delegated token,
+/// or an application (`user: None`), which sees what the owner sees.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Viewer {
+    pub user: Option<UserId>,
+}
+
+impl Viewer {
+    /// An application, or the user themself: everything shows.
+    pub const APPLICATION: Viewer = Viewer { user: None };
+
+    pub fn user(user: UserId) -> Viewer {
+        Viewer { user: Some(user) }
+    }
+
+    /// What this viewer may see of `target`'s presence: Graph hides a status
+    /// message's dates from other users.
+    pub fn reader(&self, target: &UserId) -> Reader {
+        match &self.user {
+            Some(user) if user != target => Reader::OtherUser,
+            _ => Reader::Owner,
+        }
+    }
+}
+
+/// The one render path: `user`'s presence as `facts` show it at `at`, for
+/// `viewer` (Offline for a user nothing is held for).
+pub fn render(
+    user: &UserId,
+    facts: Option<&UserFacts>,
+    at: Instant,
+    timeouts: Timeouts,
+    viewer: &Viewer,
+    odata_context: Option<String>,
+) -> PresenceJson {
+    crate::wire::presence::presence_json(
+        user,
+        facts,
+        at,
+        timeouts,
+        viewer.reader(user),
+        odata_context,
+    )
+}
+
+#[derive(Debug)]
+pub struct PresenceService {
+    /// The store, once it is loaded; until then every call is
+    /// [`ServiceError::Unavailable`] (HTTP answers 503, `/readyz` too).
+    store: OnceLock<Arc<dyn Store>>,
+    pub clock: Arc<Clock>,
+    pub timeouts: Timeouts,
+}
+
+impl PresenceService {
+    pub fn new(clock: Arc<Clock>, timeouts: Timeouts) -> PresenceService {
+        PresenceService {
+            store: OnceLock::new(),
+            clock,
+            timeouts,
+        }
+    }
+
+    /// Lets calls through to the loaded store.
+    pub fn attach(&self, store: Arc<dyn Store>) {
+        let _ = self.store.set(store);
+    }
+
+    pub fn store(&self) -> Result<&Arc<dyn Store>, ServiceError> {
+        self.store
+            .get()
+            .ok_or_else(|| ServiceError::Unavailable("presenced is still loading its store".into()))
+    }
+
+    /// Whether the store is loaded.
+    pub fn ready(&self) -> bool {
+        self.store.get().is_some()
+    }
+
+    /// Applies a command to one user at the clock's now.
+    pub async fn apply(&self, key: &UserKey, command: &Command) -> Result<Applied, ServiceError> {
+        let now = self.clock.now();
+        match self
+            .store()?
+            .apply(key, command, now, self.timeouts)
+            .await?
+        {
+            Ok(applied) => Ok(applied),
+            Err(CommandError::SessionNotFound(id)) => Err(ServiceError::NotFound(format!(
+                "The user has no presence session '{id}'; it was never set, was cleared, or has expired."
+            ))),
+            Err(refused @ CommandError::TooManySessions) => {
+                Err(ServiceError::Refused(format!("{refused}.")))
+            }
+        }
+    }
+
+    /// The presence of each of `users` of `tenant` now, for `viewer`, in
+    /// order; `context` gives each its `@odata.context`.
+    pub async fn read(
+        &self,
+        tenant: &presence_core::TenantId,
+        users: &[UserId],
+        viewer: &Viewer,
+        context: impl Fn(&UserId) -> Option<String> + Send + Sync,
+    ) -> Result<Vec<PresenceJson>, ServiceError> {
+        let keys: Vec<UserKey> = users
+            .iter()
+            .map(|user| UserKey::new(tenant.clone(), user.clone()))
+            .collect();
+        let now = self.clock.now();
+        let mut value: Vec<Option<PresenceJson>> = Vec::with_capacity(users.len());
+        value.resize_with(users.len(), || None);
+        self.store()?
+            .read(&keys, &mut |index, facts| {
+                let user = &users[index];
+                value[index] = Some(render(
+                    user,
+                    facts,
+                    now,
+                    self.timeouts,
+                    viewer,
+                    context(user),
+                ));
+            })
+            .await?;
+        Ok(value
+            .into_iter()
+            .zip(users)
+            .map(|(presence, user)| {
+                presence.unwrap_or_else(|| {
+                    render(user, None, now, self.timeouts, viewer, context(user))
+                })
+            })
+            .collect())
+    }
+
+    /// The presence of every user of `tenant` now, for `viewer`, through the
+    /// store's per-tenant index.
+    pub async fn read_tenant(
+        &self,
+        tenant: &presence_core::TenantId,
+        viewer: &Viewer,
+    ) -> Result<Vec<PresenceJson>, ServiceError> {
+        let now = self.clock.now();
+        let mut found = Vec::new();
+        self.store()?
+            .scan_tenant(tenant, &mut |user, facts| {
+                found.push(render(user, Some(facts), now, self.timeouts, viewer, None));
+            })
+            .await?;
+        Ok(found)
+    }
+
+    /// A copy of one user's facts and the instant they were read at (for the
+    /// sessions view, which shows what GET hides).
+    pub async fn facts(&self, key: &UserKey) -> Result<(UserFacts, Instant), ServiceError> {
+        let now = self.clock.now();
+        let mut facts = UserFacts::default();
+        self.store()?
+            .read(std::slice::from_ref(key), &mut |_, found| {
+                if let Some(found) = found {
+                    facts = found.clone();
+                }
+            })
+            .await?;
+        Ok((facts, now))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn user(id: &str) -> UserId {
+        UserId::parse(id).expect("valid")
+    }
+
+    #[test]
+    fn other_users_are_readers_of_others_and_applications_of_everyone() {
+        let alice = user("alice");
+        let bob = user("bob");
+        assert_eq!(Viewer::user(alice.clone()).reader(&alice), Reader::Owner);
+        assert_eq!(Viewer::user(alice).reader(&bob), Reader::OtherUser);
+        assert_eq!(Viewer::APPLICATION.reader(&bob), Reader::Owner);
+    }
+}

@@ -1,0 +1,164 @@
+//! Graph's presence as JSON: what GET answers, what the live stream sends,
+//! and what rich notifications encrypt, for one [`Reader`] at a time.
+//!
+//! Architecture invariant: every presence presenced renders goes through
+//! [`PresenceJson::new`] with the viewer's [`Reader`]; there is no other
+//! path from the model to JSON.
+
+use presence_core::{
+    Decision, Instant, Presence, StatusMessage, UserFacts, UserId, WorkLocation,
+    WorkLocationSource, WorkLocationType, format_sequence,
+};
+use serde::Serialize;
+use utoipa::ToSchema;
+
+use crate::wire_time;
+
+/// Who is reading, which decides whether the status message's dates show.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Reader {
+    /// The user themself, or an application: everything shows.
+    Owner,
+    /// Another user: Graph hides `publishedDateTime` and `expiryDateTime`.
+    OtherUser,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct PresenceJson {
+    #[serde(rename = "@odata.context", skip_serializing_if = "Option::is_none")]
+    pub odata_context: Option<String>,
+    pub id: String,
+    pub availability: &'static str,
+    pub activity: &'static str,
+    pub status_message: Option<StatusMessageOut>,
+    pub out_of_office_settings: OutOfOfficeOut,
+    pub sequence_number: String,
+    pub work_location: WorkLocationOut,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct StatusMessageOut {
+    pub message: ItemBodyOut,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub published_date_time: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub expiry_date_time: Option<DateTimeTimeZoneOut>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ItemBodyOut {
+    pub content: String,
+    pub content_type: &'static str,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct DateTimeTimeZoneOut {
+    pub date_time: String,
+    pub time_zone: String,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct OutOfOfficeOut {
+    pub message: Option<String>,
+    pub is_out_of_office: bool,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct WorkLocationOut {
+    pub work_location_type: &'static str,
+    pub source: &'static str,
+    pub place_id: Option<String>,
+}
+
+fn status_message_out(message: &StatusMessage, reader: Reader) -> StatusMessageOut {
+    let owner = reader == Reader::Owner;
+    StatusMessageOut {
+        message: ItemBodyOut {
+            content: message.content.clone(),
+            content_type: "text",
+        },
+        published_date_time: owner.then(|| wire_time::format_instant(message.published_at)),
+        expiry_date_time: message.expiry.as_ref().filter(|_| owner).map(|expiry| {
+            DateTimeTimeZoneOut {
+                date_time: expiry.date_time.clone(),
+                time_zone: expiry.time_zone.clone(),
+            }
+        }),
+    }
+}
+
+fn work_location_out(location: Option<(&WorkLocation, WorkLocationSource)>) -> WorkLocationOut {
+    match location {
+        Some((location, source)) => WorkLocationOut {
+            work_location_type: location.location_type.as_str(),
+            source: source.as_str(),
+            place_id: location.place_id.clone(),
+        },
+        None => WorkLocationOut {
+            work_location_type: WorkLocationType::Unspecified.as_str(),
+            source: WorkLocationSource::None.as_str(),
+            place_id: None,
+        },
+    }
+}
+
+impl PresenceJson {
+    pub fn new(
+        user: &UserId,
+        presence: &Presence<'_>,
+        reader: Reader,
+        odata_context: Option<String>,
+    ) -> PresenceJson {
+        PresenceJson {
+            odata_context,
+            id: String::from(&*user.as_str()),
+            availability: presence.availability.as_str(),
+            activity: presence.activity.as_str(),
+            status_message: presence
+                .status_message
+                .map(|message| status_message_out(message, reader)),
+            out_of_office_settings: OutOfOfficeOut {
+                message: presence.out_of_office.message.clone(),
+                is_out_of_office: presence.out_of_office.is_out_of_office,
+            },
+            sequence_number: format_sequence(presence.sequence),
+            work_location: work_location_out(presence.work_location),
+        }
+    }
+}
+
+/// About what one presence takes as JSON (a plain one is 420 bytes), so
+/// that rendering it needs one allocation and no copying as it grows.
+pub const PRESENCE_JSON_BYTES: usize = 512;
+
+/// The presence of a user at `now` (Offline for a user nothing is held for).
+pub fn presence_json(
+    user: &UserId,
+    facts: Option<&UserFacts>,
+    now: Instant,
+    timeouts: presence_core::Timeouts,
+    reader: Reader,
+    odata_context: Option<String>,
+) -> PresenceJson {
+    let empty = UserFacts::default();
+    let facts = facts.unwrap_or(&empty);
+    let presence = presence_core::presence_at(facts, now, timeouts);
+    PresenceJson::new(user, &presence, reader, odata_context)
+}
+
+/// The rule that decided a presence, for the introspection endpoint.
+pub fn decision_json(decision: &Decision<'_>) -> serde_json::Value {
+    match decision {
+        Decision::UserPreferred => serde_json::json!({ "rule": "userPreferredPresence" }),
+        Decision::Session(id) => {
+            serde_json::json!({ "rule": "strongestSession", "sessionId": id.as_str() })
+        }
+        Decision::NoSession => serde_json::json!({ "rule": "noSession" }),
+    }
+}
