@@ -24,6 +24,7 @@ use presence_core::{Applied, Command, CommandError, Instant, Timeouts, UserFacts
 
 pub mod embedded;
 pub mod memory;
+pub mod record;
 
 #[cfg(test)]
 mod conformance;
