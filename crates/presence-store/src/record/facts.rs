@@ -17,9 +17,9 @@
 //! by the first release's own code before these types existed.
 
 use presence_core::{
-    Instant, OutOfOffice, PreferredPresence, PreferredState, SequenceBase, Session, SessionId,
-    SessionKind, SessionState, StatusMessage, StatusMessageExpiry, UserFacts, WorkLocation,
-    WorkLocationLayers, WorkLocationType,
+    Extras, Instant, OutOfOffice, PreferredPresence, PreferredState, SequenceBase, Session,
+    SessionId, SessionKind, SessionState, StatusMessage, StatusMessageExpiry, UserFacts,
+    WorkLocation, WorkLocationLayers, WorkLocationType,
 };
 use serde::{Deserialize, Serialize};
 
@@ -142,9 +142,11 @@ pub struct SequenceBaseV1 {
     pub as_of: i64,
 }
 
-// The core types to format 1. The matches are exhaustive on purpose: a
-// variant added to a core enum fails to compile here, which is the moment
-// to add a version.
+// The core types to format 1. The matches are exhaustive, and the other
+// direction builds every core struct with a literal, on purpose: a variant
+// or a field added to a core type fails to compile here, which is the
+// moment to add a version. (`UserFacts` itself cannot be built so, its
+// extras being private; a field added to it is caught by no compiler.)
 
 impl From<&UserFacts> for FactsV1 {
     fn from(facts: &UserFacts) -> FactsV1 {
@@ -256,16 +258,17 @@ impl TryFrom<FactsV1> for UserFacts {
             facts.sessions.push(Session::try_from(session)?);
         }
         if let Some(extras) = record.extras {
-            let into = facts.extras_mut();
-            into.preferred = extras.preferred.map(Into::into);
-            into.status_message = extras.status_message.map(Into::into);
-            into.out_of_office = OutOfOffice {
-                is_out_of_office: extras.out_of_office.is_out_of_office,
-                message: extras.out_of_office.message,
-            };
-            into.work_location = WorkLocationLayers {
-                manual: extras.work_location.manual.map(Into::into),
-                automatic: extras.work_location.automatic.map(Into::into),
+            *facts.extras_mut() = Extras {
+                preferred: extras.preferred.map(Into::into),
+                status_message: extras.status_message.map(Into::into),
+                out_of_office: OutOfOffice {
+                    is_out_of_office: extras.out_of_office.is_out_of_office,
+                    message: extras.out_of_office.message,
+                },
+                work_location: WorkLocationLayers {
+                    manual: extras.work_location.manual.map(Into::into),
+                    automatic: extras.work_location.automatic.map(Into::into),
+                },
             };
             facts.tidy();
         }
