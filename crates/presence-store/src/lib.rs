@@ -22,10 +22,12 @@
 //! Backends: [`memory`] (facts in sharded maps, nothing on disk) and
 //! [`embedded`] (the default: the same maps as the read side, and an
 //! embedded LSM engine on local disk as the log of record, written with
-//! group commit).
+//! group commit). [`record`] holds the frozen, versioned formats of
+//! everything written to disk.
 //!
-//! Architecture invariant: stores know nothing about HTTP, JSON or clocks;
-//! `now` always comes from the caller.
+//! Architecture invariant: stores know nothing about HTTP or clocks; `now`
+//! always comes from the caller. The only JSON here is the frozen format of
+//! the notifier's subscription records ([`record::subscription`]).
 
 use std::path::PathBuf;
 
@@ -38,6 +40,7 @@ pub mod due;
 pub mod embedded;
 pub mod feed;
 pub mod memory;
+pub mod record;
 pub mod subscriptions;
 
 #[cfg(test)]

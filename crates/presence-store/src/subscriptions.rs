@@ -79,15 +79,13 @@ pub fn mark_key(id: &str, user: &UserId) -> Vec<u8> {
     format!("m/{id}/{}", user.as_str()).into_bytes()
 }
 
-pub fn encode_mark(sequence: u64) -> Vec<u8> {
-    sequence.to_le_bytes().to_vec()
-}
+pub use crate::record::subscription::encode_mark;
 
 /// A mark record back into its mark; `None` for one that is not.
 pub fn decode_mark(key: &[u8], value: &[u8]) -> Option<Mark> {
     let text = std::str::from_utf8(key).ok()?.strip_prefix("m/")?;
     let (id, user) = text.split_once('/')?;
-    let sequence = u64::from_le_bytes(value.try_into().ok()?);
+    let sequence = crate::record::subscription::decode_mark(value).ok()?;
     Some(Mark {
         subscription: id.to_string(),
         user: UserId::parse(user).ok()?,

@@ -5,26 +5,31 @@
 //! tenant id, then the user id, as text. Text keys keep the directory
 //! readable by `presenced check` and sort a tenant's users together; the
 //! engine's blocks share key prefixes and compress with LZ4, so the
-//! repeated tenant and the hex digits cost little on disk.
+//! repeated tenant and the hex digits cost little on disk. The key has no
+//! version: changing it would mean a new directory `FORMAT`.
 //!
-//! Value: one format byte, then the facts as postcard (serde's compact
-//! binary form, through the derives `presence-core` already has). Postcard
-//! writes integers as varints and strings with a one-byte length, so a user
-//! with one GUID session is about 60 bytes before compression. A hand-rolled
-//! encoder could pack the session's GUID into 16 bytes and save about 20
-//! more, but the LZ4 blocks already fold the session ids that repeat across
-//! users (every user of one application has the same one), and the measured
-//! cost is well under the target (ARCHITECTURE.md); a second copy of the
-//! model's shape to keep in step is not worth 20 bytes.
+//! Value: the facts through their frozen storage type
+//! ([`crate::record::facts::FactsV1`]): one format byte, then postcard
+//! (serde's compact binary form). Postcard writes integers as varints and
+//! strings with a one-byte length, so a user with one GUID session is about
+//! 60 bytes before compression. A hand-rolled encoder could pack the
+//! session's GUID into 16 bytes and save about 20 more, but the LZ4 blocks
+//! already fold the session ids that repeat across users (every user of one
+//! application has the same one), and the measured cost is well under the
+//! target (ARCHITECTURE.md).
 //!
 //! The format byte lets a later presenced read old records and convert them
-//! as it goes; a record with a byte this presenced does not know is damage
-//! or a newer writer, and is refused rather than guessed at.
+//! as it goes (`record` migrates them forward); a record with a byte this
+//! presenced does not know is damage or a newer writer, and is refused
+//! rather than guessed at.
 
 use presence_core::{TenantId, UserFacts, UserId, UserKey};
 
+use crate::record::Versioned;
+use crate::record::facts::FactsV1;
+
 /// The format of every value this presenced writes.
-pub const RECORD_VERSION: u8 = 1;
+pub const RECORD_VERSION: u8 = FactsV1::VERSION;
 
 pub fn encode_key(key: &UserKey) -> Vec<u8> {
     let tenant = key.tenant.as_str();
@@ -57,22 +62,11 @@ pub fn decode_key(bytes: &[u8]) -> Result<UserKey, String> {
 }
 
 pub fn encode_value(facts: &UserFacts) -> Vec<u8> {
-    let mut bytes = vec![RECORD_VERSION];
-    // Serializing plain data into a vector cannot fail.
-    bytes.extend(postcard::to_stdvec(facts).unwrap_or_default());
-    bytes
+    FactsV1::from(facts).encode()
 }
 
 pub fn decode_value(bytes: &[u8]) -> Result<UserFacts, String> {
-    match bytes.split_first() {
-        Some((&RECORD_VERSION, rest)) => postcard::from_bytes(rest)
-            .map_err(|error| format!("a record that does not decode ({error})")),
-        Some((&version, _)) => Err(format!(
-            "a record of format {version}, which this presenced does not know (it writes format \
-             {RECORD_VERSION})"
-        )),
-        None => Err("an empty record".to_string()),
-    }
+    UserFacts::try_from(FactsV1::decode(bytes)?)
 }
 
 #[cfg(test)]
@@ -105,6 +99,16 @@ mod tests {
         assert_ne!(encode_key(&key("ab", "c")), encode_key(&key("a", "bc")));
         assert!(decode_key(&[3, b'a']).is_err());
         assert!(decode_key(&[]).is_err());
+    }
+
+    /// Golden bytes, printed by the first release's `encode_key`: the
+    /// tenant's length, the tenant, the user. Never regenerate them.
+    #[test]
+    fn the_key_of_a_user_is_frozen() {
+        let user = key("contoso", "fa8bf3dc-eca7-46b7-bad1-db199b62afc3");
+        let golden = b"\x07contosofa8bf3dc-eca7-46b7-bad1-db199b62afc3";
+        assert_eq!(encode_key(&user), golden);
+        assert_eq!(decode_key(golden), Ok(user));
     }
 
     #[test]

@@ -1,7 +1,8 @@
 //! A subscription as presenced keeps it, the resources it may name, and
 //! its records in the store.
 //!
-//! Records (see `Store::put_records`):
+//! Records (see `Store::put_records`; their bytes are frozen in
+//! `presence_store::record::subscription`):
 //! - `s/{id}`: the subscription, as JSON (a format field first, so that a
 //!   later presenced can read it and convert);
 //! - `m/{id}/{user}`: the sequence number of the last presence of `user`
@@ -10,6 +11,8 @@
 //!   is notified again (see `notify/mod.rs`), so these need no sync.
 
 use presence_core::{Instant, TenantId, UserId};
+use presence_store::record::Versioned;
+use presence_store::record::subscription::SubscriptionRecordV1;
 use serde::{Deserialize, Serialize};
 
 /// The most users one subscription may name, as Graph.
@@ -19,7 +22,7 @@ pub const MAX_USERS: usize = 650;
 pub const MAX_CLIENT_STATE: usize = 128;
 
 /// The format of the subscription records this presenced writes.
-const RECORD_FORMAT: u32 = 1;
+const RECORD_FORMAT: u32 = SubscriptionRecordV1::VERSION as u32;
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Subscription {
@@ -117,41 +120,80 @@ pub struct Owner {
     pub user: Option<String>,
 }
 
-pub fn subscription_key(id: &str) -> Vec<u8> {
-    format!("s/{id}").into_bytes()
-}
-
-pub fn mark_prefix(id: &str) -> Vec<u8> {
-    format!("m/{id}/").into_bytes()
-}
-
-pub fn mark_key(id: &str, user: &UserId) -> Vec<u8> {
-    format!("m/{id}/{}", user.as_str()).into_bytes()
-}
-
 pub fn encode(subscription: &Subscription) -> Vec<u8> {
-    // A struct of strings, numbers and ids always serializes.
-    serde_json::to_vec(subscription).unwrap_or_default()
+    // Taken apart field by field, so that a field added to `Subscription`
+    // fails to compile here until the record stores it (in a new version).
+    let Subscription {
+        format: _,
+        id,
+        tenant,
+        application_id,
+        creator_id,
+        resource,
+        users,
+        notification_url,
+        lifecycle_notification_url,
+        expiration,
+        client_state,
+        include_resource_data,
+        encryption_certificate,
+        encryption_certificate_id,
+        latest_supported_tls_version,
+    } = subscription;
+    SubscriptionRecordV1 {
+        id: id.clone(),
+        tenant: tenant.to_string(),
+        application_id: application_id.clone(),
+        creator_id: creator_id.clone(),
+        resource: resource.clone(),
+        users: users.iter().map(UserId::to_string).collect(),
+        notification_url: notification_url.clone(),
+        lifecycle_notification_url: lifecycle_notification_url.clone(),
+        expiration: expiration.as_unix_millis(),
+        client_state: client_state.clone(),
+        include_resource_data: *include_resource_data,
+        encryption_certificate: encryption_certificate.clone(),
+        encryption_certificate_id: encryption_certificate_id.clone(),
+        latest_supported_tls_version: latest_supported_tls_version.clone(),
+    }
+    .encode()
 }
 
 pub fn decode(bytes: &[u8]) -> Result<Subscription, String> {
-    let subscription: Subscription = serde_json::from_slice(bytes)
-        .map_err(|error| format!("a subscription record cannot be read ({error})"))?;
-    if subscription.format > RECORD_FORMAT {
-        return Err(format!(
-            "subscription {} was written in format {}, newer than this presenced reads ({RECORD_FORMAT})",
-            subscription.id, subscription.format
-        ));
-    }
-    Ok(subscription)
+    let record = SubscriptionRecordV1::decode(bytes)?;
+    let tenant = TenantId::parse(&record.tenant)
+        .map_err(|error| format!("subscription {} has a tenant id that {error}", record.id))?;
+    let users = record
+        .users
+        .iter()
+        .map(|user| UserId::parse(user))
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|error| format!("subscription {} names a user whose id {error}", record.id))?;
+    Ok(Subscription {
+        format: RECORD_FORMAT,
+        id: record.id,
+        tenant,
+        application_id: record.application_id,
+        creator_id: record.creator_id,
+        resource: record.resource,
+        users,
+        notification_url: record.notification_url,
+        lifecycle_notification_url: record.lifecycle_notification_url,
+        expiration: Instant::from_unix_millis(record.expiration),
+        client_state: record.client_state,
+        include_resource_data: record.include_resource_data,
+        encryption_certificate: record.encryption_certificate,
+        encryption_certificate_id: record.encryption_certificate_id,
+        latest_supported_tls_version: record.latest_supported_tls_version,
+    })
 }
+
+pub use presence_store::subscriptions::{mark_key, mark_prefix, subscription_key};
 
 /// A mark record's key back into (subscription, user), and its value.
 pub fn decode_mark(key: &[u8], value: &[u8]) -> Option<(String, UserId, u64)> {
-    let text = std::str::from_utf8(key).ok()?.strip_prefix("m/")?;
-    let (id, user) = text.split_once('/')?;
-    let sequence = u64::from_le_bytes(value.try_into().ok()?);
-    Some((id.to_string(), UserId::parse(user).ok()?, sequence))
+    presence_store::subscriptions::decode_mark(key, value)
+        .map(|mark| (mark.subscription, mark.user, mark.sequence))
 }
 
 const SINGLE: &str = "communications/presences/";
@@ -323,5 +365,59 @@ mod tests {
             Some((subscription.id.clone(), user, 7))
         );
         assert!(key.starts_with(&mark_prefix(&subscription.id)));
+    }
+
+    /// Golden records, written by the first release's own code (serde_json
+    /// of `Subscription`, the key helpers, `to_le_bytes`). Never regenerate
+    /// them: a failure means stored subscriptions would not load as written.
+    #[test]
+    fn records_keep_the_bytes_the_first_release_wrote() {
+        let subscription = Subscription {
+            format: RECORD_FORMAT,
+            id: "7f105c7d-2dc5-4530-97cd-4e7ae6534c07".into(),
+            tenant: TenantId::parse("contoso").expect("valid"),
+            application_id: Some("app-1".into()),
+            creator_id: Some("alice".into()),
+            resource: "/communications/presences?$filter=id in ('bob','carol')".into(),
+            users: ["bob", "fa8bf3dc-eca7-46b7-bad1-db199b62afc3"]
+                .map(|user| UserId::parse(user).expect("valid"))
+                .to_vec(),
+            notification_url: "https://example.com/hook".into(),
+            lifecycle_notification_url: Some("https://example.com/lifecycle".into()),
+            expiration: Instant::from_unix_millis(1_764_003_600_000),
+            client_state: Some("secret \"state\"".into()),
+            include_resource_data: true,
+            encryption_certificate: Some("MIIBkTCB+wIJAKHB".into()),
+            encryption_certificate_id: Some("cert-1".into()),
+            latest_supported_tls_version: "v1_3".into(),
+        };
+        let golden = r#"{"format":1,"id":"7f105c7d-2dc5-4530-97cd-4e7ae6534c07","tenant":"contoso","application_id":"app-1","creator_id":"alice","resource":"/communications/presences?$filter=id in ('bob','carol')","users":["bob","fa8bf3dc-eca7-46b7-bad1-db199b62afc3"],"notification_url":"https://example.com/hook","lifecycle_notification_url":"https://example.com/lifecycle","expiration":1764003600000,"client_state":"secret \"state\"","include_resource_data":true,"encryption_certificate":"MIIBkTCB+wIJAKHB","encryption_certificate_id":"cert-1","latest_supported_tls_version":"v1_3"}"#;
+        assert_eq!(
+            String::from_utf8(encode(&subscription)).as_deref(),
+            Ok(golden)
+        );
+        assert_eq!(decode(golden.as_bytes()), Ok(subscription.clone()));
+        assert_eq!(
+            subscription_key(&subscription.id),
+            b"s/7f105c7d-2dc5-4530-97cd-4e7ae6534c07"
+        );
+        let bob = UserId::parse("bob").expect("valid");
+        let key = b"m/7f105c7d-2dc5-4530-97cd-4e7ae6534c07/bob";
+        assert_eq!(mark_key(&subscription.id, &bob), key);
+        assert_eq!(
+            decode_mark(key, &[0x2c, 0x01, 0, 0, 0, 0, 0, 0]),
+            Some((subscription.id.clone(), bob, 300))
+        );
+        let newer = golden.replace(r#""format":1"#, r#""format":2"#);
+        assert_eq!(
+            decode(newer.as_bytes()),
+            Err(
+                "a record of format 2, which this presenced does not know (it writes format 1)"
+                    .into()
+            )
+        );
+        let bad_user = golden.replace(r#"["bob","#, r#"["b b","#);
+        let error = decode(bad_user.as_bytes()).expect_err("refused");
+        assert!(error.contains("names a user whose id"), "{error}");
     }
 }
