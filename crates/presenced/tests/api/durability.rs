@@ -232,7 +232,9 @@ async fn kill_and_restart_while_writing(args: &[&str], cycles: usize) {
         .await
         .is_err()
         {
-            panic!("cycle {cycle}: the writers stopped before {kill_after} acknowledged writes: {progress:?}");
+            panic!(
+                "cycle {cycle}: the writers stopped before {kill_after} acknowledged writes: {progress:?}"
+            );
         }
         server.kill().await;
         let mut acknowledged = 0;
