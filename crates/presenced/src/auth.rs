@@ -24,18 +24,32 @@ use presence_core::{SessionId, TenantId, UserId};
 
 use crate::http::error::ApiError;
 use crate::state::AppState;
-use crate::token::{Claims, TokenError, Verifier};
+use crate::token::{Claims, KeySource, TokenError, Verifier};
 
-/// How callers are authenticated (`--auth`).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum, serde::Deserialize)]
-#[serde(rename_all = "lowercase")]
+/// How callers are authenticated (`--auth`; the command line's own
+/// spelling of it lives in `cli.rs`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub enum AuthMode {
     /// No verification: local development only.
+    #[default]
     None,
     /// HS256 tokens signed with `--jwt-secret`.
     Hs256,
     /// RS256 and ES256 tokens signed with a key of `--jwks-file` or `--jwks-url`.
     Jwks,
+}
+
+/// Authentication's settings: the mode and, for the verifying modes, where
+/// the keys come from and which issuer and audience are accepted.
+#[derive(Clone, Debug, Default)]
+pub struct AuthSettings {
+    pub mode: AuthMode,
+    /// Where tokens' keys come from; `None` exactly when `mode` is none.
+    pub keys: Option<KeySource>,
+    /// The `iss` accepted; required with jwks, checked with hs256 when given.
+    pub issuer: Option<String>,
+    /// The `aud` accepted; required with jwks, checked with hs256 when given.
+    pub audience: Option<String>,
 }
 
 /// Graph's presence permissions, as bits.
@@ -224,6 +238,21 @@ pub enum Authenticator {
 }
 
 impl Authenticator {
+    /// The authenticator `settings` describe; a JWKS URL is fetched here.
+    pub async fn new(settings: &AuthSettings) -> Result<Authenticator, String> {
+        match &settings.keys {
+            None => Ok(Authenticator::Open),
+            Some(keys) => Ok(Authenticator::tokens(
+                Verifier::new(
+                    keys,
+                    settings.issuer.as_deref(),
+                    settings.audience.as_deref(),
+                )
+                .await?,
+            )),
+        }
+    }
+
     pub fn tokens(verifier: Verifier) -> Authenticator {
         Authenticator::Tokens(Box::new(verifier), VerifiedTokens::default())
     }

@@ -30,6 +30,7 @@
 pub mod address;
 pub mod crypto;
 pub mod delivery;
+mod settings;
 pub mod stream;
 pub mod subscription;
 
@@ -43,12 +44,12 @@ use serde::Serialize;
 use tokio::sync::{Notify, mpsc};
 use tokio_util::sync::CancellationToken;
 
-use crate::cli::NotifySettings;
 use crate::clock::Clock;
 use crate::http::wire::{PresenceJson, Reader};
 use crate::wire_time::format_instant;
 use crypto::EncryptionCertificate;
 use delivery::{Delivery, Item, Report};
+pub use settings::NotifySettings;
 use stream::StreamHub;
 use subscription::{Owner, Subscription};
 
