@@ -362,9 +362,11 @@ pub async fn run(
             "authentication is off (--auth none): every request is an application with every permission in tenant 'default'; use this for local development only"
         );
     }
-    let auth = Authenticator::new(&config.auth)
-        .await
-        .map_err(ServeError::Config)?;
+    let auth = Arc::new(
+        Authenticator::new(&config.auth)
+            .await
+            .map_err(ServeError::Config)?,
+    );
     let tls = match &config.tls {
         None => None,
         Some(files) => {
