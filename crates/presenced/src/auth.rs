@@ -15,6 +15,12 @@
 //! exercise `/me` locally, a bearer token that is a JWT with an `oid` claim is
 //! read without verification and makes the request delegated as that user,
 //! still in tenant `default` and still with every permission.
+//!
+//! The principal is resolved once per request, by the authentication layer
+//! (`http/authenticate.rs`), before anything else about the request is
+//! looked at, and put in the request's extensions: layers inside it (a
+//! throttle keyed on tenant and application) and the [`Principal`]
+//! extractor read it there.
 
 use axum::extract::FromRequestParts;
 use axum::http::HeaderMap;
@@ -23,19 +29,32 @@ use base64::Engine;
 use presence_core::{SessionId, TenantId, UserId};
 
 use crate::http::error::ApiError;
-use crate::state::AppState;
-use crate::token::{Claims, TokenError, Verifier};
+use crate::token::{Claims, KeySource, TokenError, Verifier};
 
-/// How callers are authenticated (`--auth`).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum, serde::Deserialize)]
-#[serde(rename_all = "lowercase")]
+/// How callers are authenticated (`--auth`; the command line's own
+/// spelling of it lives in `cli.rs`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub enum AuthMode {
     /// No verification: local development only.
+    #[default]
     None,
     /// HS256 tokens signed with `--jwt-secret`.
     Hs256,
     /// RS256 and ES256 tokens signed with a key of `--jwks-file` or `--jwks-url`.
     Jwks,
+}
+
+/// Authentication's settings: the mode and, for the verifying modes, where
+/// the keys come from and which issuer and audience are accepted.
+#[derive(Clone, Debug, Default)]
+pub struct AuthSettings {
+    pub mode: AuthMode,
+    /// Where tokens' keys come from; `None` exactly when `mode` is none.
+    pub keys: Option<KeySource>,
+    /// The `iss` accepted; required with jwks, checked with hs256 when given.
+    pub issuer: Option<String>,
+    /// The `aud` accepted; required with jwks, checked with hs256 when given.
+    pub audience: Option<String>,
 }
 
 /// Graph's presence permissions, as bits.
@@ -233,6 +252,21 @@ pub enum Authenticator {
 }
 
 impl Authenticator {
+    /// The authenticator `settings` describe; a JWKS URL is fetched here.
+    pub async fn new(settings: &AuthSettings) -> Result<Authenticator, String> {
+        match &settings.keys {
+            None => Ok(Authenticator::Open),
+            Some(keys) => Ok(Authenticator::tokens(
+                Verifier::new(
+                    keys,
+                    settings.issuer.as_deref(),
+                    settings.audience.as_deref(),
+                )
+                .await?,
+            )),
+        }
+    }
+
     pub fn tokens(verifier: Verifier) -> Authenticator {
         Authenticator::Tokens(Box::new(verifier), VerifiedTokens::default())
     }
@@ -241,23 +275,58 @@ impl Authenticator {
         matches!(self, Authenticator::Tokens(..))
     }
 
+    /// The principal of a request with these headers, or why there is none.
     pub async fn principal(&self, headers: &HeaderMap) -> Result<Principal, ApiError> {
+        match self.resolve(headers) {
+            Resolution::Done(principal) => principal,
+            Resolution::Verify(token) => self.verify(token).await,
+        }
+    }
+
+    /// As far as [`Authenticator::principal`] gets without waiting: every
+    /// case but a token seen for the first time (or since it left the
+    /// cache), which needs [`Authenticator::verify`].
+    pub fn resolve<'h>(&self, headers: &'h HeaderMap) -> Resolution<'h> {
         match self {
-            Authenticator::Open => open_principal(headers),
-            Authenticator::Tokens(verifier, verified) => {
-                let token = bearer_token(headers).map_err(unauthorized)?;
+            Authenticator::Open => Resolution::Done(open_principal(headers)),
+            Authenticator::Tokens(_, verified) => {
+                let token = match bearer_token(headers) {
+                    Ok(token) => token,
+                    Err(error) => return Resolution::Done(Err(unauthorized(error))),
+                };
                 let now = jiff::Timestamp::now().as_second();
-                if let Some(principal) = verified.get(token, now) {
-                    return Ok(principal);
+                match verified.get(token, now) {
+                    Some(principal) => Resolution::Done(Ok(principal)),
+                    None => Resolution::Verify(token),
                 }
-                let claims = verifier.verify(token).await.map_err(unauthorized)?;
-                let expires = claims.exp.map_or(0, |exp| exp as i64);
-                let principal = Principal::from_claims(claims)?;
-                verified.insert(token, expires, &principal);
-                Ok(principal)
             }
         }
     }
+
+    /// Verifies a bearer token (fetching a JWKS again for an unknown key id)
+    /// and remembers its principal until the token expires.
+    pub async fn verify(&self, token: &str) -> Result<Principal, ApiError> {
+        let Authenticator::Tokens(verifier, verified) = self else {
+            return Err(ApiError::Unauthorized(
+                "This server does not verify tokens (--auth none).".into(),
+            ));
+        };
+        let claims = verifier.verify(token).await.map_err(unauthorized)?;
+        let expires = claims.exp.map_or(0, |exp| exp as i64);
+        let principal = Principal::from_claims(claims)?;
+        verified.insert(token, expires, &principal);
+        Ok(principal)
+    }
+}
+
+/// What [`Authenticator::resolve`] found.
+#[derive(Debug)]
+pub enum Resolution<'h> {
+    /// The principal, or the refusal (a 401; a 400 for a malformed
+    /// development token under `--auth none`).
+    Done(Result<Principal, ApiError>),
+    /// A bearer token that must be verified first.
+    Verify(&'h str),
 }
 
 /// Tokens already verified, by their full text, with their principal and
@@ -439,14 +508,25 @@ fn open_principal(headers: &HeaderMap) -> Result<Principal, ApiError> {
     })
 }
 
-impl FromRequestParts<AppState> for Principal {
+/// The principal that the authentication layer (`http/authenticate.rs`)
+/// resolved for the request. It is taken out of the request's extensions,
+/// not copied: the handler is the last to need it.
+impl<S: Send + Sync> FromRequestParts<S> for Principal {
     type Rejection = ApiError;
 
-    async fn from_request_parts(
-        parts: &mut Parts,
-        state: &AppState,
-    ) -> Result<Principal, ApiError> {
-        state.auth.principal(&parts.headers).await
+    async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Principal, ApiError> {
+        parts.extensions.remove::<Principal>().ok_or_else(|| {
+            // A route registered as open (`Api::open_route`) whose handler
+            // asks for a principal: refused, never served unauthenticated.
+            tracing::error!(
+                path = parts.uri.path(),
+                "a handler asked for a principal on a route without authentication"
+            );
+            ApiError::Unauthorized(
+                "The request was not authenticated; this is presenced's fault, and it is logged."
+                    .into(),
+            )
+        })
     }
 }
 

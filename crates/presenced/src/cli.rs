@@ -1,17 +1,46 @@
-//! The command line, the `PRESENCED_*` environment variables and the TOML
-//! config file, merged into one [`ServeConfig`]. A flag beats its variable,
-//! which beats the file, which beats the default.
+//! The command line: `presenced serve`'s settings, each declared once, and
+//! their mapping onto the settings of the modules that use them.
+//!
+//! Every `serve` setting is one field of [`ServeArgs`], which derives both
+//! clap's `Args` (its flag, its `PRESENCED_*` variable through clap's `env`,
+//! its `--help` text) and serde's `Deserialize` (its key in the `--config`
+//! TOML file, unknown keys refused). A flag beats its variable (clap), which
+//! beats the file, which beats the default: [`ServeArgs::resolve`] lays the
+//! settings the command line and environment gave over those of the file,
+//! field by field through serde, and then maps the result onto each module's
+//! own settings ([`ServeConfig`], [`AuthSettings`], [`NotifySettings`],
+//! [`StoreSettings`], [`TlsFiles`]), whose `Default`s are the defaults.
+//!
+//! Why not figment, whose providers (defaults, TOML file, `PRESENCED_*`
+//! environment, flags) are made for this: it fights clap on two of its four
+//! layers. The environment has to stay clap's, because `--help` names each
+//! variable, hides the secrets' values and splits `PRESENCED_REDIS_URL` on
+//! commas as the flag does; figment's `Env` provider would read the same
+//! variables a second time with its own parsing, and would take every other
+//! `PRESENCED_*` name (`PRESENCED_CONFIG`, `PRESENCED_REDIS_PASSWORD`) for
+//! an unknown setting. The defaults cannot be clap's, because a clap default
+//! is indistinguishable from a flag and would beat the file. What is left
+//! for figment is laying one serialized struct over another, which serde and
+//! `serde_json` do here in [`ServeArgs::over`] without a second TOML parser
+//! in the build.
+//!
+//! Nothing but `main.rs` uses this module: the modules own their settings
+//! and never see the command line.
 
 use std::net::SocketAddr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use presence_core::Duration;
-use serde::Deserialize;
+use presence_store::Durability;
+use serde::{Deserialize, Serialize};
 
-use crate::auth::AuthMode;
+use crate::auth::{AuthMode, AuthSettings};
 use crate::clock::ClockKind;
-pub use crate::notify::NotifySettings;
+use crate::notify::NotifySettings;
+use crate::server::{ServeConfig, StoreKind, StoreSettings};
+use crate::tls::TlsFiles;
+use crate::token::{KeySource, MIN_SECRET_BYTES, Secret};
 use crate::wire_time::parse_duration;
 
 #[derive(Debug, Parser)]
@@ -75,6 +104,14 @@ pub struct CheckArgs {
     pub data_dir: Option<PathBuf>,
 }
 
+impl CheckArgs {
+    /// The directory to verify: `--data-dir`, or the store's default.
+    pub fn data_dir(self) -> PathBuf {
+        self.data_dir
+            .unwrap_or_else(|| StoreSettings::default().data_dir)
+    }
+}
+
 /// `presenced token`: a development token, signed with the shared secret.
 #[derive(Debug, Args)]
 #[command(after_help = "Example:\n  \
@@ -121,15 +158,14 @@ pub struct TokenArgs {
         value_name = "SECRET",
         hide_env_values = true
     )]
-    pub secret: crate::token::Secret,
+    pub secret: Secret,
 }
 
 impl TokenArgs {
     pub fn into_request(self) -> Result<crate::token::MintRequest, String> {
-        if self.secret.0.len() < crate::token::MIN_SECRET_BYTES {
+        if self.secret.0.len() < MIN_SECRET_BYTES {
             return Err(format!(
-                "--secret must be at least {} bytes, as the server's --jwt-secret",
-                crate::token::MIN_SECRET_BYTES
+                "--secret must be at least {MIN_SECRET_BYTES} bytes, as the server's --jwt-secret"
             ));
         }
         let ttl = parse_duration("--ttl", &self.ttl)?;
@@ -160,10 +196,13 @@ impl TokenArgs {
     }
 }
 
+// The clap-facing spellings of the modules' enums: their doc comments are
+// the "possible values" of `--help`, their serde names the file's values.
+
 /// Where facts are kept.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum, Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
-pub enum StoreKind {
+pub enum StoreFlag {
     /// In memory only: everything is lost when the process stops (tests, demos).
     Memory,
     /// Durable, in --data-dir: survives kill -9 and power loss with every
@@ -173,10 +212,20 @@ pub enum StoreKind {
     Redis,
 }
 
+impl From<StoreFlag> for StoreKind {
+    fn from(flag: StoreFlag) -> StoreKind {
+        match flag {
+            StoreFlag::Memory => StoreKind::Memory,
+            StoreFlag::Embedded => StoreKind::Embedded,
+            StoreFlag::Redis => StoreKind::Redis,
+        }
+    }
+}
+
 /// When the embedded store acknowledges a write.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum, Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
-pub enum DurabilityMode {
+pub enum DurabilityFlag {
     /// Once it is synced to disk: nothing acknowledged is lost, even on power loss.
     Strict,
     /// Once it is written to the operating system: survives a crash or kill -9;
@@ -184,16 +233,75 @@ pub enum DurabilityMode {
     Relaxed,
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum, Deserialize)]
+impl From<DurabilityFlag> for Durability {
+    fn from(flag: DurabilityFlag) -> Durability {
+        match flag {
+            DurabilityFlag::Strict => Durability::Strict,
+            DurabilityFlag::Relaxed => Durability::Relaxed,
+        }
+    }
+}
+
+/// How callers are authenticated.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum AuthFlag {
+    /// No verification: local development only.
+    None,
+    /// HS256 tokens signed with `--jwt-secret`.
+    Hs256,
+    /// RS256 and ES256 tokens signed with a key of `--jwks-file` or `--jwks-url`.
+    Jwks,
+}
+
+impl From<AuthFlag> for AuthMode {
+    fn from(flag: AuthFlag) -> AuthMode {
+        match flag {
+            AuthFlag::None => AuthMode::None,
+            AuthFlag::Hs256 => AuthMode::Hs256,
+            AuthFlag::Jwks => AuthMode::Jwks,
+        }
+    }
+}
+
+/// Which clock the server runs on.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ClockFlag {
+    /// Wall-clock time.
+    System,
+    /// Starts at the wall-clock time and moves only through
+    /// `POST /_presenced/clock/advance`.
+    Manual,
+}
+
+impl From<ClockFlag> for ClockKind {
+    fn from(flag: ClockFlag) -> ClockKind {
+        match flag {
+            ClockFlag::System => ClockKind::System,
+            ClockFlag::Manual => ClockKind::Manual,
+        }
+    }
+}
+
+/// How logs are written; `main` installs the subscriber.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, ValueEnum, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum LogFormat {
     /// Human-readable lines.
+    #[default]
     Text,
     /// One JSON object per line.
     Json,
 }
 
-#[derive(Debug, Args)]
+// Every setting of `presenced serve`, declared once: the field's `arg`
+// attribute is its flag and variable, its doc comment its `--help`, its name
+// its TOML key. Every field is optional (or a flag that is off, or an empty
+// list): absent means "not given here", so that a lower layer or the
+// default applies. (A `///` comment here would become the subcommand's help.)
+#[derive(Debug, Default, Args, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
 pub struct ServeArgs {
     /// The address to listen on. Port 0 picks a free port; the bound address is
     /// printed on standard output as `presenced listening on http://ADDR`.
@@ -206,14 +314,14 @@ pub struct ServeArgs {
 
     /// Where facts are kept [default: embedded].
     #[arg(long, env = "PRESENCED_STORE", value_enum)]
-    pub store: Option<StoreKind>,
+    pub store: Option<StoreFlag>,
 
     /// When the embedded store answers a write [default: strict]. `strict`: once
     /// it is synced to disk (nothing acknowledged is ever lost). `relaxed`: once
     /// it is written to the operating system, which survives a crash or kill -9;
     /// a power loss may lose at most the last 100 ms (a sync runs every 100 ms).
     #[arg(long, env = "PRESENCED_DURABILITY", value_enum)]
-    pub durability: Option<DurabilityMode>,
+    pub durability: Option<DurabilityFlag>,
 
     /// A Redis node to connect to; repeat for the seed nodes of a cluster.
     #[arg(
@@ -222,12 +330,13 @@ pub struct ServeArgs {
         value_name = "URL",
         value_delimiter = ','
     )]
+    #[serde(rename = "redis_url")]
     pub redis_urls: Vec<String>,
 
     /// How callers are authenticated [default: none]. `none` makes every request an
     /// application with every permission in tenant `default`: local development only.
     #[arg(long, env = "PRESENCED_AUTH", value_enum)]
-    pub auth: Option<AuthMode>,
+    pub auth: Option<AuthFlag>,
 
     /// The shared secret of `--auth hs256` (at least 32 bytes).
     #[arg(
@@ -236,7 +345,8 @@ pub struct ServeArgs {
         value_name = "SECRET",
         hide_env_values = true
     )]
-    pub jwt_secret: Option<crate::token::Secret>,
+    #[serde(serialize_with = "expose_secret")]
+    pub jwt_secret: Option<Secret>,
 
     /// `--auth jwks`: a file holding the JWK set whose keys sign tokens.
     #[arg(long, env = "PRESENCED_JWKS_FILE", value_name = "FILE")]
@@ -280,7 +390,7 @@ pub struct ServeArgs {
     /// `system` (wall-clock time) or `manual` (moves only through
     /// POST /_presenced/clock/advance, for tests that fast-forward fades) [default: system].
     #[arg(long, env = "PRESENCED_CLOCK", value_enum)]
-    pub clock: Option<ClockKind>,
+    pub clock: Option<ClockFlag>,
 
     /// The length of one fade stage, as an ISO 8601 duration: an Available session
     /// shows AvailableInactive after one, Away after two; legacy sessions end after
@@ -313,6 +423,7 @@ pub struct ServeArgs {
     /// A TOML file with any of these settings, by their long names with
     /// underscores (`listen = "0.0.0.0:8080"`, `idle_timeout = "PT1M"`).
     #[arg(long, env = "PRESENCED_CONFIG", value_name = "FILE")]
+    #[serde(skip)]
     pub config: Option<PathBuf>,
 
     /// How logs are written to standard error [default: text]. Filter them with RUST_LOG.
@@ -320,52 +431,134 @@ pub struct ServeArgs {
     pub log_format: Option<LogFormat>,
 }
 
-/// The settings file: every field optional, names as the flags.
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct FileConfig {
-    listen: Option<SocketAddr>,
-    data_dir: Option<PathBuf>,
-    store: Option<StoreKind>,
-    durability: Option<DurabilityMode>,
-    redis_url: Option<Vec<String>>,
-    auth: Option<AuthMode>,
-    jwt_secret: Option<crate::token::Secret>,
-    jwks_file: Option<PathBuf>,
-    jwks_url: Option<String>,
-    issuer: Option<String>,
-    audience: Option<String>,
-    tls_cert: Option<PathBuf>,
-    tls_key: Option<PathBuf>,
-    allow_insecure: Option<bool>,
-    clock: Option<ClockKind>,
-    idle_timeout: Option<String>,
-    allow_private_webhooks: Option<bool>,
-    max_subscription_lifetime: Option<String>,
-    webhook_retry_window: Option<String>,
-    log_format: Option<LogFormat>,
+/// The secret is written out only to be laid over the file's settings
+/// ([`ServeArgs::over`]); `Secret` itself has no `Serialize`, so that
+/// nothing else can write it anywhere.
+fn expose_secret<S: serde::Serializer>(
+    secret: &Option<Secret>,
+    serializer: S,
+) -> Result<S::Ok, S::Error> {
+    secret
+        .as_ref()
+        .map(|secret| secret.0.as_str())
+        .serialize(serializer)
 }
 
-/// Everything `serve` needs, resolved.
+/// What `presenced serve` runs with.
 #[derive(Clone, Debug)]
-pub struct ServeConfig {
-    pub listen: SocketAddr,
-    pub data_dir: PathBuf,
-    pub store: StoreKind,
-    pub durability: DurabilityMode,
-    pub redis_urls: Vec<String>,
-    pub auth: AuthMode,
-    /// Where tokens' keys come from; `None` exactly when `auth` is none.
-    pub token_keys: Option<crate::token::KeySource>,
-    pub issuer: Option<String>,
-    pub audience: Option<String>,
-    /// The certificate chain and key files, to serve HTTPS.
-    pub tls: Option<(PathBuf, PathBuf)>,
-    pub allow_insecure: bool,
-    pub clock: ClockKind,
-    pub idle_timeout: Duration,
-    pub notify: NotifySettings,
+pub struct Resolved {
+    pub server: ServeConfig,
     pub log_format: LogFormat,
+}
+
+impl ServeArgs {
+    /// Lays flags and environment over the config file, and the file over the
+    /// defaults; the error says which setting is wrong.
+    pub fn resolve(self) -> Result<Resolved, String> {
+        let settings = match self.config.clone() {
+            None => self,
+            Some(path) => self.over(read_config_file(&path)?)?,
+        };
+        settings.into_resolved()
+    }
+
+    /// These settings (the command line's and the environment's) over
+    /// `file`'s: each one given here wins, each one absent here (`None`, a
+    /// flag that is off, an empty list) leaves the file's.
+    fn over(self, file: ServeArgs) -> Result<ServeArgs, String> {
+        use serde_json::Value;
+        let internal = |error: serde_json::Error| format!("cannot merge the settings: {error}");
+        let (Value::Object(given), Value::Object(mut merged)) = (
+            serde_json::to_value(&self).map_err(internal)?,
+            serde_json::to_value(&file).map_err(internal)?,
+        ) else {
+            return Err("cannot merge the settings: they are not a table".into());
+        };
+        for (key, value) in given {
+            let absent = match &value {
+                Value::Null | Value::Bool(false) => true,
+                Value::Array(items) => items.is_empty(),
+                _ => false,
+            };
+            if !absent {
+                merged.insert(key, value);
+            }
+        }
+        serde_json::from_value(Value::Object(merged)).map_err(internal)
+    }
+
+    /// Maps the settings onto each module's, their defaults where absent.
+    fn into_resolved(self) -> Result<Resolved, String> {
+        let defaults = ServeConfig::default();
+        let idle_timeout = positive_duration(
+            "--idle-timeout",
+            self.idle_timeout,
+            defaults.idle_timeout,
+            "PT5M or PT10S",
+        )?;
+        let mode = self.auth.map_or(defaults.auth.mode, AuthMode::from);
+        let keys = token_keys(
+            mode,
+            self.jwt_secret,
+            self.jwks_file,
+            self.jwks_url,
+            self.issuer.is_some() && self.audience.is_some(),
+        )?;
+        let notify = NotifySettings {
+            allow_private: mode == AuthMode::None || self.allow_private_webhooks,
+            max_lifetime: positive_duration(
+                "--max-subscription-lifetime",
+                self.max_subscription_lifetime,
+                defaults.notify.max_lifetime,
+                "PT1H",
+            )?,
+            retry_window: positive_duration(
+                "--webhook-retry-window",
+                self.webhook_retry_window,
+                defaults.notify.retry_window,
+                "PT1H",
+            )?,
+        };
+        let tls = match (self.tls_cert, self.tls_key) {
+            (Some(cert), Some(key)) => Some(TlsFiles { cert, key }),
+            (None, None) => None,
+            _ => return Err("--tls-cert and --tls-key go together; give both or neither".into()),
+        };
+        let server = ServeConfig {
+            listen: self.listen.unwrap_or(defaults.listen),
+            store: StoreSettings {
+                kind: self.store.map_or(defaults.store.kind, StoreKind::from),
+                data_dir: self.data_dir.unwrap_or(defaults.store.data_dir),
+                durability: self
+                    .durability
+                    .map_or(defaults.store.durability, Durability::from),
+                redis_urls: self.redis_urls,
+            },
+            auth: AuthSettings {
+                mode,
+                keys,
+                issuer: self.issuer,
+                audience: self.audience,
+            },
+            tls,
+            allow_insecure: self.allow_insecure,
+            clock: self.clock.map_or(defaults.clock, ClockKind::from),
+            idle_timeout,
+            notify,
+        };
+        Ok(Resolved {
+            server,
+            log_format: self.log_format.unwrap_or_default(),
+        })
+    }
+}
+
+/// The settings of a `--config` file; unknown keys are refused, naming them.
+fn read_config_file(path: &Path) -> Result<ServeArgs, String> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|error| format!("cannot read the config file {}: {error}", path.display()))?;
+    toml::from_str(&text)
+        .map_err(|error| format!("the config file {} is not valid: {error}", path.display()))
 }
 
 /// A positive duration setting, or its default.
@@ -373,142 +566,28 @@ fn positive_duration(
     flag: &str,
     text: Option<String>,
     default: Duration,
+    example: &str,
 ) -> Result<Duration, String> {
     match text {
         None => Ok(default),
         Some(text) => {
             let duration = parse_duration(flag, &text)?;
             if !duration.is_positive() {
-                return Err(format!("{flag} must be positive, e.g. PT1H"));
+                return Err(format!("{flag} must be positive, e.g. {example}"));
             }
             Ok(duration)
         }
     }
 }
 
-impl Default for ServeConfig {
-    fn default() -> ServeConfig {
-        ServeConfig {
-            listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
-            data_dir: PathBuf::from("./presenced-data"),
-            store: StoreKind::Embedded,
-            durability: DurabilityMode::Strict,
-            redis_urls: Vec::new(),
-            auth: AuthMode::None,
-            token_keys: None,
-            issuer: None,
-            audience: None,
-            tls: None,
-            allow_insecure: false,
-            clock: ClockKind::System,
-            idle_timeout: Duration::from_mins(5),
-            notify: NotifySettings::default(),
-            log_format: LogFormat::Text,
-        }
-    }
-}
-
-impl ServeArgs {
-    /// Merges flags, environment, config file and defaults; the error says
-    /// which setting is wrong.
-    pub fn resolve(self) -> Result<ServeConfig, String> {
-        let file = match &self.config {
-            None => FileConfig::default(),
-            Some(path) => {
-                let text = std::fs::read_to_string(path).map_err(|error| {
-                    format!("cannot read the config file {}: {error}", path.display())
-                })?;
-                toml::from_str(&text).map_err(|error| {
-                    format!("the config file {} is not valid: {error}", path.display())
-                })?
-            }
-        };
-        let defaults = ServeConfig::default();
-        let idle_text = self.idle_timeout.or(file.idle_timeout);
-        let idle_timeout = match idle_text {
-            None => defaults.idle_timeout,
-            Some(text) => {
-                let duration = parse_duration("--idle-timeout", &text)?;
-                if !duration.is_positive() {
-                    return Err("--idle-timeout must be positive, e.g. PT5M or PT10S".into());
-                }
-                duration
-            }
-        };
-        let redis_urls = if self.redis_urls.is_empty() {
-            file.redis_url.unwrap_or_default()
-        } else {
-            self.redis_urls
-        };
-        let auth = self.auth.or(file.auth).unwrap_or(defaults.auth);
-        let issuer = self.issuer.or(file.issuer);
-        let audience = self.audience.or(file.audience);
-        let token_keys = token_keys(
-            auth,
-            self.jwt_secret.or(file.jwt_secret),
-            self.jwks_file.or(file.jwks_file),
-            self.jwks_url.or(file.jwks_url),
-            issuer.is_some() && audience.is_some(),
-        )?;
-        let notify = NotifySettings {
-            allow_private: auth == AuthMode::None
-                || self.allow_private_webhooks
-                || file.allow_private_webhooks.unwrap_or(false),
-            max_lifetime: positive_duration(
-                "--max-subscription-lifetime",
-                self.max_subscription_lifetime
-                    .or(file.max_subscription_lifetime),
-                defaults.notify.max_lifetime,
-            )?,
-            retry_window: positive_duration(
-                "--webhook-retry-window",
-                self.webhook_retry_window.or(file.webhook_retry_window),
-                defaults.notify.retry_window,
-            )?,
-        };
-        let tls = match (
-            self.tls_cert.or(file.tls_cert),
-            self.tls_key.or(file.tls_key),
-        ) {
-            (Some(cert), Some(key)) => Some((cert, key)),
-            (None, None) => None,
-            _ => return Err("--tls-cert and --tls-key go together; give both or neither".into()),
-        };
-        Ok(ServeConfig {
-            listen: self.listen.or(file.listen).unwrap_or(defaults.listen),
-            data_dir: self.data_dir.or(file.data_dir).unwrap_or(defaults.data_dir),
-            store: self.store.or(file.store).unwrap_or(defaults.store),
-            durability: self
-                .durability
-                .or(file.durability)
-                .unwrap_or(defaults.durability),
-            redis_urls,
-            auth,
-            token_keys,
-            issuer,
-            audience,
-            tls,
-            allow_insecure: self.allow_insecure || file.allow_insecure.unwrap_or(false),
-            clock: self.clock.or(file.clock).unwrap_or(defaults.clock),
-            idle_timeout,
-            notify,
-            log_format: self
-                .log_format
-                .or(file.log_format)
-                .unwrap_or(defaults.log_format),
-        })
-    }
-}
-
 /// Checks that `--auth` has the key settings it needs, and no others.
 fn token_keys(
     auth: AuthMode,
-    secret: Option<crate::token::Secret>,
+    secret: Option<Secret>,
     jwks_file: Option<PathBuf>,
     jwks_url: Option<String>,
     issuer_and_audience: bool,
-) -> Result<Option<crate::token::KeySource>, String> {
-    use crate::token::{KeySource, MIN_SECRET_BYTES};
+) -> Result<Option<KeySource>, String> {
     match auth {
         AuthMode::None => {
             if secret.is_some() || jwks_file.is_some() || jwks_url.is_some() {
@@ -552,7 +631,7 @@ fn token_keys(
 mod tests {
     use super::*;
 
-    fn resolve(arguments: &[&str]) -> Result<ServeConfig, String> {
+    fn resolve_all(arguments: &[&str]) -> Result<Resolved, String> {
         let mut all = vec!["presenced", "serve"];
         all.extend_from_slice(arguments);
         match Cli::try_parse_from(all)
@@ -564,12 +643,16 @@ mod tests {
         }
     }
 
+    fn resolve(arguments: &[&str]) -> Result<ServeConfig, String> {
+        resolve_all(arguments).map(|resolved| resolved.server)
+    }
+
     #[test]
     fn the_embedded_store_with_strict_durability_is_the_default() {
         let config = resolve(&[]).expect("resolves");
-        assert_eq!(config.store, StoreKind::Embedded);
-        assert_eq!(config.durability, DurabilityMode::Strict);
-        assert_eq!(config.data_dir, PathBuf::from("./presenced-data"));
+        assert_eq!(config.store.kind, StoreKind::Embedded);
+        assert_eq!(config.store.durability, Durability::Strict);
+        assert_eq!(config.store.data_dir, PathBuf::from("./presenced-data"));
     }
 
     #[test]
@@ -579,10 +662,280 @@ mod tests {
             .expect("writable");
         let path = file.path().to_str().expect("UTF-8");
         let config = resolve(&["--config", path]).expect("resolves");
-        assert_eq!(config.durability, DurabilityMode::Relaxed);
-        assert_eq!(config.store, StoreKind::Memory);
+        assert_eq!(config.store.durability, Durability::Relaxed);
+        assert_eq!(config.store.kind, StoreKind::Memory);
         let config = resolve(&["--config", path, "--durability", "strict"]).expect("resolves");
-        assert_eq!(config.durability, DurabilityMode::Strict);
+        assert_eq!(config.store.durability, Durability::Strict);
         assert!(resolve(&["--durability", "sometimes"]).is_err());
+    }
+
+    // Precedence, flag > environment > file > default. The environment is
+    // clap's, read from the process, and a test cannot set variables (that
+    // is `unsafe`, and this crate forbids it), so each resolution runs in a
+    // child process of this test binary with the variables it needs.
+
+    /// The arguments for the child, separated by U+001F.
+    const CHILD_ARGUMENTS: &str = "PRESENCED_TEST_CHILD_ARGUMENTS";
+    /// Marks the child's answer, which follows libtest's `test ... ` on its line.
+    const CHILD_ANSWER: &str = "presenced resolved: ";
+
+    #[test]
+    #[ignore = "run by the precedence tests in a child process, with the environment they set"]
+    fn resolve_in_a_child_process() {
+        let Ok(arguments) = std::env::var(CHILD_ARGUMENTS) else {
+            return;
+        };
+        let arguments: Vec<&str> = arguments
+            .split('\u{1f}')
+            .filter(|argument| !argument.is_empty())
+            .collect();
+        println!("{CHILD_ANSWER}{:?}", resolve_all(&arguments));
+    }
+
+    /// What `serve` resolves `arguments` to with exactly the `PRESENCED_*`
+    /// variables `env`, as its `Debug` text.
+    fn resolve_with_environment(arguments: &[&str], env: &[(&str, &str)]) -> String {
+        let test = concat!(module_path!(), "::resolve_in_a_child_process");
+        let test = test.split_once("::").map_or(test, |(_crate, path)| path);
+        let mut command =
+            std::process::Command::new(std::env::current_exe().expect("this test binary"));
+        command.args([
+            "--exact",
+            test,
+            "--ignored",
+            "--nocapture",
+            "--test-threads=1",
+        ]);
+        for (name, _) in std::env::vars_os() {
+            if name.to_string_lossy().starts_with("PRESENCED_") {
+                command.env_remove(name);
+            }
+        }
+        command.env(CHILD_ARGUMENTS, arguments.join("\u{1f}"));
+        command.envs(env.iter().copied());
+        let output = command.output().expect("the test binary runs");
+        let stdout = String::from_utf8_lossy(&output.stdout);
+        assert!(output.status.success(), "{stdout}");
+        stdout
+            .lines()
+            .find_map(|line| Some(line.split_once(CHILD_ANSWER)?.1))
+            .unwrap_or_else(|| panic!("the child answered: {stdout}"))
+            .to_owned()
+    }
+
+    /// One setting given by every layer, and what each layer's value looks
+    /// like as flags alone.
+    struct Layers {
+        /// The setting's line in a config file.
+        file: &'static str,
+        /// Its variable and value.
+        env: (&'static str, &'static str),
+        /// Its flag and value.
+        flag: &'static [&'static str],
+        /// Flags that give the file's value, the variable's, and the default.
+        file_as_flags: &'static [&'static str],
+        env_as_flags: &'static [&'static str],
+        default_as_flags: &'static [&'static str],
+    }
+
+    /// Arguments and variables, the flags alone that must resolve the same,
+    /// and the rule that says so.
+    type Case<'a> = (
+        &'a [&'a str],
+        &'a [(&'a str, &'a str)],
+        &'a [&'a str],
+        &'a str,
+    );
+
+    /// Each setting resolves, with only a file, to the file's value; with the
+    /// variable too, to the variable's; with the flag too, to the flag's; and
+    /// with none of them, to the default: each compared with what the
+    /// equivalent flags alone resolve to.
+    fn check_precedence(layers: &Layers) {
+        let mut file = tempfile::NamedTempFile::new().expect("a temporary file");
+        std::io::Write::write_all(&mut file, format!("{}\n", layers.file).as_bytes())
+            .expect("writable");
+        let config = ["--config", file.path().to_str().expect("UTF-8")];
+        let env = [layers.env];
+        let with_flag: Vec<&str> = config.iter().chain(layers.flag).copied().collect();
+        let cases: [Case; 4] = [
+            (&[], &[], layers.default_as_flags, "the default"),
+            (
+                &config,
+                &[],
+                layers.file_as_flags,
+                "the file over the default",
+            ),
+            (
+                &config,
+                &env,
+                layers.env_as_flags,
+                "the variable over the file",
+            ),
+            (&with_flag, &env, layers.flag, "the flag over the variable"),
+        ];
+        for (arguments, env, same_as, rule) in cases {
+            let layered = resolve_with_environment(arguments, env);
+            assert!(layered.starts_with("Ok("), "{}: {layered}", layers.file);
+            assert_eq!(
+                layered,
+                resolve_with_environment(same_as, &[]),
+                "{}: {rule}",
+                layers.file
+            );
+        }
+    }
+
+    #[test]
+    fn a_flag_beats_its_variable_which_beats_the_file_which_beats_the_default() {
+        let table = [
+            // A duration.
+            Layers {
+                file: "idle_timeout = \"PT10S\"",
+                env: ("PRESENCED_IDLE_TIMEOUT", "PT20S"),
+                flag: &["--idle-timeout", "PT30S"],
+                file_as_flags: &["--idle-timeout", "PT10S"],
+                env_as_flags: &["--idle-timeout", "PT20S"],
+                default_as_flags: &["--idle-timeout", "PT5M"],
+            },
+            // An enum, with a value for each layer.
+            Layers {
+                file: "store = \"memory\"",
+                env: ("PRESENCED_STORE", "redis"),
+                flag: &["--store", "embedded"],
+                file_as_flags: &["--store", "memory"],
+                env_as_flags: &["--store", "redis"],
+                default_as_flags: &["--store", "embedded"],
+            },
+            // A path.
+            Layers {
+                file: "data_dir = \"/from/file\"",
+                env: ("PRESENCED_DATA_DIR", "/from/variable"),
+                flag: &["--data-dir", "/from/flag"],
+                file_as_flags: &["--data-dir", "/from/file"],
+                env_as_flags: &["--data-dir", "/from/variable"],
+                default_as_flags: &["--data-dir", "./presenced-data"],
+            },
+            // A repeatable one: a list replaces a list, never appends.
+            Layers {
+                file: "redis_url = [\"redis://file-a\", \"redis://file-b\"]",
+                env: (
+                    "PRESENCED_REDIS_URL",
+                    "redis://variable-a,redis://variable-b",
+                ),
+                flag: &[
+                    "--redis-url",
+                    "redis://flag-a",
+                    "--redis-url",
+                    "redis://flag-b",
+                ],
+                file_as_flags: &["--redis-url", "redis://file-a,redis://file-b"],
+                env_as_flags: &[
+                    "--redis-url",
+                    "redis://variable-a",
+                    "--redis-url",
+                    "redis://variable-b",
+                ],
+                default_as_flags: &[],
+            },
+            // An optional one, without a default.
+            Layers {
+                file: "issuer = \"file-issuer\"",
+                env: ("PRESENCED_ISSUER", "variable-issuer"),
+                flag: &["--issuer", "flag-issuer"],
+                file_as_flags: &["--issuer", "file-issuer"],
+                env_as_flags: &["--issuer", "variable-issuer"],
+                default_as_flags: &[],
+            },
+            // Another enum, whose default is not the serve config's.
+            Layers {
+                file: "log_format = \"json\"",
+                env: ("PRESENCED_LOG_FORMAT", "text"),
+                flag: &["--log-format", "json"],
+                file_as_flags: &["--log-format", "json"],
+                env_as_flags: &["--log-format", "text"],
+                default_as_flags: &["--log-format", "text"],
+            },
+        ];
+        for layers in &table {
+            check_precedence(layers);
+        }
+    }
+
+    #[test]
+    fn a_switch_in_the_file_stays_on_unless_given_elsewhere() {
+        let mut file = tempfile::NamedTempFile::new().expect("a temporary file");
+        std::io::Write::write_all(&mut file, b"allow_insecure = true\n").expect("writable");
+        let path = file.path().to_str().expect("UTF-8");
+        let config = resolve(&["--config", path]).expect("resolves");
+        assert!(config.allow_insecure);
+        assert!(!resolve(&[]).expect("resolves").allow_insecure);
+    }
+
+    #[test]
+    fn the_file_refuses_unknown_keys_and_the_config_key_itself() {
+        for text in ["idle_timout = \"PT10S\"", "config = \"other.toml\""] {
+            let mut file = tempfile::NamedTempFile::new().expect("a temporary file");
+            std::io::Write::write_all(&mut file, text.as_bytes()).expect("writable");
+            let path = file.path().to_str().expect("UTF-8");
+            let error = resolve(&["--config", path]).expect_err(text);
+            let key = text.split(' ').next().expect("a key");
+            assert!(
+                error.contains("is not valid") && error.contains(&format!("unknown field `{key}`")),
+                "{error}"
+            );
+        }
+    }
+
+    /// Every `[default: X]` that `--help` states (each flag's own help, and
+    /// the summary of `presenced --help`) is what resolving without the
+    /// setting gives: the defaults are written once, in the modules'
+    /// `Default`s, and the help that repeats them cannot drift.
+    #[test]
+    fn the_defaults_that_help_states_are_the_defaults() {
+        use clap::CommandFactory;
+        let command = Cli::command();
+        let serve = command.find_subcommand("serve").expect("serve");
+        let mut stated: Vec<(String, String)> = Vec::new();
+        for argument in serve.get_arguments() {
+            let help = argument
+                .get_long_help()
+                .or(argument.get_help())
+                .map(ToString::to_string)
+                .unwrap_or_default();
+            if let (Some(long), Some(value)) = (argument.get_long(), stated_default(&help)) {
+                stated.push((format!("--{long}"), value));
+            }
+        }
+        let summary = command
+            .get_after_long_help()
+            .expect("the summary")
+            .to_string();
+        for line in summary.lines() {
+            let line = line.trim_start();
+            if let (Some(flag), Some(value)) = (
+                line.strip_prefix("--")
+                    .and_then(|rest| rest.split_whitespace().next()),
+                stated_default(line),
+            ) {
+                stated.push((format!("--{flag}"), value));
+            }
+        }
+        assert!(stated.len() >= 10, "{stated:?}");
+        let defaults = format!("{:?}", resolve_all(&[]));
+        for (flag, value) in &stated {
+            assert_eq!(
+                format!("{:?}", resolve_all(&[flag, value])),
+                defaults,
+                "--help says {flag} defaults to {value}"
+            );
+        }
+    }
+
+    /// The `X` of a `[default: X]` or `[default: X, as Graph]`.
+    fn stated_default(help: &str) -> Option<String> {
+        let (_, rest) = help.split_once("[default: ")?;
+        let end = rest.find([']', ','])?;
+        Some(rest[..end].to_owned())
     }
 }

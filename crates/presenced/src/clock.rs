@@ -5,11 +5,12 @@ use std::sync::Mutex;
 
 use presence_core::{Duration, Instant};
 
-/// Which clock the server runs on (`--clock`).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum, serde::Deserialize)]
-#[serde(rename_all = "lowercase")]
+/// Which clock the server runs on (`--clock`; the command line's own
+/// spelling of it lives in `cli.rs`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub enum ClockKind {
     /// Wall-clock time.
+    #[default]
     System,
     /// Starts at the wall-clock time and moves only through
     /// `POST /_presenced/clock/advance`.

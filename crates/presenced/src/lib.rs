@@ -1,8 +1,10 @@
 //! presenced: a presence server that speaks the Microsoft Graph presence API.
 //!
-//! The binary (`main.rs`) parses the command line ([`cli`]), installs the
-//! tracing subscriber and the metrics recorder, binds the listener and calls
-//! [`server::run`]. Everything else is a function of its inputs:
+//! The binary (`main.rs`) parses the command line ([`cli`], which maps it
+//! onto each module's own settings and which no other module imports),
+//! installs the tracing subscriber and the metrics recorder, binds the
+//! listener and calls [`server::run`]. Everything else is a function of its
+//! inputs:
 //! - [`server`]: builds the state, starts the scheduler, serves HTTP, shuts down.
 //! - [`http`]: the routes, Graph's JSON shapes and error envelope.
 //! - [`auth`]: who is calling and what Graph lets them do.

@@ -4,7 +4,7 @@ use std::process::ExitCode;
 
 use clap::Parser;
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
-use presenced::cli::{CheckArgs, Cli, Command, LogFormat, ServeArgs, ServeConfig, TokenArgs};
+use presenced::cli::{CheckArgs, Cli, Command, LogFormat, ServeArgs, TokenArgs};
 use tokio_util::sync::CancellationToken;
 
 /// mimalloc instead of the system allocator: a request makes a few dozen
@@ -24,7 +24,7 @@ fn main() -> ExitCode {
 
 /// `presenced check`: verifies a data directory offline.
 fn check(args: CheckArgs) -> ExitCode {
-    let dir = args.data_dir.unwrap_or(ServeConfig::default().data_dir);
+    let dir = args.data_dir();
     match presence_store::embedded::check(&dir) {
         Ok(summary) => {
             println!(
@@ -114,14 +114,14 @@ async fn watch_signals(shutdown: CancellationToken) {
 }
 
 fn serve(args: ServeArgs) -> ExitCode {
-    let config = match args.resolve() {
-        Ok(config) => config,
+    let (config, log_format) = match args.resolve() {
+        Ok(resolved) => (resolved.server, resolved.log_format),
         Err(message) => {
             eprintln!("presenced: {message}");
             return ExitCode::from(2);
         }
     };
-    install_tracing(config.log_format);
+    install_tracing(log_format);
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

@@ -6,24 +6,59 @@
 //! every other request answer 503 (the presence service has no store yet),
 //! so that a load balancer or a test can tell starting from stuck.
 
+use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::sync::Arc;
 
 use metrics_exporter_prometheus::PrometheusHandle;
-use presence_core::Timeouts;
+use presence_core::{Duration, Timeouts};
 use presence_store::{Durability, EmbeddedStore, Facts, MemoryStore, Store, StoreError};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use crate::auth::Authenticator;
-use crate::cli::{DurabilityMode, ServeConfig, StoreKind};
-use crate::clock::Clock;
+use crate::auth::{AuthMode, AuthSettings, Authenticator};
+use crate::clock::{Clock, ClockKind};
 use crate::http;
+use crate::notify::NotifySettings;
 use crate::scheduler::Scheduler;
 use crate::service::PresenceService;
 use crate::state::{AppState, Shared};
 use crate::timeline::{DueWork, Timeline};
-use crate::token::Verifier;
+use crate::tls::TlsFiles;
+
+/// Everything `serve` needs, resolved: each module's own settings, and the
+/// server's. Built by `cli.rs` from the command line, the environment and
+/// the config file, or in code.
+#[derive(Clone, Debug)]
+pub struct ServeConfig {
+    pub listen: SocketAddr,
+    pub store: StoreSettings,
+    pub auth: AuthSettings,
+    /// The certificate chain and key files, to serve HTTPS.
+    pub tls: Option<TlsFiles>,
+    /// Allows `--auth none` on an address other than loopback.
+    pub allow_insecure: bool,
+    pub clock: ClockKind,
+    /// The length of one fade stage.
+    pub idle_timeout: Duration,
+    pub notify: NotifySettings,
+}
+
+impl Default for ServeConfig {
+    fn default() -> ServeConfig {
+        ServeConfig {
+            listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            store: StoreSettings::default(),
+            auth: AuthSettings::default(),
+            tls: None,
+            allow_insecure: false,
+            clock: ClockKind::default(),
+            idle_timeout: Timeouts::default().idle,
+            notify: NotifySettings::default(),
+        }
+    }
+}
 
 /// Why the server could not start or stopped with an error.
 #[derive(Debug, thiserror::Error)]
@@ -36,17 +71,49 @@ pub enum ServeError {
     Io(#[from] std::io::Error),
 }
 
+/// Where facts are kept (`--store`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum StoreKind {
+    /// In memory only.
+    Memory,
+    /// Durable, in the data directory.
+    #[default]
+    Embedded,
+    /// Redis or Redis Cluster (not available in this version yet).
+    Redis,
+}
+
+/// The store's settings.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct StoreSettings {
+    pub kind: StoreKind,
+    /// The embedded store's directory (`--data-dir`).
+    pub data_dir: PathBuf,
+    /// When the embedded store answers a write (`--durability`).
+    pub durability: Durability,
+    /// Redis seed nodes (`--redis-url`).
+    pub redis_urls: Vec<String>,
+}
+
+impl Default for StoreSettings {
+    fn default() -> StoreSettings {
+        StoreSettings {
+            kind: StoreKind::default(),
+            data_dir: PathBuf::from("./presenced-data"),
+            durability: Durability::Strict,
+            redis_urls: Vec::new(),
+        }
+    }
+}
+
 /// Opens the configured store; reading an embedded store back from disk
 /// blocks, so it runs on a blocking thread.
-async fn open_store(config: &ServeConfig) -> Result<Arc<dyn Store>, ServeError> {
-    match config.store {
+async fn open_store(settings: &StoreSettings) -> Result<Arc<dyn Store>, ServeError> {
+    match settings.kind {
         StoreKind::Memory => Ok(Arc::new(MemoryStore::new())),
         StoreKind::Embedded => {
-            let dir = config.data_dir.clone();
-            let durability = match config.durability {
-                DurabilityMode::Strict => Durability::Strict,
-                DurabilityMode::Relaxed => Durability::Relaxed,
-            };
+            let dir = settings.data_dir.clone();
+            let durability = settings.durability;
             let started = std::time::Instant::now();
             let store = tokio::task::spawn_blocking(move || EmbeddedStore::open(&dir, durability))
                 .await
@@ -54,7 +121,7 @@ async fn open_store(config: &ServeConfig) -> Result<Arc<dyn Store>, ServeError> 
                     ServeError::Config(format!("opening the embedded store stopped: {error}"))
                 })??;
             tracing::info!(
-                dir = %config.data_dir.display(),
+                dir = %settings.data_dir.display(),
                 ?durability,
                 users = store.counts().users,
                 seconds = started.elapsed().as_secs_f64(),
@@ -72,13 +139,13 @@ async fn open_store(config: &ServeConfig) -> Result<Arc<dyn Store>, ServeError> 
 pub fn check_config(config: &ServeConfig) -> Result<(), ServeError> {
     // One decides, the other follows: a config built in code must not
     // name a verifying mode and serve openly.
-    if (config.auth == crate::auth::AuthMode::None) != config.token_keys.is_none() {
+    if (config.auth.mode == AuthMode::None) != config.auth.keys.is_none() {
         return Err(ServeError::Config(format!(
             "--auth {:?} and the token key settings disagree; --auth hs256 needs --jwt-secret, --auth jwks a JWKS, and --auth none neither",
-            config.auth
+            config.auth.mode
         )));
     }
-    if config.auth == crate::auth::AuthMode::None
+    if config.auth.mode == AuthMode::None
         && !config.listen.ip().is_loopback()
         && !config.allow_insecure
     {
@@ -217,22 +284,21 @@ pub async fn run(
     metrics: Option<PrometheusHandle>,
 ) -> Result<(), ServeError> {
     check_config(&config)?;
-    if config.auth == crate::auth::AuthMode::None {
+    if config.auth.mode == AuthMode::None {
         tracing::warn!(
             "authentication is off (--auth none): every request is an application with every permission in tenant 'default'; use this for local development only"
         );
     }
-    let auth = match &config.token_keys {
-        None => Authenticator::Open,
-        Some(keys) => Authenticator::tokens(
-            Verifier::new(keys, config.issuer.as_deref(), config.audience.as_deref())
-                .await
-                .map_err(ServeError::Config)?,
-        ),
-    };
+    let auth = Arc::new(
+        Authenticator::new(&config.auth)
+            .await
+            .map_err(ServeError::Config)?,
+    );
     let tls = match &config.tls {
         None => None,
-        Some((cert, key)) => Some(crate::tls::acceptor(cert, key).map_err(ServeError::Config)?),
+        Some(files) => {
+            Some(crate::tls::acceptor(&files.cert, &files.key).map_err(ServeError::Config)?)
+        }
     };
     let clock = Arc::new(Clock::new(config.clock));
     let timeouts = Timeouts {
@@ -268,7 +334,7 @@ pub async fn run(
         let state = state.clone();
         tokio::spawn(async move { serve_http(listener, http::app(state), tls, &shutdown).await })
     };
-    let loaded = match open_store(&config).await {
+    let loaded = match open_store(&config.store).await {
         Ok(store) => store,
         Err(error) => {
             shutdown.cancel();
@@ -306,7 +372,7 @@ pub async fn run(
     }
     let _ = state.timeline.set(timeline);
     service.attach(loaded);
-    tracing::info!(%address, store = ?config.store, clock = ?config.clock, "presenced started");
+    tracing::info!(%address, store = ?config.store.kind, clock = ?config.clock, "presenced started");
     let served = serving.await.map_err(|error| {
         ServeError::Config(format!("the HTTP server stopped abnormally: {error}"))
     })?;

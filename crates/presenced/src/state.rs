@@ -27,7 +27,7 @@ pub struct Shared {
     /// The OpenAPI document, rendered once at start.
     pub openapi: bytes::Bytes,
     /// Turns each request's token into a principal.
-    pub auth: crate::auth::Authenticator,
+    pub auth: Arc<crate::auth::Authenticator>,
     /// `http` or `https`, for the addresses presenced writes about itself.
     pub scheme: &'static str,
     /// Subscriptions, webhook delivery and the live stream.

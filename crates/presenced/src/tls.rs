@@ -2,13 +2,22 @@
 //! acceptor. The JavaScript Graph client sends its token only over https,
 //! so a presenced that checks tokens is usually served this way.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{CertificateDer, PrivateKeyDer};
 use tokio_rustls::TlsAcceptor;
 use tokio_rustls::rustls;
+
+/// The PEM files HTTPS is served with: `--tls-cert` and `--tls-key`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TlsFiles {
+    /// The certificate chain.
+    pub cert: PathBuf,
+    /// The certificate's private key.
+    pub key: PathBuf,
+}
 
 /// Reads the certificate chain and its private key and builds the acceptor.
 /// Every error names the file and what is wrong with it.

@@ -7,9 +7,11 @@
 //!
 //! Layout: one file per resource ([`presence`], [`actions`], [`legacy`],
 //! [`extensions`], [`ops`]); [`wire`] holds Graph's JSON shapes; [`error`]
-//! renders every failure as Graph's OData error envelope.
+//! renders every failure as Graph's OData error envelope; [`frame`] and
+//! [`authenticate`] are the layers.
 
 pub mod actions;
+pub mod authenticate;
 pub mod error;
 pub mod extensions;
 pub mod frame;
@@ -68,12 +70,22 @@ const fn doc(summary: &'static str, request: Option<&'static str>, answer: Answe
 
 struct Api {
     router: Router<AppState>,
+    /// Put around every route that serves a tenant.
+    authenticate: authenticate::AuthenticateLayer,
     paths: PathsBuilder,
     /// Every (method, path template) served, for the request metrics.
     served: Vec<(axum::http::Method, String)>,
 }
 
 impl Api {
+    /// A route that serves a tenant: authenticated before its handler runs.
+    ///
+    /// The layer goes on the method router's own methods
+    /// (`MethodRouter::route_layer`), so that an unknown method is still
+    /// answered 405 before the token is looked at; `Router::route_layer`
+    /// would wrap the 405 too. A route layer added before this one runs
+    /// after authentication and sees the `Principal` in the request's
+    /// extensions (a throttle keyed on tenant and application belongs there).
     fn route(
         mut self,
         method: HttpMethod,
@@ -81,7 +93,26 @@ impl Api {
         handler: MethodRouter<AppState>,
         doc: Doc,
     ) -> Api {
+        let handler = handler.route_layer(self.authenticate.clone());
         self.router = self.router.route(path, handler);
+        self.describe(method, path, doc)
+    }
+
+    /// A route that needs no token (health, readiness, metrics, the OpenAPI
+    /// document); its handler must not ask for a `Principal`.
+    fn open_route(
+        mut self,
+        method: HttpMethod,
+        path: &str,
+        handler: MethodRouter<AppState>,
+        doc: Doc,
+    ) -> Api {
+        self.router = self.router.route(path, handler);
+        self.describe(method, path, doc)
+    }
+
+    /// Adds a route to the OpenAPI document and to the routes served.
+    fn describe(mut self, method: HttpMethod, path: &str, doc: Doc) -> Api {
         self.served.push((http_method(&method), path.to_owned()));
         let mut operation = OperationBuilder::new()
             .summary(Some(doc.summary))
@@ -314,10 +345,11 @@ fn graph_routes(mut api: Api, version: &str) -> Api {
     api
 }
 
-fn routes() -> Api {
+fn routes(authenticate: authenticate::AuthenticateLayer) -> Api {
     use HttpMethod::{Get, Post, Put};
     let mut api = Api {
         router: Router::new(),
+        authenticate,
         paths: PathsBuilder::new(),
         served: Vec::new(),
     };
@@ -328,10 +360,10 @@ fn routes() -> Api {
         .route(Get, "/_presenced/stream", get(subscriptions::stream), doc("Server-Sent Events: a `presence` event for every visible change of the users in ?ids=a,b (or of the whole tenant, with Presence.Read.All); Last-Event-ID resumes.", None, Answer::Text))
         .route(Get, "/_presenced/clock", get(extensions::get_clock), doc("The manual clock's now (only with --clock manual).", None, Answer::Object))
         .route(Post, "/_presenced/clock/advance", post(extensions::advance_clock), doc("Advance the manual clock, firing every fade and expiry that falls due, each at its instant.", Some("ClockAdvanceBody"), Answer::Object))
-        .route(Get, "/healthz", get(ops::healthz), doc("Liveness: the process answers.", None, Answer::Object))
-        .route(Get, "/readyz", get(ops::readyz), doc("Readiness: the store answers.", None, Answer::Object))
-        .route(Get, "/metrics", get(ops::metrics), doc("Prometheus metrics.", None, Answer::Text))
-        .route(Get, "/openapi.json", get(ops::openapi), doc("This document.", None, Answer::Object))
+        .open_route(Get, "/healthz", get(ops::healthz), doc("Liveness: the process answers.", None, Answer::Object))
+        .open_route(Get, "/readyz", get(ops::readyz), doc("Readiness: the store answers.", None, Answer::Object))
+        .open_route(Get, "/metrics", get(ops::metrics), doc("Prometheus metrics.", None, Answer::Text))
+        .open_route(Get, "/openapi.json", get(ops::openapi), doc("This document.", None, Answer::Object))
 }
 
 /// The OpenAPI document for every route [`app`] serves.
@@ -364,14 +396,27 @@ pub fn openapi_document() -> utoipa::openapi::OpenApi {
                 ))
                 .build(),
         )
-        .paths(routes().paths.build())
+        .paths(routes(open_authentication()).paths.build())
         .components(Some(components))
         .build()
 }
 
+/// The authentication the OpenAPI document is built with: it only
+/// describes the routes, and never serves them.
+fn open_authentication() -> authenticate::AuthenticateLayer {
+    authenticate::AuthenticateLayer::new(std::sync::Arc::new(crate::auth::Authenticator::Open))
+}
+
 /// The whole application for a given state.
+///
+/// Layers, outermost first: the frame (ids, metrics, log line, error
+/// envelope), catch-panic, the body limit, the router; then, on the methods
+/// of the routes that serve a tenant only ([`Api::route`]), authentication,
+/// which puts the `Principal` in the request's extensions. Unknown routes
+/// (404) and methods (405) and the operational routes
+/// ([`Api::open_route`]) are answered without looking at the token.
 pub fn app(state: AppState) -> Router {
-    let api = routes();
+    let api = routes(authenticate::AuthenticateLayer::new(state.auth.clone()));
     let request_metrics = ops::RequestMetrics::register(&api.served);
     api.router
         .fallback(fallback)

@@ -44,7 +44,7 @@ pub mod delivery;
 mod fan_out;
 mod lifecycle;
 mod registry;
-pub mod settings;
+mod settings;
 pub mod stream;
 pub mod subscription;
 

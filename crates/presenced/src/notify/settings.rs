@@ -1,4 +1,5 @@
-//! The notifier's settings, which the command line maps onto.
+//! The change notification settings, owned here; `cli.rs` maps the command
+//! line onto them.
 
 use presence_core::Duration;
 
@@ -8,11 +9,14 @@ pub struct NotifySettings {
     /// Whether URLs on private, loopback and link-local addresses (and
     /// `http:`) are accepted: `--allow-private-webhooks`, or `--auth none`.
     pub allow_private: bool,
+    /// The longest a subscription may live: `--max-subscription-lifetime`.
     pub max_lifetime: Duration,
+    /// How long a notification is retried: `--webhook-retry-window`.
     pub retry_window: Duration,
 }
 
 impl Default for NotifySettings {
+    /// Graph's: an hour's lifetime, four hours of retries.
     fn default() -> NotifySettings {
         NotifySettings {
             allow_private: false,

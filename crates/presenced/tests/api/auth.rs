@@ -562,6 +562,32 @@ async fn operational_endpoints_need_no_token_and_metrics_stay_on_loopback() {
 }
 
 #[tokio::test]
+async fn unknown_routes_and_methods_are_answered_before_the_token_is_checked() {
+    let server = hs256_server(&[]).await;
+    // 404 and 405 say what is wrong with the request whatever its token.
+    for token in [None, Some("not-a-token")] {
+        call(&server, "GET", "/v1.0/users/u1/nowhere", token, None)
+            .await
+            .assert_error(404, "NotFound");
+        call(&server, "DELETE", "/v1.0/users/u1/presence", token, None)
+            .await
+            .assert_error(405, "MethodNotAllowed");
+        let unauthorized = call(&server, "GET", "/v1.0/users/u1/presence", token, None).await;
+        assert_unauthorized(&unauthorized, "a served route checks the token first");
+        // The token is checked before the body: 401, not 415 or 400.
+        let unauthorized = call(
+            &server,
+            "POST",
+            "/v1.0/users/u1/presence/setPresence",
+            token,
+            None,
+        )
+        .await;
+        assert_unauthorized(&unauthorized, "before the body");
+    }
+}
+
+#[tokio::test]
 async fn one_tenant_never_sees_or_changes_another_tenants_presence() {
     let server = hs256_server(&[]).await;
     let writer = application("tenant-a", &["Presence.ReadWrite.All"]);
