@@ -84,6 +84,7 @@ impl Notifier {
         for id in &ids {
             self.set_timer(id).await;
         }
+
         // Marks of subscriptions that are gone (an acknowledgement recorded
         // just after a deletion) are deleted.
         for (id, users) in marks {
@@ -119,5 +120,145 @@ impl Notifier {
             self.fan_out(changes.into_iter());
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use presence_core::{
+        Command, Duration, SessionExpiration, SessionId, SessionState, TenantId, Timeouts,
+    };
+    use presence_store::{Facts, MemoryStore, Subscriptions};
+
+    use super::*;
+    use crate::clock::{Clock, ClockKind};
+    use crate::notify::subscription::Subscription;
+
+    fn user(id: &str) -> UserId {
+        UserId::parse(id).expect("valid")
+    }
+
+    /// At start, a subscription is read back with its marks; users whose
+    /// presence moved past their mark are sent it (their queued mark moves
+    /// to the current number), the others are not; an expired subscription
+    /// is removed, and orphan marks are deleted.
+    #[tokio::test]
+    async fn load_reads_back_catches_up_and_removes_what_expired() {
+        let clock = Arc::new(Clock::new(ClockKind::Manual));
+        let now = clock.now();
+        let tenant = TenantId::parse("t").expect("valid");
+        let store = Arc::new(MemoryStore::new());
+        let set = Command::SetPresence {
+            session_id: SessionId::parse("app").expect("valid"),
+            state: SessionState::Available,
+            expiration: SessionExpiration::new(Duration::from_hours(1)).expect("in range"),
+        };
+        for (name, times) in [("moved", 2), ("still", 1)] {
+            for minute in 0..times {
+                let mut command = set.clone();
+                if minute == 1 {
+                    command = Command::SetPresence {
+                        session_id: SessionId::parse("app").expect("valid"),
+                        state: SessionState::BusyInACall,
+                        expiration: SessionExpiration::new(Duration::from_hours(1))
+                            .expect("in range"),
+                    };
+                }
+                store
+                    .apply(
+                        &UserKey::new(tenant.clone(), user(name)),
+                        &command,
+                        now,
+                        Timeouts::default(),
+                    )
+                    .await
+                    .expect("works")
+                    .expect("applies");
+            }
+        }
+        let live = Subscription::new(
+            tenant.clone(),
+            Some("app".into()),
+            Some("app".into()),
+            "communications/presences".into(),
+            vec![user("moved"), user("still")],
+            "https://example.invalid/hook".into(),
+            None,
+            now.saturating_add(Duration::from_mins(30)),
+        );
+        let expired = Subscription::new(
+            tenant.clone(),
+            Some("app".into()),
+            Some("app".into()),
+            "communications/presences/still".into(),
+            vec![user("still")],
+            "https://example.invalid/hook".into(),
+            None,
+            now.saturating_add(Duration::from_mins(-1)),
+        );
+        for subscription in [&live, &expired] {
+            store
+                .put_subscription(&subscription.id, subscription::encode(subscription))
+                .await
+                .expect("works");
+        }
+        let mark = |subscription: &str, name: &str, sequence| presence_store::Mark {
+            subscription: subscription.into(),
+            user: user(name),
+            sequence,
+        };
+        store
+            .put_marks(&[
+                mark(&live.id, "moved", 1),
+                mark(&live.id, "still", 1),
+                mark("gone", "still", 1),
+            ])
+            .await
+            .expect("works");
+
+        let (notifier, _inboxes) = Notifier::new(
+            clock,
+            Timeouts::default(),
+            crate::notify::NotifySettings::default(),
+            tokio_util::sync::CancellationToken::new(),
+        )
+        .expect("a notifier");
+        notifier.attach(store.clone());
+        notifier.load().await.expect("loads");
+
+        let (ids, moved, still) = {
+            let registry = notifier.registry();
+            let ids: Vec<String> = registry
+                .subscriptions
+                .keys()
+                .map(|id| id.to_string())
+                .collect();
+            let marks = registry
+                .subscriptions
+                .get(live.id.as_str())
+                .map(|active| active.marks.clone())
+                .unwrap_or_default();
+            (
+                ids,
+                marks.get(&user("moved")).copied(),
+                marks.get(&user("still")).copied(),
+            )
+        };
+        assert_eq!(ids, [live.id.as_str()], "the expired one is removed");
+        let moved = moved.expect("a mark");
+        assert_eq!(moved.delivered, 1);
+        assert_eq!(moved.queued, 2, "moved past its mark: sent");
+        assert_eq!(still.expect("a mark").queued, 1, "at its mark: not sent");
+        let stored = store.subscriptions().await.expect("works");
+        assert_eq!(stored.len(), 1);
+        assert!(
+            store
+                .marks()
+                .await
+                .expect("works")
+                .iter()
+                .all(|mark| mark.subscription == live.id),
+            "orphan and expired marks are deleted"
+        );
     }
 }

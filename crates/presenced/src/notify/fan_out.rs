@@ -6,7 +6,7 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use presence_core::{Instant, UserFacts, UserKey};
+use presence_core::{Instant, Timeouts, UserFacts, UserKey};
 use presence_store::{Change, Position};
 
 use super::Notifier;
@@ -65,46 +65,11 @@ impl Notifier {
                 registry.streamed(&change.key),
             )
         };
-        if !targets.is_empty() {
-            let user_text = change.key.user.as_str().to_string();
-            // Rendered at most once per kind of viewer.
-            let mut rendered: Vec<(Viewer, PresenceJson)> = Vec::new();
-            for (subscription, certificate) in targets {
-                let viewer = subscription.viewer();
-                let index = match rendered.iter().position(|(seen, _)| *seen == viewer) {
-                    Some(index) => index,
-                    None => {
-                        let json = render(
-                            &change.key.user,
-                            Some(&change.facts),
-                            change.at,
-                            self.timeouts,
-                            &viewer,
-                            None,
-                        );
-                        rendered.push((viewer, json));
-                        rendered.len() - 1
-                    }
-                };
-                let presence = &rendered[index].1;
-                let json = change_json(
-                    &subscription,
-                    certificate.as_deref(),
-                    &user_text,
-                    &presence.sequence_number,
-                    presence,
-                );
-                let item = Item {
-                    subscription: Arc::from(subscription.id.as_str()),
-                    mark: Some((change.key.user.clone(), sequence)),
-                    json,
-                    queued: std::time::Instant::now(),
-                };
-                match by_url.get_mut(&subscription.notification_url) {
-                    Some(items) => items.push(item),
-                    None => {
-                        by_url.insert(subscription.notification_url.clone(), vec![item]);
-                    }
+        for (url, item) in notifications(&change, sequence, &targets, self.timeouts) {
+            match by_url.get_mut(&url) {
+                Some(items) => items.push(item),
+                None => {
+                    by_url.insert(url, vec![item]);
                 }
             }
         }
@@ -118,6 +83,56 @@ impl Notifier {
             });
         }
     }
+}
+
+/// The notifications of one change numbered `sequence` for `targets`, each
+/// with its URL: the presence rendered once per kind of viewer, through the
+/// one render path.
+pub fn notifications(
+    change: &Visible,
+    sequence: u64,
+    targets: &[(Arc<Subscription>, Option<Arc<EncryptionCertificate>>)],
+    timeouts: Timeouts,
+) -> Vec<(String, Item)> {
+    let user_text = change.key.user.as_str().to_string();
+    let mut rendered: Vec<(Viewer, PresenceJson)> = Vec::new();
+    let mut out = Vec::with_capacity(targets.len());
+    for (subscription, certificate) in targets {
+        let viewer = subscription.viewer();
+        let index = match rendered.iter().position(|(seen, _)| *seen == viewer) {
+            Some(index) => index,
+            None => {
+                let json = render(
+                    &change.key.user,
+                    Some(&change.facts),
+                    change.at,
+                    timeouts,
+                    &viewer,
+                    None,
+                );
+                rendered.push((viewer, json));
+                rendered.len() - 1
+            }
+        };
+        let presence = &rendered[index].1;
+        let json = change_json(
+            subscription,
+            certificate.as_deref(),
+            &user_text,
+            &presence.sequence_number,
+            presence,
+        );
+        out.push((
+            subscription.notification_url.clone(),
+            Item {
+                subscription: Arc::from(subscription.id.as_str()),
+                mark: Some((change.key.user.clone(), sequence)),
+                json,
+                queued: std::time::Instant::now(),
+            },
+        ));
+    }
+    out
 }
 
 /// One change notification's JSON, encrypted for rich subscriptions.
@@ -162,4 +177,102 @@ pub fn change_json(
         organization_id: &tenant,
         encrypted_content,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use presence_core::{
+        Command, Duration, SessionExpiration, SessionId, SessionState, StatusMessageInput,
+        TenantId, UserId, apply,
+    };
+    use serde_json::Value;
+
+    use super::*;
+
+    fn user(id: &str) -> UserId {
+        UserId::parse(id).expect("valid")
+    }
+
+    fn subscription(creator: &str, url: &str) -> Arc<Subscription> {
+        let mut subscription = Subscription::new(
+            TenantId::parse("t").expect("valid"),
+            Some("app".into()),
+            Some(creator.into()),
+            "communications/presences/alice".into(),
+            vec![user("alice")],
+            url.into(),
+            None,
+            Instant::from_unix_millis(10_000_000),
+        );
+        subscription.client_state = Some("state".into());
+        Arc::new(subscription)
+    }
+
+    /// alice, Available with a status message, at `now`.
+    fn alice(now: Instant) -> Visible {
+        let mut facts = UserFacts::default();
+        let timeouts = Timeouts::default();
+        for command in [
+            Command::SetPresence {
+                session_id: SessionId::parse("app").expect("valid"),
+                state: SessionState::Available,
+                expiration: SessionExpiration::new(Duration::from_hours(1)).expect("in range"),
+            },
+            Command::SetStatusMessage(Some(StatusMessageInput {
+                content: "hello".into(),
+                expiry: None,
+            })),
+        ] {
+            apply(&mut facts, &command, now, timeouts).expect("applies");
+        }
+        Visible {
+            key: UserKey::new(TenantId::parse("t").expect("valid"), user("alice")),
+            facts: Arc::new(facts),
+            at: now,
+            streamed_as: None,
+        }
+    }
+
+    #[test]
+    fn each_subscription_gets_graphs_notification_at_its_own_url() {
+        let now = Instant::from_unix_millis(1_000_000);
+        let change = alice(now);
+        let targets = vec![
+            (subscription("app", "https://a.example/hook"), None),
+            (subscription("bob", "https://b.example/hook"), None),
+        ];
+        let out = notifications(&change, 2, &targets, Timeouts::default());
+        assert_eq!(
+            out.iter().map(|(url, _)| url.as_str()).collect::<Vec<_>>(),
+            ["https://a.example/hook", "https://b.example/hook"]
+        );
+        for ((_, item), (subscription, _)) in out.iter().zip(&targets) {
+            assert_eq!(&*item.subscription, subscription.id.as_str());
+            assert_eq!(item.mark, Some((user("alice"), 2)));
+            let json: Value = serde_json::from_str(&item.json).expect("JSON");
+            assert_eq!(json["subscriptionId"], subscription.id.as_str());
+            assert_eq!(json["changeType"], "updated");
+            assert_eq!(json["clientState"], "state");
+            assert_eq!(json["tenantId"], "t");
+            assert_eq!(json["resource"], "communications/presences/alice");
+            assert_eq!(json["resourceData"]["id"], "alice");
+            assert_eq!(
+                json["resourceData"]["sequenceNumber"],
+                presence_core::format_sequence(2)
+            );
+            assert!(json.get("encryptedContent").is_none(), "not rich");
+        }
+    }
+
+    #[test]
+    fn a_delegated_creator_is_a_viewer_of_another_user() {
+        assert_eq!(
+            subscription("app", "https://a.example/hook").viewer(),
+            Viewer::APPLICATION
+        );
+        assert_eq!(
+            subscription("bob", "https://a.example/hook").viewer(),
+            Viewer::user(user("bob"))
+        );
+    }
 }

@@ -126,3 +126,85 @@ impl DueWork for Lifecycle {
         self.0.timers_changed.notified().await;
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use presence_core::{Duration, TenantId, UserId};
+    use presence_store::{MemoryStore, Subscriptions};
+
+    use super::*;
+    use crate::clock::{Clock, ClockKind};
+    use crate::notify::registry::Active;
+
+    /// A notifier over a memory store, on a manual clock, holding one
+    /// subscription created now that lives `minutes`; and now.
+    async fn notifier_with_subscription(
+        minutes: i64,
+    ) -> (Arc<Notifier>, Arc<MemoryStore>, String, Instant) {
+        let clock = Arc::new(Clock::new(ClockKind::Manual));
+        let now = clock.now();
+        let (notifier, _inboxes) = Notifier::new(
+            clock,
+            presence_core::Timeouts::default(),
+            crate::notify::NotifySettings::default(),
+            tokio_util::sync::CancellationToken::new(),
+        )
+        .expect("a notifier");
+        let notifier = Arc::new(notifier);
+        let store = Arc::new(MemoryStore::new());
+        notifier.attach(store.clone());
+        let subscription = Subscription::new(
+            TenantId::parse("t").expect("valid"),
+            Some("app".into()),
+            Some("app".into()),
+            "communications/presences/alice".into(),
+            vec![UserId::parse("alice").expect("valid")],
+            "https://example.com/hook".into(),
+            None,
+            now.saturating_add(Duration::from_mins(minutes)),
+        );
+        let id = subscription.id.clone();
+        store
+            .put_subscription(&id, crate::notify::subscription::encode(&subscription))
+            .await
+            .expect("works");
+        {
+            let mut registry = notifier.registry();
+            registry.insert(Active::new(Arc::new(subscription), None, now));
+        }
+        notifier.set_timer(&id).await;
+        (notifier, store, id, now)
+    }
+
+    #[tokio::test]
+    async fn reauthorization_comes_before_expiry_then_removal_at_it() {
+        let (notifier, store, id, now) = notifier_with_subscription(60).await;
+        let lifecycle = Lifecycle(notifier.clone());
+        let reauthorize = now.saturating_add(Duration::from_mins(50));
+        let expiry = now.saturating_add(Duration::from_mins(60));
+        assert_eq!(lifecycle.next_due().await, Some(reauthorize));
+        lifecycle.run_due(reauthorize).await;
+        assert!(
+            notifier.registry().subscriptions[id.as_str()].reauthorization_sent,
+            "reauthorizationRequired was sent"
+        );
+        assert_eq!(lifecycle.next_due().await, Some(expiry), "then the expiry");
+        lifecycle.run_due(expiry).await;
+        assert!(notifier.registry().subscriptions.is_empty(), "removed");
+        assert!(
+            store.subscriptions().await.expect("works").is_empty(),
+            "and its record with it"
+        );
+        assert_eq!(lifecycle.next_due().await, None);
+    }
+
+    #[tokio::test]
+    async fn a_short_life_is_warned_halfway() {
+        let (notifier, _store, _id, now) = notifier_with_subscription(8).await;
+        let lifecycle = Lifecycle(notifier);
+        assert_eq!(
+            lifecycle.next_due().await,
+            Some(now.saturating_add(Duration::from_mins(4)))
+        );
+    }
+}

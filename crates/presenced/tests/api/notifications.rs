@@ -1162,3 +1162,134 @@ async fn on_the_system_clock_a_fade_is_notified_within_a_second_of_its_instant_a
     );
     assert_eq!(sequence_of(&fade), restarted.sequence_number("alice").await);
 }
+
+/// One visibility rule: what a caller sees of another user through GET is
+/// exactly what it sees through the stream and through the resource data
+/// of a rich subscription it created. A delegated caller never sees another
+/// user's status-message dates (Graph hides them); an application sees them
+/// through all three.
+#[tokio::test]
+async fn get_the_stream_and_rich_notifications_show_a_caller_the_same_presence() {
+    let server = TestServer::start(&[
+        "--auth",
+        "hs256",
+        "--jwt-secret",
+        SECRET,
+        "--allow-private-webhooks",
+    ])
+    .await;
+    let receiver = Receiver::start().await;
+    let writer = token("contoso", "app-w", None, &["Presence.ReadWrite.All"]);
+    let bob = token("contoso", "app-a", Some("bob"), &["Presence.Read.All"]);
+    let app = token("contoso", "app-a", None, &["Presence.Read.All"]);
+    let set_message = |content: &'static str| {
+        let server = &server;
+        let writer = &writer;
+        async move {
+            let expiry =
+                graph_instant(server_now(server).await + jiff::SignedDuration::from_hours(2));
+            as_caller(
+                server,
+                reqwest::Method::POST,
+                "/v1.0/users/alice/presence/setStatusMessage",
+                writer,
+                Some(json!({"statusMessage": {
+                    "message": {"content": content, "contentType": "text"},
+                    "expiryDateTime": {"dateTime": expiry.trim_end_matches('Z'), "timeZone": "UTC"}
+                }})),
+            )
+            .await
+            .assert_ok_empty();
+        }
+    };
+    set_message("In the lab").await;
+    let dated = |presence: &Value| {
+        let message = &presence["statusMessage"];
+        (
+            message["message"]["content"]
+                .as_str()
+                .unwrap_or_default()
+                .to_owned(),
+            message.get("publishedDateTime").is_some(),
+            message.get("expiryDateTime").is_some(),
+        )
+    };
+    // GET.
+    let as_bob = as_caller(
+        &server,
+        reqwest::Method::GET,
+        "/v1.0/users/alice/presence",
+        &bob,
+        None,
+    )
+    .await;
+    assert_eq!(as_bob.status, 200, "{}", as_bob.text);
+    assert_eq!(dated(&as_bob.body), ("In the lab".into(), false, false));
+    let as_app = as_caller(
+        &server,
+        reqwest::Method::GET,
+        "/v1.0/users/alice/presence",
+        &app,
+        None,
+    )
+    .await;
+    assert_eq!(dated(&as_app.body), ("In the lab".into(), true, true));
+    // The stream, as each.
+    let open = |token: &String| {
+        server
+            .client()
+            .get(server.url("/_presenced/stream?ids=alice"))
+            .bearer_auth(token)
+            .send()
+    };
+    let mut bob_stream = open(&bob).await.expect("the stream opens");
+    let mut app_stream = open(&app).await.expect("the stream opens");
+    assert_eq!(bob_stream.status(), 200);
+    assert_eq!(
+        dated(&read_events(&mut bob_stream, 1).await[0].1),
+        ("In the lab".into(), false, false)
+    );
+    assert_eq!(
+        dated(&read_events(&mut app_stream, 1).await[0].1),
+        ("In the lab".into(), true, true)
+    );
+    // Rich subscriptions, one created by bob and one by the application.
+    for creator in [&bob, &app] {
+        let mut rich = body(&server, &receiver, &["alice"]).await;
+        rich["includeResourceData"] = json!(true);
+        rich["encryptionCertificate"] = json!(CERTIFICATE.trim());
+        rich["encryptionCertificateId"] = json!("test-certificate");
+        let created = as_caller(
+            &server,
+            reqwest::Method::POST,
+            "/v1.0/subscriptions",
+            creator,
+            Some(rich),
+        )
+        .await;
+        assert_eq!(created.status, 201, "{}", created.text);
+    }
+    set_message("Back at 3").await;
+    assert_eq!(
+        dated(&read_events(&mut bob_stream, 1).await[0].1),
+        ("Back at 3".into(), false, false)
+    );
+    assert_eq!(
+        dated(&read_events(&mut app_stream, 1).await[0].1),
+        ("Back at 3".into(), true, true)
+    );
+    let items = receiver.wait_for(Some("/notify"), 2, PROMPT).await;
+    let mut seen: Vec<(String, bool, bool)> = items
+        .iter()
+        .map(|item| dated(&decrypt(&item.item)))
+        .collect();
+    seen.sort();
+    assert_eq!(
+        seen,
+        [
+            ("Back at 3".into(), false, false),
+            ("Back at 3".into(), true, true)
+        ],
+        "bob's subscription shows what bob's GET shows, the application's what its GET shows"
+    );
+}
