@@ -22,14 +22,25 @@
 //! throttle keyed on tenant and application) and the [`Principal`]
 //! extractor read it there.
 
-use axum::extract::FromRequestParts;
 use axum::http::HeaderMap;
-use axum::http::request::Parts;
 use base64::Engine;
 use presence_core::{SessionId, TenantId, UserId};
 
-use crate::http::error::ApiError;
 use crate::token::{Claims, KeySource, TokenError, Verifier};
+
+/// Why a request may not do what it asks: who it is could not be told
+/// (`Unauthorized`, 401), what it is may not be done by it (`Forbidden`,
+/// 403), or what it asks makes no sense for its kind of caller
+/// (`BadRequest`, 400). `http/` renders them in Graph's envelope.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum AuthError {
+    #[error("{0}")]
+    BadRequest(String),
+    #[error("{0}")]
+    Unauthorized(String),
+    #[error("{0}")]
+    Forbidden(String),
+}
 
 /// How callers are authenticated (`--auth`; the command line's own
 /// spelling of it lives in `cli.rs`).
@@ -123,26 +134,26 @@ impl Principal {
 
     /// setPresence and clearPresence act on the caller's own session: its
     /// `sessionId` must be the calling application's id.
-    pub fn check_session_id(&self, session: &SessionId) -> Result<(), ApiError> {
+    pub fn check_session_id(&self, session: &SessionId) -> Result<(), AuthError> {
         if self.grants == Grants::EVERYTHING {
             return Ok(());
         }
         match self.app_id() {
             Some(app_id) if app_id == &*session.as_str() => Ok(()),
-            Some(app_id) => Err(ApiError::Forbidden(format!(
+            Some(app_id) => Err(AuthError::Forbidden(format!(
                 "sessionId must be the calling application's id '{app_id}'; an application can set and clear only its own session."
             ))),
-            None => Err(ApiError::Forbidden(
+            None => Err(AuthError::Forbidden(
                 "The token names no application (appid or azp claim), so it owns no presence session.".into(),
             )),
         }
     }
 
     /// The signed-in user of a delegated call; `/me` means this user.
-    pub fn me(&self) -> Result<&UserId, ApiError> {
+    pub fn me(&self) -> Result<&UserId, AuthError> {
         match &self.caller {
             Caller::Delegated { user, .. } => Ok(user),
-            Caller::Application { .. } => Err(ApiError::BadRequest(
+            Caller::Application { .. } => Err(AuthError::BadRequest(
                 "/me request is only valid with delegated authentication flow; use /users/{id} with an application token".into(),
             )),
         }
@@ -150,7 +161,7 @@ impl Principal {
 
     /// Whether this principal may do `access` to `target`; the error says
     /// which permission is missing.
-    pub fn authorize(&self, access: Access, target: &UserId) -> Result<(), ApiError> {
+    pub fn authorize(&self, access: Access, target: &UserId) -> Result<(), AuthError> {
         use Grants as G;
         if self.grants == G::EVERYTHING {
             return Ok(());
@@ -184,7 +195,7 @@ impl Principal {
             }
             Caller::Delegated { .. } => {
                 if matches!(access, Access::Write | Access::WriteLocation) {
-                    return Err(ApiError::Forbidden(
+                    return Err(AuthError::Forbidden(
                         "A delegated caller can set only its own presence; use an application token with Presence.ReadWrite.All to set another user's.".into(),
                     ));
                 }
@@ -196,12 +207,12 @@ impl Principal {
             return Ok(());
         }
         if wanted.is_empty() {
-            return Err(ApiError::Forbidden(format!(
+            return Err(AuthError::Forbidden(format!(
                 "This action is not supported with {who}; it needs a delegated token with Presence.ReadWrite."
             )));
         }
         let names: Vec<&str> = wanted.iter().map(|grant| permission_name(*grant)).collect();
-        Err(ApiError::Forbidden(format!(
+        Err(AuthError::Forbidden(format!(
             "Missing permission: with {who} this action needs one of {}.",
             names.join(", ")
         )))
@@ -276,7 +287,7 @@ impl Authenticator {
     }
 
     /// The principal of a request with these headers, or why there is none.
-    pub async fn principal(&self, headers: &HeaderMap) -> Result<Principal, ApiError> {
+    pub async fn principal(&self, headers: &HeaderMap) -> Result<Principal, AuthError> {
         match self.resolve(headers) {
             Resolution::Done(principal) => principal,
             Resolution::Verify(token) => self.verify(token).await,
@@ -305,9 +316,9 @@ impl Authenticator {
 
     /// Verifies a bearer token (fetching a JWKS again for an unknown key id)
     /// and remembers its principal until the token expires.
-    pub async fn verify(&self, token: &str) -> Result<Principal, ApiError> {
+    pub async fn verify(&self, token: &str) -> Result<Principal, AuthError> {
         let Authenticator::Tokens(verifier, verified) = self else {
-            return Err(ApiError::Unauthorized(
+            return Err(AuthError::Unauthorized(
                 "This server does not verify tokens (--auth none).".into(),
             ));
         };
@@ -324,7 +335,7 @@ impl Authenticator {
 pub enum Resolution<'h> {
     /// The principal, or the refusal (a 401; a 400 for a malformed
     /// development token under `--auth none`).
-    Done(Result<Principal, ApiError>),
+    Done(Result<Principal, AuthError>),
     /// A bearer token that must be verified first.
     Verify(&'h str),
 }
@@ -403,8 +414,8 @@ impl VerifiedTokens {
     }
 }
 
-fn unauthorized(error: TokenError) -> ApiError {
-    ApiError::Unauthorized(error.to_string())
+fn unauthorized(error: TokenError) -> AuthError {
+    AuthError::Unauthorized(error.to_string())
 }
 
 /// The token of an `Authorization: Bearer <token>` header.
@@ -445,12 +456,12 @@ fn grants_named<'a>(names: impl Iterator<Item = &'a str>) -> Grants {
 
 impl Principal {
     /// The principal of a verified token.
-    pub fn from_claims(claims: Claims) -> Result<Principal, ApiError> {
+    pub fn from_claims(claims: Claims) -> Result<Principal, AuthError> {
         let tid = claims
             .tid
             .ok_or_else(|| unauthorized(TokenError::MissingClaim("tid")))?;
         let tenant = TenantId::parse(&tid).map_err(|_| {
-            ApiError::Unauthorized("The access token's tid claim is not a valid tenant id.".into())
+            AuthError::Unauthorized("The access token's tid claim is not a valid tenant id.".into())
         })?;
         let app_id = claims.appid.or(claims.azp);
         // Any `scp`, even an empty one, makes the token a user's: it never
@@ -461,7 +472,7 @@ impl Principal {
                     .oid
                     .ok_or_else(|| unauthorized(TokenError::MissingClaim("oid")))?;
                 let user = UserId::parse(&oid).map_err(|_| {
-                    ApiError::Unauthorized(
+                    AuthError::Unauthorized(
                         "The access token's oid claim is not a valid user id.".into(),
                     )
                 })?;
@@ -480,7 +491,7 @@ impl Principal {
     }
 }
 
-fn open_principal(headers: &HeaderMap) -> Result<Principal, ApiError> {
+fn open_principal(headers: &HeaderMap) -> Result<Principal, AuthError> {
     let tenant = DEFAULT_TENANT.clone();
     let claims = headers
         .get(axum::http::header::AUTHORIZATION)
@@ -492,8 +503,9 @@ fn open_principal(headers: &HeaderMap) -> Result<Principal, ApiError> {
             appid,
             azp,
         }) => {
-            let user = UserId::parse(&oid)
-                .map_err(|error| ApiError::BadRequest(format!("The token's oid claim {error}.")))?;
+            let user = UserId::parse(&oid).map_err(|error| {
+                AuthError::BadRequest(format!("The token's oid claim {error}."))
+            })?;
             Caller::Delegated {
                 user,
                 app_id: appid.or(azp),
@@ -506,28 +518,6 @@ fn open_principal(headers: &HeaderMap) -> Result<Principal, ApiError> {
         caller,
         grants: Grants::EVERYTHING,
     })
-}
-
-/// The principal that the authentication layer (`http/authenticate.rs`)
-/// resolved for the request. It is taken out of the request's extensions,
-/// not copied: the handler is the last to need it.
-impl<S: Send + Sync> FromRequestParts<S> for Principal {
-    type Rejection = ApiError;
-
-    async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Principal, ApiError> {
-        parts.extensions.remove::<Principal>().ok_or_else(|| {
-            // A route registered as open (`Api::open_route`) whose handler
-            // asks for a principal: refused, never served unauthenticated.
-            tracing::error!(
-                path = parts.uri.path(),
-                "a handler asked for a principal on a route without authentication"
-            );
-            ApiError::Unauthorized(
-                "The request was not authenticated; this is presenced's fault, and it is logged."
-                    .into(),
-            )
-        })
-    }
 }
 
 #[cfg(test)]

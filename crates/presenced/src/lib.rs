@@ -35,3 +35,6 @@ pub mod tls;
 pub mod token;
 pub mod wire;
 pub mod wire_time;
+
+#[cfg(test)]
+mod tidy;

@@ -88,7 +88,9 @@ where
                 return Either::Left(Either::Left(self.inner.call(request)));
             }
             Resolution::Done(Err(refused)) => {
-                return Either::Left(Either::Right(ready(Ok(refused.into_response()))));
+                return Either::Left(Either::Right(ready(Ok(
+                    crate::http::error::ApiError::from(refused).into_response(),
+                ))));
             }
             Resolution::Verify(token) => Box::<str>::from(token),
         };
@@ -103,9 +105,37 @@ where
                     request.extensions_mut().insert(principal);
                     inner.call(request).await
                 }
-                Err(refused) => Ok(refused.into_response()),
+                Err(refused) => Ok(crate::http::error::ApiError::from(refused).into_response()),
             }
         }))
+    }
+}
+
+/// The principal that the authentication layer (`http/authenticate.rs`)
+/// resolved for the request. It is taken out of the request's extensions,
+/// not copied: the handler is the last to need it.
+impl<S: Send + Sync> axum::extract::FromRequestParts<S> for crate::auth::Principal {
+    type Rejection = crate::http::error::ApiError;
+
+    async fn from_request_parts(
+        parts: &mut axum::http::request::Parts,
+        _state: &S,
+    ) -> Result<crate::auth::Principal, crate::http::error::ApiError> {
+        parts
+            .extensions
+            .remove::<crate::auth::Principal>()
+            .ok_or_else(|| {
+                // A route registered as open (`Api::open_route`) whose handler
+                // asks for a principal: refused, never served unauthenticated.
+                tracing::error!(
+                    path = parts.uri.path(),
+                    "a handler asked for a principal on a route without authentication"
+                );
+                crate::http::error::ApiError::Unauthorized(
+                "The request was not authenticated; this is presenced's fault, and it is logged."
+                    .into(),
+            )
+            })
     }
 }
 

@@ -81,6 +81,18 @@ impl From<StoreError> for ApiError {
     }
 }
 
+/// Authentication's and authorization's refusals, as HTTP answers them.
+impl From<crate::auth::AuthError> for ApiError {
+    fn from(error: crate::auth::AuthError) -> ApiError {
+        use crate::auth::AuthError;
+        match error {
+            AuthError::BadRequest(message) => ApiError::BadRequest(message),
+            AuthError::Unauthorized(message) => ApiError::Unauthorized(message),
+            AuthError::Forbidden(message) => ApiError::Forbidden(message),
+        }
+    }
+}
+
 /// The service's domain errors, as HTTP answers them.
 impl From<crate::service::ServiceError> for ApiError {
     fn from(error: crate::service::ServiceError) -> ApiError {

@@ -19,7 +19,7 @@ pub const MAX_BATCH_IDS: usize = 650;
 pub fn target_user(principal: &Principal, params: &RawPathParams) -> Result<UserId, ApiError> {
     match params.iter().find(|(name, _)| *name == "id") {
         Some((_, id)) => wire::user_id(id),
-        None => principal.me().cloned(),
+        None => Ok(principal.me().cloned()?),
     }
 }
 

@@ -142,13 +142,7 @@ pub fn user_id(text: &str) -> Result<UserId, ApiError> {
         .map_err(|error| ApiError::BadRequest(format!("The user id '{}' {error}.", truncate(text))))
 }
 
-/// At most 64 characters of caller input, for echoing in a message.
-pub fn truncate(text: &str) -> String {
-    match text.char_indices().nth(64) {
-        Some((end, _)) => format!("{}…", &text[..end]),
-        None => text.to_owned(),
-    }
-}
+pub use crate::wire::truncate;
 
 pub fn work_location_type(text: &str) -> Result<WorkLocationType, ApiError> {
     WorkLocationType::parse(text).ok_or_else(|| {

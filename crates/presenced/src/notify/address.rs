@@ -81,7 +81,7 @@ fn is_public_v6(address: Ipv6Addr) -> bool {
 /// private webhooks are allowed, resolving only to public addresses.
 /// `field` names the property in the error.
 pub async fn check_url(field: &str, text: &str, allow_private: bool) -> Result<url::Url, String> {
-    let shown = crate::http::wire::truncate(text);
+    let shown = crate::wire::truncate(text);
     let url = url::Url::parse(text)
         .map_err(|error| format!("{field} '{shown}' is not an absolute URL ({error})"))?;
     let host = url

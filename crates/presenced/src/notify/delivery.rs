@@ -377,7 +377,7 @@ impl Delivery {
         };
         target.set_query(Some(&query));
         self.check_literal(&target)?;
-        let shown = crate::http::wire::truncate(url.as_str());
+        let shown = crate::wire::truncate(url.as_str());
         let response = self
             .client
             .post(target)
@@ -428,7 +428,7 @@ impl Delivery {
         if !content_type.starts_with("text/plain") {
             return Err(format!(
                 "Subscription validation request failed. The response must have Content-Type text/plain; {field} {shown} answered with '{}'.",
-                crate::http::wire::truncate(&content_type)
+                crate::wire::truncate(&content_type)
             ));
         }
         Ok(())

@@ -219,7 +219,7 @@ pub fn parse_resource(resource: &str) -> Result<Vec<UserId>, String> {
         let user = UserId::parse(id).map_err(|error| {
             format!(
                 "resource names the user '{}', whose id {error}; {}",
-                crate::http::wire::truncate(id),
+                crate::wire::truncate(id),
                 resource_help()
             )
         })?;
@@ -228,7 +228,7 @@ pub fn parse_resource(resource: &str) -> Result<Vec<UserId>, String> {
     if !starts(MANY) {
         return Err(format!(
             "resource '{}' is not a presence resource; {}",
-            crate::http::wire::truncate(resource),
+            crate::wire::truncate(resource),
             resource_help()
         ));
     }
@@ -254,7 +254,7 @@ pub fn parse_resource(resource: &str) -> Result<Vec<UserId>, String> {
         .ok_or_else(|| {
             format!(
                 "resource's $filter '{}' is not of the form id in ('{{id}}',...); {}",
-                crate::http::wire::truncate(filter),
+                crate::wire::truncate(filter),
                 resource_help()
             )
         })?;
@@ -267,14 +267,14 @@ pub fn parse_resource(resource: &str) -> Result<Vec<UserId>, String> {
             .ok_or_else(|| {
                 format!(
                     "resource's $filter lists {}, which is not an id in single quotes; {}",
-                    crate::http::wire::truncate(item),
+                    crate::wire::truncate(item),
                     resource_help()
                 )
             })?;
         let user = UserId::parse(id).map_err(|error| {
             format!(
                 "resource's $filter lists '{}', whose id {error}",
-                crate::http::wire::truncate(id)
+                crate::wire::truncate(id)
             )
         })?;
         if !users.contains(&user) {

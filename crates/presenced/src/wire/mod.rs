@@ -4,3 +4,10 @@
 
 pub mod notification;
 pub mod presence;
+/// At most 64 characters of caller input, for echoing in a message.
+pub fn truncate(text: &str) -> String {
+    match text.char_indices().nth(64) {
+        Some((end, _)) => format!("{}…", &text[..end]),
+        None => text.to_owned(),
+    }
+}
