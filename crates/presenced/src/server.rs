@@ -304,11 +304,15 @@ pub async fn run(
     let timeouts = Timeouts {
         idle: config.idle_timeout,
     };
-    let service = Arc::new(PresenceService::new(clock.clone(), timeouts));
     let (notifier, inboxes) =
         crate::notify::Notifier::new(clock.clone(), timeouts, config.notify, shutdown.clone())
             .map_err(ServeError::Config)?;
     let notifier = Arc::new(notifier);
+    let service = Arc::new(PresenceService::new(
+        clock.clone(),
+        timeouts,
+        notifier.clone(),
+    ));
     let openapi = serde_json::to_vec(&http::openapi_document()).map_err(|error| {
         ServeError::Config(format!("cannot render the OpenAPI document: {error}"))
     })?;

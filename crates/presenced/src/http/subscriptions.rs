@@ -12,8 +12,7 @@ use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
-use presence_core::{Instant, UserId, UserKey};
-use presence_store::Cursor;
+use presence_core::{Instant, UserId};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
@@ -22,10 +21,8 @@ use crate::http::error::ApiError;
 use crate::http::presence::ServiceRoot;
 use crate::http::wire::{self, JsonBody, json_answer};
 use crate::notify::crypto::EncryptionCertificate;
-use crate::notify::stream::StreamEvent;
 use crate::notify::subscription::{self, MAX_CLIENT_STATE, Owner, Subscription};
 use crate::notify::{NotifyError, address};
-use crate::service::{Viewer, render};
 use crate::state::AppState;
 use crate::wire_time::{format_instant, parse_instant};
 
@@ -496,143 +493,19 @@ pub async fn stream(
             }
         }
     }
-    let tenant = principal.tenant.clone();
-    let viewer = principal.viewer();
-    // Watch and listen before reading anything, so that no change falls
-    // between what is read now and what is streamed next.
-    let watch = state.notifier.watch(tenant.clone(), users.clone());
-    let live = state.notifier.streams.subscribe();
     let resume = headers
         .get("last-event-id")
-        .and_then(|value| value.to_str().ok())
-        .and_then(Cursor::parse);
-    let replay = match &resume {
-        Some(cursor) => state.notifier.replay_after(cursor, REPLAY_LIMIT).await?,
-        None => None,
-    };
-    let wanted = {
-        let users = users.clone();
-        let tenant = tenant.clone();
-        move |key: &UserKey| {
-            key.tenant == tenant && users.as_ref().is_none_or(|users| users.contains(&key.user))
-        }
-    };
-    let timeouts = state.timeouts;
-    let mut first: Vec<Event> = Vec::new();
-    let seen = match (replay, resume) {
-        (Some(events), Some(mut seen)) => {
-            for event in &events {
-                if wanted(&event.key) {
-                    first.push(render_event(event, &viewer, timeouts));
-                }
-                seen.advance(event.position);
-            }
-            seen
-        }
-        // A fresh stream of named users, or one that cannot be resumed:
-        // the current presence of every user it covers.
-        (_, resume) => {
-            let head = state.notifier.head().await?;
-            if users.is_some() || resume.is_some() {
-                let id = head.to_text();
-                let presences = match &users {
-                    Some(users) => {
-                        state
-                            .service
-                            .read(&tenant, users, &viewer, |_| None)
-                            .await?
-                    }
-                    None => state.service.read_tenant(&tenant, &viewer).await?,
-                };
-                for presence in presences {
-                    first.push(presence_event(
-                        id.clone(),
-                        serde_json::to_string(&presence).unwrap_or_default(),
-                    ));
-                }
-            }
-            head
-        }
-    };
-    let open = OpenStream {
-        first: first.into_iter(),
-        live,
-        _watch: watch,
-        seen,
-        viewer,
-        timeouts,
-        wanted: Box::new(wanted),
-        notifier: state.notifier.clone(),
-    };
-    let events = futures_util::stream::unfold(open, |mut open| async move {
-        let event = open.next().await?;
-        Some((Ok::<Event, Infallible>(event), open))
+        .and_then(|value| value.to_str().ok());
+    let stream = state
+        .service
+        .stream(principal.tenant.clone(), users, principal.viewer(), resume)
+        .await?;
+    let events = futures_util::stream::unfold(stream, |mut stream| async move {
+        let (id, presence) = stream.next().await?;
+        let event = presence_event(id, serde_json::to_string(&presence).unwrap_or_default());
+        Some((Ok::<Event, Infallible>(event), stream))
     });
     Ok(Sse::new(events)
         .keep_alive(KeepAlive::default())
         .into_response())
-}
-
-/// The most events a resumed stream replays; one further behind starts
-/// again from the current presence.
-const REPLAY_LIMIT: usize = 65_536;
-
-/// One stream event, rendered for the stream's viewer through the one
-/// render path.
-fn render_event(event: &StreamEvent, viewer: &Viewer, timeouts: presence_core::Timeouts) -> Event {
-    let json = render(
-        &event.key.user,
-        Some(&event.facts),
-        event.at,
-        timeouts,
-        viewer,
-        None,
-    );
-    presence_event(
-        event.id.clone(),
-        serde_json::to_string(&json).unwrap_or_default(),
-    )
-}
-
-/// One open stream: what it sends first, then the live events it wants.
-struct OpenStream {
-    first: std::vec::IntoIter<Event>,
-    live: tokio::sync::broadcast::Receiver<Arc<StreamEvent>>,
-    /// Keeps the stream's users watched while it is open.
-    _watch: crate::notify::StreamWatch,
-    /// What the stream has covered: live events at or before it are not sent.
-    seen: Cursor,
-    viewer: Viewer,
-    timeouts: presence_core::Timeouts,
-    wanted: Box<dyn Fn(&UserKey) -> bool + Send>,
-    notifier: Arc<crate::notify::Notifier>,
-}
-
-impl OpenStream {
-    /// The next event to send; `None` ends the stream (presenced is stopping).
-    async fn next(&mut self) -> Option<Event> {
-        if let Some(event) = self.first.next() {
-            return Some(event);
-        }
-        loop {
-            let received = tokio::select! {
-                () = self.notifier.shutdown().cancelled() => return None,
-                received = self.live.recv() => received,
-            };
-            match received {
-                Ok(event) if self.seen.covers(event.position) => {}
-                Ok(event) => {
-                    self.seen.advance(event.position);
-                    if (self.wanted)(&event.key) {
-                        return Some(render_event(&event, &self.viewer, self.timeouts));
-                    }
-                }
-                // Fell too far behind to be sent everything: the stream
-                // ends, and the client's reconnect with Last-Event-ID
-                // replays from the feed, or starts from the current presence.
-                Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => return None,
-                Err(tokio::sync::broadcast::error::RecvError::Closed) => return None,
-            }
-        }
-    }
 }

@@ -14,11 +14,11 @@ use super::crypto::EncryptionCertificate;
 use super::delivery::Item;
 use super::stream::StreamEvent;
 use super::subscription::Subscription;
-use crate::service::{Viewer, render};
 use crate::wire::notification::{
     ChangeNotification, ResourceData, ResourcePresence, render as render_json,
 };
 use crate::wire::presence::PresenceJson;
+use crate::wire::presence::{Viewer, render};
 use crate::wire_time::format_instant;
 
 /// One visible change, as the fan-out handles it: from the feed, or made up

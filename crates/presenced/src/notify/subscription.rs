@@ -98,15 +98,15 @@ impl Subscription {
     /// a creator other than its application), or its application. So a
     /// rich notification shows exactly what that creator would see through
     /// GET.
-    pub fn viewer(&self) -> crate::service::Viewer {
+    pub fn viewer(&self) -> crate::wire::presence::Viewer {
         match &self.creator_id {
             Some(creator) if self.application_id.as_ref() != Some(creator) => {
                 match UserId::parse(creator) {
-                    Ok(user) => crate::service::Viewer::user(user),
-                    Err(_) => crate::service::Viewer::APPLICATION,
+                    Ok(user) => crate::wire::presence::Viewer::user(user),
+                    Err(_) => crate::wire::presence::Viewer::APPLICATION,
                 }
             }
-            _ => crate::service::Viewer::APPLICATION,
+            _ => crate::wire::presence::Viewer::APPLICATION,
         }
     }
 }

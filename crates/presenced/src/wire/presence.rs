@@ -133,6 +133,51 @@ impl PresenceJson {
     }
 }
 
+/// Who a presence is rendered for: the signed-in user of a delegated token,
+/// or an application (`user: None`), which sees what the owner sees.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Viewer {
+    pub user: Option<UserId>,
+}
+
+impl Viewer {
+    /// An application, or the user themself: everything shows.
+    pub const APPLICATION: Viewer = Viewer { user: None };
+
+    pub fn user(user: UserId) -> Viewer {
+        Viewer { user: Some(user) }
+    }
+
+    /// What this viewer may see of `target`'s presence: Graph hides a status
+    /// message's dates from other users.
+    pub fn reader(&self, target: &UserId) -> Reader {
+        match &self.user {
+            Some(user) if user != target => Reader::OtherUser,
+            _ => Reader::Owner,
+        }
+    }
+}
+
+/// The one render path: `user`'s presence as `facts` show it at `at`, for
+/// `viewer` (Offline for a user nothing is held for).
+pub fn render(
+    user: &UserId,
+    facts: Option<&UserFacts>,
+    at: Instant,
+    timeouts: presence_core::Timeouts,
+    viewer: &Viewer,
+    odata_context: Option<String>,
+) -> PresenceJson {
+    presence_json(
+        user,
+        facts,
+        at,
+        timeouts,
+        viewer.reader(user),
+        odata_context,
+    )
+}
+
 /// About what one presence takes as JSON (a plain one is 420 bytes), so
 /// that rendering it needs one allocation and no copying as it grows.
 pub const PRESENCE_JSON_BYTES: usize = 512;
@@ -160,5 +205,24 @@ pub fn decision_json(decision: &Decision<'_>) -> serde_json::Value {
             serde_json::json!({ "rule": "strongestSession", "sessionId": id.as_str() })
         }
         Decision::NoSession => serde_json::json!({ "rule": "noSession" }),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use presence_core::UserId;
+
+    fn user(id: &str) -> UserId {
+        UserId::parse(id).expect("valid")
+    }
+
+    #[test]
+    fn other_users_are_readers_of_others_and_applications_of_everyone() {
+        let alice = user("alice");
+        let bob = user("bob");
+        assert_eq!(Viewer::user(alice.clone()).reader(&alice), Reader::Owner);
+        assert_eq!(Viewer::user(alice).reader(&bob), Reader::OtherUser);
+        assert_eq!(Viewer::APPLICATION.reader(&bob), Reader::Owner);
     }
 }

@@ -17,7 +17,13 @@ use presence_core::{
 use presence_store::{Store, StoreError};
 
 use crate::clock::Clock;
-use crate::wire::presence::{PresenceJson, Reader};
+use crate::notify::Notifier;
+use crate::wire::presence::PresenceJson;
+pub use crate::wire::presence::{Viewer, render};
+
+mod stream;
+
+pub use stream::PresenceStream;
 
 /// Why the service could not do what it was asked, in domain terms.
 #[derive(Debug, thiserror::Error)]
@@ -39,51 +45,6 @@ impl From<StoreError> for ServiceError {
     }
 }
 
-/// Who a presence is rendered for: the signed-in user of a delegated token,
-/// or an application (`user: None`), which sees what the owner sees.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Viewer {
-    pub user: Option<UserId>,
-}
-
-impl Viewer {
-    /// An application, or the user themself: everything shows.
-    pub const APPLICATION: Viewer = Viewer { user: None };
-
-    pub fn user(user: UserId) -> Viewer {
-        Viewer { user: Some(user) }
-    }
-
-    /// What this viewer may see of `target`'s presence: Graph hides a status
-    /// message's dates from other users.
-    pub fn reader(&self, target: &UserId) -> Reader {
-        match &self.user {
-            Some(user) if user != target => Reader::OtherUser,
-            _ => Reader::Owner,
-        }
-    }
-}
-
-/// The one render path: `user`'s presence as `facts` show it at `at`, for
-/// `viewer` (Offline for a user nothing is held for).
-pub fn render(
-    user: &UserId,
-    facts: Option<&UserFacts>,
-    at: Instant,
-    timeouts: Timeouts,
-    viewer: &Viewer,
-    odata_context: Option<String>,
-) -> PresenceJson {
-    crate::wire::presence::presence_json(
-        user,
-        facts,
-        at,
-        timeouts,
-        viewer.reader(user),
-        odata_context,
-    )
-}
-
 #[derive(Debug)]
 pub struct PresenceService {
     /// The store, once it is loaded; until then every call is
@@ -91,14 +52,17 @@ pub struct PresenceService {
     store: OnceLock<Arc<dyn Store>>,
     pub clock: Arc<Clock>,
     pub timeouts: Timeouts,
+    /// Subscriptions, webhooks and the live stream's hub.
+    notifier: Arc<Notifier>,
 }
 
 impl PresenceService {
-    pub fn new(clock: Arc<Clock>, timeouts: Timeouts) -> PresenceService {
+    pub fn new(clock: Arc<Clock>, timeouts: Timeouts, notifier: Arc<Notifier>) -> PresenceService {
         PresenceService {
             store: OnceLock::new(),
             clock,
             timeouts,
+            notifier,
         }
     }
 
@@ -206,23 +170,5 @@ impl PresenceService {
             })
             .await?;
         Ok((facts, now))
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn user(id: &str) -> UserId {
-        UserId::parse(id).expect("valid")
-    }
-
-    #[test]
-    fn other_users_are_readers_of_others_and_applications_of_everyone() {
-        let alice = user("alice");
-        let bob = user("bob");
-        assert_eq!(Viewer::user(alice.clone()).reader(&alice), Reader::Owner);
-        assert_eq!(Viewer::user(alice).reader(&bob), Reader::OtherUser);
-        assert_eq!(Viewer::APPLICATION.reader(&bob), Reader::Owner);
     }
 }
