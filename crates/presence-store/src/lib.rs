@@ -150,6 +150,98 @@ pub trait Facts: Send + Sync + std::fmt::Debug + 'static {
     fn counts(&self) -> StoreCounts;
 }
 
+/// Implements [`ChangeFeed`] and [`DueIndex`] for a backend by handing every
+/// call to the in-process feed and due index it holds (`feed` and `due` pick
+/// them out of the backend): the memory and embedded stores share
+/// [`LocalFeed`] and [`LocalDueIndex`], and only their other seams differ.
+macro_rules! forward_feed_and_due {
+    ($backend:ty, |$store:ident| $feed:expr, |$store2:ident| $due:expr) => {
+        #[async_trait::async_trait]
+        impl $crate::ChangeFeed for $backend {
+            fn follow(&self) -> $crate::Following {
+                let $store = self;
+                $crate::ChangeFeed::follow($feed)
+            }
+
+            async fn head(&self) -> Result<$crate::Cursor, $crate::StoreError> {
+                let $store = self;
+                $crate::ChangeFeed::head($feed).await
+            }
+
+            async fn read_after(
+                &self,
+                cursor: &$crate::Cursor,
+                limit: usize,
+            ) -> Result<Option<Vec<$crate::Change>>, $crate::StoreError> {
+                let $store = self;
+                $crate::ChangeFeed::read_after($feed, cursor, limit).await
+            }
+
+            async fn wait_after(&self, cursor: &$crate::Cursor) {
+                let $store = self;
+                $crate::ChangeFeed::wait_after($feed, cursor).await;
+            }
+        }
+
+        #[async_trait::async_trait]
+        impl $crate::DueIndex for $backend {
+            fn partitions(&self) -> u32 {
+                let $store2 = self;
+                $crate::DueIndex::partitions($due)
+            }
+
+            async fn lease(
+                &self,
+                partition: u32,
+                node: &str,
+                now: presence_core::Instant,
+                until: presence_core::Instant,
+            ) -> Result<Option<$crate::Lease>, $crate::StoreError> {
+                let $store2 = self;
+                $crate::DueIndex::lease($due, partition, node, now, until).await
+            }
+
+            async fn schedule(
+                &self,
+                key: &presence_core::UserKey,
+                at: presence_core::Instant,
+            ) -> Result<(), $crate::StoreError> {
+                let $store2 = self;
+                $crate::DueIndex::schedule($due, key, at).await
+            }
+
+            async fn next_due(
+                &self,
+                partition: u32,
+            ) -> Result<Option<presence_core::Instant>, $crate::StoreError> {
+                let $store2 = self;
+                $crate::DueIndex::next_due($due, partition).await
+            }
+
+            async fn take_due(
+                &self,
+                lease: &$crate::Lease,
+                now: presence_core::Instant,
+                limit: usize,
+            ) -> Result<Vec<presence_core::UserKey>, $crate::StoreError> {
+                let $store2 = self;
+                $crate::DueIndex::take_due($due, lease, now, limit).await
+            }
+
+            fn earlier_entry(&self) -> &tokio::sync::Notify {
+                let $store2 = self;
+                $crate::DueIndex::earlier_entry($due)
+            }
+
+            fn pending(&self) -> usize {
+                let $store2 = self;
+                $crate::DueIndex::pending($due)
+            }
+        }
+    };
+}
+pub(crate) use forward_feed_and_due;
+
 /// Everything a backend provides: the four seams, implemented together
 /// because `apply` feeds the change feed and the due index atomically.
 pub trait Store: Facts + ChangeFeed + DueIndex + Subscriptions {}

@@ -19,10 +19,9 @@ use presence_core::{
     Applied, Command, CommandError, Instant, TenantId, Timeouts, UserFacts, UserId, UserKey, apply,
     next_transition,
 };
-use tokio::sync::Notify;
 
-use crate::due::{DueIndex, Lease, LocalDueIndex};
-use crate::feed::{Change, ChangeFeed, Cursor, Following, LocalFeed};
+use crate::due::LocalDueIndex;
+use crate::feed::LocalFeed;
 use crate::subscriptions::{self, LocalTimers, Mark, RecordWrite, Subscriptions};
 use crate::{Facts, StoreCounts, StoreError};
 
@@ -324,70 +323,7 @@ impl Facts for MemoryStore {
     }
 }
 
-#[async_trait]
-impl ChangeFeed for MemoryStore {
-    fn follow(&self) -> Following {
-        self.feed.follow()
-    }
-
-    async fn head(&self) -> Result<Cursor, StoreError> {
-        self.feed.head().await
-    }
-
-    async fn read_after(
-        &self,
-        cursor: &Cursor,
-        limit: usize,
-    ) -> Result<Option<Vec<Change>>, StoreError> {
-        self.feed.read_after(cursor, limit).await
-    }
-
-    async fn wait_after(&self, cursor: &Cursor) {
-        self.feed.wait_after(cursor).await;
-    }
-}
-
-#[async_trait]
-impl DueIndex for MemoryStore {
-    fn partitions(&self) -> u32 {
-        self.due.partitions()
-    }
-
-    async fn lease(
-        &self,
-        partition: u32,
-        node: &str,
-        now: Instant,
-        until: Instant,
-    ) -> Result<Option<Lease>, StoreError> {
-        self.due.lease(partition, node, now, until).await
-    }
-
-    async fn schedule(&self, key: &UserKey, at: Instant) -> Result<(), StoreError> {
-        self.due.schedule(key, at).await
-    }
-
-    async fn next_due(&self, partition: u32) -> Result<Option<Instant>, StoreError> {
-        self.due.next_due(partition).await
-    }
-
-    async fn take_due(
-        &self,
-        lease: &Lease,
-        now: Instant,
-        limit: usize,
-    ) -> Result<Vec<UserKey>, StoreError> {
-        self.due.take_due(lease, now, limit).await
-    }
-
-    fn earlier_entry(&self) -> &Notify {
-        self.due.earlier_entry()
-    }
-
-    fn pending(&self) -> usize {
-        self.due.len()
-    }
-}
+crate::forward_feed_and_due!(MemoryStore, |store| &store.feed, |store| &store.due);
 
 impl MemoryStore {
     /// Every subscription record, in id order.

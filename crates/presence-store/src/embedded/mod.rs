@@ -39,14 +39,11 @@ use async_trait::async_trait;
 use presence_core::{
     Applied, Command, CommandError, Instant, TenantId, Timeouts, UserFacts, UserId, UserKey, apply,
 };
-use tokio::sync::Notify;
 
 pub use layout::FORMAT_VERSION;
 pub use record::RECORD_VERSION;
 pub use writer::SYNC_INTERVAL;
 
-use crate::due::{DueIndex, Lease};
-use crate::feed::{Change, ChangeFeed, Cursor, Following};
 use crate::memory::{mark_deletes, mark_writes};
 use crate::subscriptions::{self, Mark, RecordWrite, Subscriptions};
 use crate::{Facts, MemoryStore, StoreCounts, StoreError};
@@ -372,70 +369,9 @@ impl EmbeddedStore {
     }
 }
 
-#[async_trait]
-impl ChangeFeed for EmbeddedStore {
-    fn follow(&self) -> Following {
-        self.memory.follow()
-    }
-
-    async fn head(&self) -> Result<Cursor, StoreError> {
-        self.memory.head().await
-    }
-
-    async fn read_after(
-        &self,
-        cursor: &Cursor,
-        limit: usize,
-    ) -> Result<Option<Vec<Change>>, StoreError> {
-        self.memory.read_after(cursor, limit).await
-    }
-
-    async fn wait_after(&self, cursor: &Cursor) {
-        self.memory.wait_after(cursor).await;
-    }
-}
-
-#[async_trait]
-impl DueIndex for EmbeddedStore {
-    fn partitions(&self) -> u32 {
-        self.memory.partitions()
-    }
-
-    async fn lease(
-        &self,
-        partition: u32,
-        node: &str,
-        now: Instant,
-        until: Instant,
-    ) -> Result<Option<Lease>, StoreError> {
-        self.memory.lease(partition, node, now, until).await
-    }
-
-    async fn schedule(&self, key: &UserKey, at: Instant) -> Result<(), StoreError> {
-        self.memory.schedule(key, at).await
-    }
-
-    async fn next_due(&self, partition: u32) -> Result<Option<Instant>, StoreError> {
-        self.memory.next_due(partition).await
-    }
-
-    async fn take_due(
-        &self,
-        lease: &Lease,
-        now: Instant,
-        limit: usize,
-    ) -> Result<Vec<UserKey>, StoreError> {
-        self.memory.take_due(lease, now, limit).await
-    }
-
-    fn earlier_entry(&self) -> &Notify {
-        self.memory.earlier_entry()
-    }
-
-    fn pending(&self) -> usize {
-        self.memory.pending()
-    }
-}
+crate::forward_feed_and_due!(EmbeddedStore, |store| store.memory.feed(), |store| store
+    .memory
+    .due());
 
 #[async_trait]
 impl Subscriptions for EmbeddedStore {
