@@ -6,6 +6,7 @@
 //! listener and calls [`server::run`]. Everything else is a function of its
 //! inputs:
 //! - [`server`]: builds the state, starts the scheduler, serves HTTP, shuts down.
+//! - [`tasks`]: the one owner of every spawned task, and the shutdown report.
 //! - [`http`]: the routes, Graph's JSON shapes and error envelope.
 //! - [`auth`]: who is calling and what Graph lets them do.
 //! - [`token`]: verifying bearer tokens (hs256, JWKS) and minting dev tokens.
@@ -30,6 +31,7 @@ pub mod scheduler;
 pub mod server;
 pub mod service;
 pub mod state;
+pub mod tasks;
 pub mod timeline;
 pub mod tls;
 pub mod token;

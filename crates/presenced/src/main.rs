@@ -92,7 +92,8 @@ fn install_metrics() -> Option<PrometheusHandle> {
     }
 }
 
-/// Cancels `shutdown` on SIGTERM or Ctrl-C.
+/// Cancels `shutdown` on SIGTERM or Ctrl-C; returns without a word if it
+/// is cancelled otherwise (a task of the server failed).
 async fn watch_signals(shutdown: CancellationToken) {
     #[cfg(unix)]
     {
@@ -104,6 +105,7 @@ async fn watch_signals(shutdown: CancellationToken) {
         tokio::select! {
             _ = terminate.recv() => tracing::info!("SIGTERM: shutting down"),
             _ = tokio::signal::ctrl_c() => tracing::info!("interrupt: shutting down"),
+            () = shutdown.cancelled() => return,
         }
     }
     #[cfg(not(unix))]
@@ -148,6 +150,13 @@ fn serve(args: ServeArgs) -> ExitCode {
         };
         println!("presenced listening on {scheme}://{address}");
         let shutdown = CancellationToken::new();
+        // The one task outside `server::run`'s tracker, on purpose: it is
+        // how `main` produces `run`'s `shutdown` input, so it must listen
+        // before `run` builds its tracker (a SIGTERM while the store loads
+        // stops the start), and it belongs to the binary, not to the server
+        // that tests and embedders run with a token of their own. It holds
+        // nothing to drain; it ends with the signal or the token, or is
+        // dropped with the runtime when `serve` returns.
         tokio::spawn(watch_signals(shutdown.clone()));
         presenced::server::run(listener, config, shutdown, metrics)
             .await

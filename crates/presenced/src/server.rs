@@ -15,7 +15,6 @@ use presence_core::{Duration, Timeouts};
 use presence_store::{Durability, EmbeddedStore, Facts, MemoryStore, Store, StoreError};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
-use tokio_util::task::TaskTracker;
 
 use crate::auth::{AuthMode, AuthSettings, Authenticator};
 use crate::clock::{Clock, ClockKind};
@@ -24,6 +23,7 @@ use crate::notify::NotifySettings;
 use crate::scheduler::Scheduler;
 use crate::service::PresenceService;
 use crate::state::{AppState, Shared};
+use crate::tasks::{TaskFailure, Tasks};
 use crate::timeline::{DueWork, Timeline};
 use crate::tls::TlsFiles;
 
@@ -69,6 +69,10 @@ pub enum ServeError {
     Store(#[from] StoreError),
     #[error("serving HTTP failed: {0}")]
     Io(#[from] std::io::Error),
+    /// A long-lived task ended before shutdown was requested, or with an
+    /// error or a panic; the message names the task.
+    #[error(transparent)]
+    Task(#[from] TaskFailure),
 }
 
 /// Where facts are kept (`--store`).
@@ -162,9 +166,9 @@ pub fn check_config(config: &ServeConfig) -> Result<(), ServeError> {
 const DRAIN_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
 
 /// Serves HTTP/1.1 (over TLS when `tls` is given) on `listener` until
-/// `shutdown` is cancelled, then stops accepting, lets in-flight requests
-/// finish (for at most [`DRAIN_TIMEOUT`]) and closes idle keep-alive
-/// connections.
+/// `tasks`' shutdown token is cancelled, then stops accepting, lets
+/// in-flight requests finish (for at most [`DRAIN_TIMEOUT`]) and closes idle
+/// keep-alive connections. Each connection is a short-lived task of `tasks`.
 ///
 /// Written out instead of `axum::serve` because that one accepts through
 /// hyper-util's protocol-detecting builder, which wraps every connection to
@@ -175,7 +179,7 @@ async fn serve_http(
     listener: TcpListener,
     app: axum::Router,
     tls: Option<tokio_rustls::TlsAcceptor>,
-    shutdown: &CancellationToken,
+    tasks: &Tasks,
 ) -> std::io::Result<()> {
     use axum::extract::connect_info::ConnectInfo;
     use hyper_util::rt::{TokioIo, TokioTimer};
@@ -192,7 +196,7 @@ async fn serve_http(
     loop {
         let accepted = tokio::select! {
             accepted = listener.accept() => accepted,
-            () = shutdown.cancelled() => break,
+            () = tasks.shutdown().cancelled() => break,
         };
         let (stream, peer) = match accepted {
             Ok(accepted) => accepted,
@@ -212,7 +216,7 @@ async fn serve_http(
         let watcher = graceful.watcher();
         let tls = tls.clone();
         let force_close = force_close.clone();
-        tokio::spawn(async move {
+        tasks.spawn_short("connection", async move {
             // A client that goes away mid-request is not the server's error,
             // so what the connection ends with is not reported.
             let serve = async {
@@ -264,19 +268,32 @@ const TLS_HANDSHAKE_TIMEOUT: std::time::Duration = std::time::Duration::from_sec
 /// seconds. The Prometheus recorder keeps every sample until then, so
 /// without this a server that nobody scrapes would grow by a few bytes per
 /// request forever.
-async fn drain_histograms(handle: PrometheusHandle, shutdown: CancellationToken) {
+async fn drain_histograms(
+    handle: PrometheusHandle,
+    shutdown: CancellationToken,
+) -> Result<(), String> {
     let mut every = tokio::time::interval(std::time::Duration::from_secs(5));
     every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tokio::select! {
             _ = every.tick() => handle.run_upkeep(),
-            () = shutdown.cancelled() => return,
+            () = shutdown.cancelled() => return Ok(()),
         }
     }
 }
 
+/// Stops every task started so far, because starting failed with `error`.
+async fn abandon(tasks: &Tasks, error: ServeError) -> ServeError {
+    // The report is logged; the start-up error is what `run` returns.
+    let _ = tasks.stop().await;
+    error
+}
+
 /// Serves on `listener` until `shutdown` is cancelled, then drains in-flight
-/// requests and stops every task it started.
+/// requests and stops every task it started. Every task is owned by one
+/// [`Tasks`]; if one that should run until shutdown ends first (or fails, or
+/// panics), `run` cancels `shutdown` itself, stops the rest, and returns an
+/// error naming it.
 pub async fn run(
     listener: TcpListener,
     config: ServeConfig,
@@ -304,8 +321,9 @@ pub async fn run(
     let timeouts = Timeouts {
         idle: config.idle_timeout,
     };
+    let tasks = Tasks::new(shutdown);
     let (notifier, inboxes) =
-        crate::notify::Notifier::new(clock.clone(), timeouts, config.notify, shutdown.clone())
+        crate::notify::Notifier::new(clock.clone(), timeouts, config.notify, tasks.clone())
             .map_err(ServeError::Config)?;
     let notifier = Arc::new(notifier);
     let service = Arc::new(PresenceService::new(
@@ -328,40 +346,38 @@ pub async fn run(
         notifier: notifier.clone(),
     });
 
-    let tasks = TaskTracker::new();
     if let Some(handle) = metrics {
-        tasks.spawn(drain_histograms(handle, shutdown.clone()));
+        tasks.spawn(
+            "histogram upkeep",
+            drain_histograms(handle, tasks.shutdown().clone()),
+        );
     }
     let address = listener.local_addr()?;
-    let serving = {
-        let shutdown = shutdown.clone();
-        let state = state.clone();
-        tokio::spawn(async move { serve_http(listener, http::app(state), tls, &shutdown).await })
-    };
+    {
+        let app = http::app(state.clone());
+        let owner = tasks.clone();
+        tasks.spawn("http", async move {
+            serve_http(listener, app, tls, &owner)
+                .await
+                .map_err(|error| format!("serving HTTP failed: {error}"))
+        });
+    }
     let loaded = match open_store(&config.store).await {
         Ok(store) => store,
-        Err(error) => {
-            shutdown.cancel();
-            let _ = serving.await;
-            return Err(error);
-        }
+        Err(error) => return Err(abandon(&tasks, error).await),
     };
     // The notifier follows the change feed from the first tick on; it
     // reads its subscriptions back and notifies what receivers have not
     // yet acknowledged before the scheduler's first ticks.
     notifier.attach(loaded.clone());
     if let Err(error) = notifier.load().await {
-        shutdown.cancel();
-        let _ = serving.await;
-        return Err(error.into());
+        return Err(abandon(&tasks, error.into()).await);
     }
-    tasks.spawn(notifier.clone().run(inboxes));
+    tasks.spawn("notifier", notifier.clone().run(inboxes));
     let Some(scheduler) = Scheduler::new(loaded.clone(), timeouts, clock.now()).await else {
-        shutdown.cancel();
-        let _ = serving.await;
-        return Err(ServeError::Config(
-            "the store would not lease its due index to this presenced".into(),
-        ));
+        let error =
+            ServeError::Config("the store would not lease its due index to this presenced".into());
+        return Err(abandon(&tasks, error).await);
     };
     // Every stored user is ticked once, at once: what fell due while
     // presenced was down is applied as if it had been running.
@@ -372,21 +388,24 @@ pub async fn run(
     ];
     let timeline = Arc::new(Timeline::new(clients));
     if !clock.is_manual() {
-        tasks.spawn(timeline.clone().run(clock.clone(), shutdown.clone()));
+        let timeline = timeline.clone();
+        let (clock, shutdown) = (clock.clone(), tasks.shutdown().clone());
+        tasks.spawn("timeline", async move {
+            timeline.run(clock, shutdown).await;
+            Ok(())
+        });
     }
     let _ = state.timeline.set(timeline);
     service.attach(loaded);
     tracing::info!(%address, store = ?config.store.kind, clock = ?config.clock, "presenced started");
-    let served = serving.await.map_err(|error| {
-        ServeError::Config(format!("the HTTP server stopped abnormally: {error}"))
-    })?;
-    shutdown.cancel();
-    tasks.close();
-    tasks.wait().await;
+    // Serves until shutdown is requested, by the caller or by a task that
+    // failed; then waits for every task and logs how each ended.
+    tasks.shutdown().cancelled().await;
+    let report = tasks.stop().await;
     // Dropping the last handle on the store stops its writer after a final
     // sync (what --durability relaxed may still hold).
     drop(state);
     drop(service);
     tracing::info!("presenced stopped");
-    served.map_err(ServeError::Io)
+    report.into_result().map_err(ServeError::Task)
 }

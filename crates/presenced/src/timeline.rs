@@ -81,7 +81,8 @@ impl Timeline {
 
     /// Runs on the system clock until `shutdown`: sleeps until the next due
     /// instant (or until a client says something earlier arrived), then
-    /// runs what is due.
+    /// runs what is due. `server::run` spawns it as the long-lived task
+    /// "timeline", which reports how it ended.
     pub async fn run(self: Arc<Timeline>, clock: Arc<Clock>, shutdown: CancellationToken) {
         loop {
             let changed = select_all(self.clients.iter().map(|client| client.changed()));
@@ -96,6 +97,5 @@ impl Timeline {
             }
             self.run_due(clock.now()).await;
         }
-        tracing::info!("timeline stopped");
     }
 }

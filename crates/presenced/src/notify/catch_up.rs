@@ -220,7 +220,7 @@ mod tests {
             clock,
             Timeouts::default(),
             crate::notify::NotifySettings::default(),
-            tokio_util::sync::CancellationToken::new(),
+            crate::tasks::Tasks::new(tokio_util::sync::CancellationToken::new()),
         )
         .expect("a notifier");
         notifier.attach(store.clone());

@@ -14,10 +14,9 @@ use std::time::Duration;
 
 use presence_core::UserId;
 use tokio::sync::{Semaphore, mpsc};
-use tokio_util::sync::CancellationToken;
-use tokio_util::task::TaskTracker;
 
 use crate::notify::address::{PublicResolver, is_public};
+use crate::tasks::Tasks;
 
 /// How long a receiver has to accept a batch, as Graph's publish timeout.
 pub const DELIVERY_TIMEOUT: Duration = Duration::from_secs(3);
@@ -99,8 +98,9 @@ pub struct Delivery {
     queues: Mutex<HashMap<String, Arc<Queue>>>,
     permits: Semaphore,
     reports: mpsc::UnboundedSender<Report>,
-    shutdown: CancellationToken,
-    tasks: TaskTracker,
+    /// Owns the queues' drain tasks (short-lived: one per queue while it
+    /// has items), and tells them when presenced stops.
+    tasks: Tasks,
 }
 
 fn origin(url: &str) -> String {
@@ -124,7 +124,7 @@ impl Delivery {
         allow_private: bool,
         retry_window: Duration,
         reports: mpsc::UnboundedSender<Report>,
-        shutdown: CancellationToken,
+        tasks: Tasks,
     ) -> Result<Delivery, String> {
         // No proxy from the environment: a proxy would resolve the
         // receiver's name itself, out of reach of the address check.
@@ -146,15 +146,8 @@ impl Delivery {
             queues: Mutex::new(HashMap::new()),
             permits: Semaphore::new(MAX_IN_FLIGHT),
             reports,
-            shutdown,
-            tasks: TaskTracker::new(),
+            tasks,
         })
-    }
-
-    /// Waits for every queue's task to stop (after shutdown).
-    pub async fn stopped(&self) {
-        self.tasks.close();
-        self.tasks.wait().await;
     }
 
     /// Queues `items` for `url`, after whatever is already queued for it.
@@ -195,7 +188,8 @@ impl Delivery {
         }
         if start {
             let delivery = self.clone();
-            self.tasks.spawn(async move { delivery.drain(queue).await });
+            self.tasks
+                .spawn_short("delivery drain", async move { delivery.drain(queue).await });
         }
     }
 
@@ -258,7 +252,7 @@ impl Delivery {
                         return;
                     };
                     tokio::select! {
-                        () = self.shutdown.cancelled() => return,
+                        () = self.tasks.shutdown().cancelled() => return,
                         result = self.post(&queue.url, body.clone()) => result,
                     }
                 };
@@ -293,7 +287,7 @@ impl Delivery {
                         tracing::info!(url = %queue.url, %reason, retry_in = ?delay, "a notification batch was not accepted; retrying");
                         metrics::counter!("presenced_notification_retries_total").increment(1);
                         tokio::select! {
-                            () = self.shutdown.cancelled() => return,
+                            () = self.tasks.shutdown().cancelled() => return,
                             () = tokio::time::sleep(delay) => {}
                         }
                     }
@@ -318,7 +312,8 @@ impl Delivery {
             drop(queues);
             let delivery = self.clone();
             let queue = queue.clone();
-            self.tasks.spawn(async move { delivery.drain(queue).await });
+            self.tasks
+                .spawn_short("delivery drain", async move { delivery.drain(queue).await });
         }
     }
 

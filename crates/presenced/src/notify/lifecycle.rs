@@ -147,7 +147,7 @@ mod tests {
             clock,
             presence_core::Timeouts::default(),
             crate::notify::NotifySettings::default(),
-            tokio_util::sync::CancellationToken::new(),
+            crate::tasks::Tasks::new(tokio_util::sync::CancellationToken::new()),
         )
         .expect("a notifier");
         let notifier = Arc::new(notifier);

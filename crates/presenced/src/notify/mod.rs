@@ -57,6 +57,7 @@ use tokio::sync::{Notify, mpsc};
 use tokio_util::sync::CancellationToken;
 
 use crate::clock::Clock;
+use crate::tasks::Tasks;
 use crypto::EncryptionCertificate;
 use delivery::{Delivery, Report};
 use fan_out::Visible;
@@ -108,7 +109,9 @@ pub struct Notifier {
     timers_changed: Notify,
     /// Serializes subscription updates (a tokio mutex: held across the write).
     updating: tokio::sync::Mutex<()>,
-    shutdown: CancellationToken,
+    /// Owns the mark writes and stream lingers this spawns (its run task
+    /// is spawned by `server::run`), and holds the shutdown token.
+    tasks: Tasks,
 }
 
 /// The receiving end of delivery reports, which the run task takes.
@@ -129,17 +132,12 @@ impl Notifier {
         clock: Arc<Clock>,
         timeouts: Timeouts,
         settings: NotifySettings,
-        shutdown: CancellationToken,
+        tasks: Tasks,
     ) -> Result<(Notifier, Inboxes), String> {
         let (reports, reports_inbox) = mpsc::unbounded_channel();
         let retry_window =
             std::time::Duration::from_millis(settings.retry_window.as_millis().max(0) as u64);
-        let delivery = Delivery::new(
-            settings.allow_private,
-            retry_window,
-            reports,
-            shutdown.clone(),
-        )?;
+        let delivery = Delivery::new(settings.allow_private, retry_window, reports, tasks.clone())?;
         Ok((
             Notifier {
                 store: std::sync::OnceLock::new(),
@@ -154,7 +152,7 @@ impl Notifier {
                 streams: StreamHub::new(),
                 timers_changed: Notify::new(),
                 updating: tokio::sync::Mutex::new(()),
-                shutdown,
+                tasks,
             },
             Inboxes {
                 reports: reports_inbox,
@@ -230,7 +228,7 @@ impl Notifier {
     }
 
     pub fn shutdown(&self) -> &CancellationToken {
-        &self.shutdown
+        self.tasks.shutdown()
     }
 
     // -----------------------------------------------------------------------
@@ -487,22 +485,21 @@ impl Notifier {
 
     /// Runs until shutdown: reads the store's change feed and turns changes
     /// into notifications and stream events, and records what receivers
-    /// acknowledged.
-    pub async fn run(self: Arc<Self>, mut inboxes: Inboxes) {
-        let store = match self.store() {
-            Ok(store) => store.clone(),
-            Err(error) => {
-                tracing::error!(%error, "the notifier has no store");
-                return;
-            }
-        };
+    /// acknowledged. A long-lived task of `server::run`'s [`Tasks`]: it
+    /// returns `Ok` once shutdown is requested, and an error only if it
+    /// cannot start (then presenced stops, since nothing would be notified).
+    pub async fn run(self: Arc<Self>, mut inboxes: Inboxes) -> Result<(), String> {
+        let store = self
+            .store()
+            .map_err(|error| format!("the notifier has no store: {error}"))?
+            .clone();
         let mut cursor = loop {
             match store.head().await {
                 Ok(cursor) => break cursor,
                 Err(error) => {
                     tracing::warn!(%error, "could not read the change feed's head; retrying");
                     tokio::select! {
-                        () = self.shutdown.cancelled() => return,
+                        () = self.shutdown().cancelled() => return Ok(()),
                         () = tokio::time::sleep(std::time::Duration::from_secs(1)) => {}
                     }
                 }
@@ -513,7 +510,7 @@ impl Notifier {
             let wake = {
                 let feed = store.wait_after(&cursor);
                 tokio::select! {
-                    () = self.shutdown.cancelled() => Wake::Stop,
+                    () = self.shutdown().cancelled() => Wake::Stop,
                     () = feed => Wake::Feed,
                     Some(report) = inboxes.reports.recv() => Wake::Report(report),
                 }
@@ -556,8 +553,9 @@ impl Notifier {
                 },
             }
         }
-        self.delivery.stopped().await;
-        tracing::info!("notifier stopped");
+        // The queues' drain tasks stop on the same token; `run`'s tracker
+        // waits for them.
+        Ok(())
     }
 
     /// Records what receivers acknowledged, and gives up what they never
@@ -612,7 +610,7 @@ impl Notifier {
         let Ok(store) = self.store().cloned() else {
             return;
         };
-        tokio::spawn(async move {
+        self.tasks.spawn_short("mark write", async move {
             if let Err(error) = store.put_marks(&marks).await {
                 // The receiver may be sent these again after a restart.
                 tracing::warn!(%error, "could not record acknowledged notifications");
@@ -635,18 +633,21 @@ impl Drop for StreamWatch {
         let tenant = self.tenant.clone();
         let users = self.users.take();
         let release = move || notifier.release(&tenant, users.as_deref());
-        match tokio::runtime::Handle::try_current() {
-            Ok(runtime) => {
-                let shutdown = self.notifier.shutdown.clone();
-                runtime.spawn(async move {
-                    tokio::select! {
-                        () = shutdown.cancelled() => {}
-                        () = tokio::time::sleep(STREAM_LINGER) => {}
-                    }
-                    release();
-                });
-            }
-            Err(_) => release(),
+        let shutdown = self.notifier.shutdown().clone();
+        // With no runtime to linger on, or once stopping (nobody will
+        // resume), the users are released at once.
+        if shutdown.is_cancelled() || tokio::runtime::Handle::try_current().is_err() {
+            release();
+            return;
         }
+        self.notifier
+            .tasks
+            .spawn_short("stream linger", async move {
+                tokio::select! {
+                    () = shutdown.cancelled() => {}
+                    () = tokio::time::sleep(STREAM_LINGER) => {}
+                }
+                release();
+            });
     }
 }
