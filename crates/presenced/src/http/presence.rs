@@ -80,18 +80,11 @@ pub async fn get_presence(
         context.push_str(&user.as_str());
         context.push_str("')/presence/$entity");
     }
-    let viewer = principal.viewer();
+    let key = presence_core::UserKey::new(principal.tenant.clone(), user);
     let body = state
         .service
-        .read(
-            &principal.tenant,
-            std::slice::from_ref(&user),
-            &viewer,
-            |_| Some(context.clone()),
-        )
-        .await?
-        .pop()
-        .ok_or_else(|| ApiError::NotFound("The user's presence could not be read.".into()))?;
+        .read_one(&key, &principal.viewer(), Some(context))
+        .await?;
     Ok(json_answer(&body, PRESENCE_JSON_BYTES))
 }
 

@@ -100,6 +100,41 @@ impl PresenceService {
         }
     }
 
+    /// The presence of one user now, for `viewer`, with `context` as its
+    /// `@odata.context` (GET's path: no vectors for a batch of one).
+    pub async fn read_one(
+        &self,
+        key: &UserKey,
+        viewer: &Viewer,
+        context: Option<String>,
+    ) -> Result<PresenceJson, ServiceError> {
+        let now = self.clock.now();
+        let mut context = Some(context);
+        let mut found = None;
+        self.store()?
+            .read(std::slice::from_ref(key), &mut |_, facts| {
+                found = Some(render(
+                    &key.user,
+                    facts,
+                    now,
+                    self.timeouts,
+                    viewer,
+                    context.take().flatten(),
+                ));
+            })
+            .await?;
+        Ok(found.unwrap_or_else(|| {
+            render(
+                &key.user,
+                None,
+                now,
+                self.timeouts,
+                viewer,
+                context.take().flatten(),
+            )
+        }))
+    }
+
     /// The presence of each of `users` of `tenant` now, for `viewer`, in
     /// order; `context` gives each its `@odata.context`.
     pub async fn read(
