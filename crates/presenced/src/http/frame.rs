@@ -1,5 +1,6 @@
-//! The frame around every request: its ids, its metrics, its log line, and
-//! Graph's error envelope on every error response.
+//! The frame around every request: its caller (`authenticate.rs`), its
+//! ids, its metrics, its log line, and Graph's error envelope on every
+//! error response.
 //!
 //! One hand-written tower layer instead of a `from_fn` middleware per
 //! concern (and tower-http's trace layer): `from_fn` clones and boxes the
@@ -19,6 +20,8 @@ use axum::http::{HeaderValue, Method};
 use axum::response::Response;
 use tower::{Layer, Service};
 
+use crate::auth::Authenticator;
+use crate::http::authenticate;
 use crate::http::error::{self, RequestIds};
 use crate::http::ops::RequestMetrics;
 
@@ -26,12 +29,14 @@ use crate::http::ops::RequestMetrics;
 #[derive(Clone, Debug)]
 pub struct FrameLayer {
     metrics: Arc<RequestMetrics>,
+    auth: Arc<Authenticator>,
 }
 
 impl FrameLayer {
-    pub fn new(metrics: RequestMetrics) -> FrameLayer {
+    pub fn new(metrics: RequestMetrics, auth: Arc<Authenticator>) -> FrameLayer {
         FrameLayer {
             metrics: Arc::new(metrics),
+            auth,
         }
     }
 }
@@ -43,6 +48,7 @@ impl<S> Layer<S> for FrameLayer {
         Frame {
             inner,
             metrics: self.metrics.clone(),
+            auth: self.auth.clone(),
         }
     }
 }
@@ -51,11 +57,12 @@ impl<S> Layer<S> for FrameLayer {
 pub struct Frame<S> {
     inner: S,
     metrics: Arc<RequestMetrics>,
+    auth: Arc<Authenticator>,
 }
 
 impl<S> Service<Request> for Frame<S>
 where
-    S: Service<Request, Response = Response, Error = Infallible>,
+    S: Service<Request, Response = Response, Error = Infallible> + Clone + Send + 'static,
     S::Future: Send + 'static,
 {
     type Response = Response;
@@ -66,14 +73,28 @@ where
         self.inner.poll_ready(context)
     }
 
-    fn call(&mut self, request: Request) -> Self::Future {
+    fn call(&mut self, mut request: Request) -> Self::Future {
         let started = Instant::now();
         let client_request_id = error::client_request_id(request.headers());
         // The route is known here because the layer sits inside the router.
         let route = request.extensions().get::<MatchedPath>().cloned();
         let method = request.method().clone();
         let metrics = self.metrics.clone();
-        let answer = self.inner.call(request);
+        let answer = match authenticate::attach(&self.auth, &mut request) {
+            None => futures_util::future::Either::Left(self.inner.call(request)),
+            Some(token) => {
+                // A token seen for the first time is verified before the
+                // inner service is called: the service that was made ready
+                // goes with the request, and a clone stays for the next.
+                let clone = self.inner.clone();
+                let mut inner = std::mem::replace(&mut self.inner, clone);
+                let auth = self.auth.clone();
+                futures_util::future::Either::Right(async move {
+                    authenticate::verify_into(&auth, &token, &mut request).await;
+                    inner.call(request).await
+                })
+            }
+        };
         Box::pin(async move {
             let Ok(response) = answer.await;
             let ids = RequestIds::new(client_request_id);

@@ -8,7 +8,7 @@
 //! Layout: one file per resource ([`presence`], [`actions`], [`legacy`],
 //! [`extensions`], [`ops`]); [`wire`] holds Graph's JSON shapes; [`error`]
 //! renders every failure as Graph's OData error envelope; [`frame`] and
-//! [`authenticate`] are the layers.
+//! [`authenticate`] (which the frame calls) are the layer.
 
 pub mod actions;
 pub mod authenticate;
@@ -70,22 +70,14 @@ const fn doc(summary: &'static str, request: Option<&'static str>, answer: Answe
 
 struct Api {
     router: Router<AppState>,
-    /// Put around every route that serves a tenant.
-    authenticate: authenticate::AuthenticateLayer,
     paths: PathsBuilder,
     /// Every (method, path template) served, for the request metrics.
     served: Vec<(axum::http::Method, String)>,
 }
 
 impl Api {
-    /// A route that serves a tenant: authenticated before its handler runs.
-    ///
-    /// The layer goes on the method router's own methods
-    /// (`MethodRouter::route_layer`), so that an unknown method is still
-    /// answered 405 before the token is looked at; `Router::route_layer`
-    /// would wrap the 405 too. A route layer added before this one runs
-    /// after authentication and sees the `Principal` in the request's
-    /// extensions (a throttle keyed on tenant and application belongs there).
+    /// A route that serves a tenant: its handler asks for the `Principal`
+    /// the frame resolved, and so answers 401 without one.
     fn route(
         mut self,
         method: HttpMethod,
@@ -93,7 +85,6 @@ impl Api {
         handler: MethodRouter<AppState>,
         doc: Doc,
     ) -> Api {
-        let handler = handler.route_layer(self.authenticate.clone());
         self.router = self.router.route(path, handler);
         self.describe(method, path, doc)
     }
@@ -345,11 +336,10 @@ fn graph_routes(mut api: Api, version: &str) -> Api {
     api
 }
 
-fn routes(authenticate: authenticate::AuthenticateLayer) -> Api {
+fn routes() -> Api {
     use HttpMethod::{Get, Post, Put};
     let mut api = Api {
         router: Router::new(),
-        authenticate,
         paths: PathsBuilder::new(),
         served: Vec::new(),
     };
@@ -396,33 +386,26 @@ pub fn openapi_document() -> utoipa::openapi::OpenApi {
                 ))
                 .build(),
         )
-        .paths(routes(open_authentication()).paths.build())
+        .paths(routes().paths.build())
         .components(Some(components))
         .build()
 }
 
-/// The authentication the OpenAPI document is built with: it only
-/// describes the routes, and never serves them.
-fn open_authentication() -> authenticate::AuthenticateLayer {
-    authenticate::AuthenticateLayer::new(std::sync::Arc::new(crate::auth::Authenticator::Open))
-}
-
 /// The whole application for a given state.
 ///
-/// Layers, outermost first: the frame (ids, metrics, log line, error
-/// envelope), catch-panic, the body limit, the router; then, on the methods
-/// of the routes that serve a tenant only ([`Api::route`]), authentication,
-/// which puts the `Principal` in the request's extensions. Unknown routes
-/// (404) and methods (405) and the operational routes
-/// ([`Api::open_route`]) are answered without looking at the token.
+/// Layers, outermost first: the frame (the caller's principal or refusal
+/// into the request's extensions, ids, metrics, log line, error envelope),
+/// catch-panic, the body limit, the router. Unknown routes (404) and methods
+/// (405) and the operational routes ([`Api::open_route`]) never ask for the
+/// principal, so they are answered without regard to the token.
 pub fn app(state: AppState) -> Router {
-    let api = routes(authenticate::AuthenticateLayer::new(state.auth.clone()));
+    let api = routes();
     let request_metrics = ops::RequestMetrics::register(&api.served);
     api.router
         .fallback(fallback)
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
         .layer(tower_http::catch_panic::CatchPanicLayer::new())
-        .layer(frame::FrameLayer::new(request_metrics))
+        .layer(frame::FrameLayer::new(request_metrics, state.auth.clone()))
         .with_state(state)
 }
 
