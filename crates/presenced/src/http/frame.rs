@@ -89,10 +89,14 @@ where
                 let clone = self.inner.clone();
                 let mut inner = std::mem::replace(&mut self.inner, clone);
                 let auth = self.auth.clone();
-                futures_util::future::Either::Right(async move {
+                // Boxed on its own: this rare path's future holds the request
+                // and a whole inner service, and inline it would make every
+                // request's future (and what it copies) that much larger.
+                let verified: Pin<Box<dyn Future<Output = _> + Send>> = Box::pin(async move {
                     authenticate::verify_into(&auth, &token, &mut request).await;
                     inner.call(request).await
-                })
+                });
+                futures_util::future::Either::Right(verified)
             }
         };
         Box::pin(async move {
