@@ -76,22 +76,11 @@ struct Api {
 }
 
 impl Api {
-    /// A route that serves a tenant: its handler asks for the `Principal`
-    /// the frame resolved, and so answers 401 without one.
+    /// A route. One that serves a tenant has a handler that asks for the
+    /// `Principal` the frame resolved, and so answers 401 without one; the
+    /// operational ones (health, readiness, metrics, the OpenAPI document)
+    /// ask for none and need no token.
     fn route(
-        mut self,
-        method: HttpMethod,
-        path: &str,
-        handler: MethodRouter<AppState>,
-        doc: Doc,
-    ) -> Api {
-        self.router = self.router.route(path, handler);
-        self.describe(method, path, doc)
-    }
-
-    /// A route that needs no token (health, readiness, metrics, the OpenAPI
-    /// document); its handler must not ask for a `Principal`.
-    fn open_route(
         mut self,
         method: HttpMethod,
         path: &str,
@@ -350,10 +339,10 @@ fn routes() -> Api {
         .route(Get, "/_presenced/stream", get(subscriptions::stream), doc("Server-Sent Events: a `presence` event for every visible change of the users in ?ids=a,b (or of the whole tenant, with Presence.Read.All); Last-Event-ID resumes.", None, Answer::Text))
         .route(Get, "/_presenced/clock", get(extensions::get_clock), doc("The manual clock's now (only with --clock manual).", None, Answer::Object))
         .route(Post, "/_presenced/clock/advance", post(extensions::advance_clock), doc("Advance the manual clock, firing every fade and expiry that falls due, each at its instant.", Some("ClockAdvanceBody"), Answer::Object))
-        .open_route(Get, "/healthz", get(ops::healthz), doc("Liveness: the process answers.", None, Answer::Object))
-        .open_route(Get, "/readyz", get(ops::readyz), doc("Readiness: the store answers.", None, Answer::Object))
-        .open_route(Get, "/metrics", get(ops::metrics), doc("Prometheus metrics.", None, Answer::Text))
-        .open_route(Get, "/openapi.json", get(ops::openapi), doc("This document.", None, Answer::Object))
+        .route(Get, "/healthz", get(ops::healthz), doc("Liveness: the process answers.", None, Answer::Object))
+        .route(Get, "/readyz", get(ops::readyz), doc("Readiness: the store answers.", None, Answer::Object))
+        .route(Get, "/metrics", get(ops::metrics), doc("Prometheus metrics.", None, Answer::Text))
+        .route(Get, "/openapi.json", get(ops::openapi), doc("This document.", None, Answer::Object))
 }
 
 /// The OpenAPI document for every route [`app`] serves.
@@ -396,7 +385,7 @@ pub fn openapi_document() -> utoipa::openapi::OpenApi {
 /// Layers, outermost first: the frame (the caller's principal or refusal
 /// into the request's extensions, ids, metrics, log line, error envelope),
 /// catch-panic, the body limit, the router. Unknown routes (404) and methods
-/// (405) and the operational routes ([`Api::open_route`]) never ask for the
+/// (405) and the operational routes (health, readiness, metrics, the OpenAPI document) never ask for the
 /// principal, so they are answered without regard to the token.
 pub fn app(state: AppState) -> Router {
     let api = routes();
