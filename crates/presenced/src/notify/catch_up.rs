@@ -261,4 +261,63 @@ mod tests {
             "orphan and expired marks are deleted"
         );
     }
+
+    /// A change made after the start-up load but before the run task reads
+    /// the feed (the scheduler's first ticks race it) is notified, not
+    /// skipped: the run task starts where following began.
+    #[tokio::test]
+    async fn a_change_racing_the_run_tasks_start_is_notified() {
+        let clock = Arc::new(Clock::new(ClockKind::Manual));
+        let now = clock.now();
+        let tenant = TenantId::parse("t").expect("valid");
+        let alice = UserKey::new(tenant.clone(), user("alice"));
+        let store = Arc::new(MemoryStore::new());
+        let subscription = Subscription::new(
+            tenant,
+            Some("app".into()),
+            Some("app".into()),
+            "communications/presences/alice".into(),
+            vec![user("alice")],
+            "https://example.invalid/hook".into(),
+            None,
+            now.saturating_add(Duration::from_mins(30)),
+        );
+        store
+            .put_subscription(&subscription.id, subscription::encode(&subscription))
+            .await
+            .expect("works");
+        let (notifier, inboxes) = Notifier::new(
+            clock,
+            Timeouts::default(),
+            crate::notify::NotifySettings::default(),
+            crate::tasks::Tasks::new(tokio_util::sync::CancellationToken::new()),
+        )
+        .expect("a notifier");
+        let notifier = Arc::new(notifier);
+        notifier.attach(store.clone());
+        notifier.load().await.expect("loads");
+        let set = Command::SetPresence {
+            session_id: SessionId::parse("app").expect("valid"),
+            state: SessionState::Available,
+            expiration: SessionExpiration::new(Duration::from_hours(1)).expect("in range"),
+        };
+        store
+            .apply(&alice, &set, now, Timeouts::default())
+            .await
+            .expect("works")
+            .expect("applies");
+        let running = tokio::spawn(notifier.clone().run(inboxes));
+        let queued = || {
+            notifier.registry().subscriptions[subscription.id.as_str()].marks[&user("alice")].queued
+        };
+        // A generous guard against a hang; the assertion is on the mark.
+        for _ in 0..600 {
+            if queued() == 1 {
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+        assert_eq!(queued(), 1, "alice's change was sent");
+        running.abort();
+    }
 }

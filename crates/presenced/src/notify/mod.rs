@@ -493,17 +493,28 @@ impl Notifier {
             .store()
             .map_err(|error| format!("the notifier has no store: {error}"))?
             .clone();
-        let mut cursor = loop {
-            match store.head().await {
-                Ok(cursor) => break cursor,
-                Err(error) => {
-                    tracing::warn!(%error, "could not read the change feed's head; retrying");
-                    tokio::select! {
-                        () = self.shutdown().cancelled() => return Ok(()),
-                        () = tokio::time::sleep(std::time::Duration::from_secs(1)) => {}
+        // Where following began, if it did (the start-up load followed the
+        // feed before its catch-up): changes made since, by the first ticks
+        // racing this task's start, are read from there rather than skipped.
+        let following_since = self
+            .restart_from
+            .lock()
+            .unwrap_or_else(|poison| poison.into_inner())
+            .take();
+        let mut cursor = match following_since {
+            Some(since) => since,
+            None => loop {
+                match store.head().await {
+                    Ok(cursor) => break cursor,
+                    Err(error) => {
+                        tracing::warn!(%error, "could not read the change feed's head; retrying");
+                        tokio::select! {
+                            () = self.shutdown().cancelled() => return Ok(()),
+                            () = tokio::time::sleep(std::time::Duration::from_secs(1)) => {}
+                        }
                     }
                 }
-            }
+            },
         };
         loop {
             self.restart(&mut cursor);
