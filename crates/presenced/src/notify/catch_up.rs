@@ -113,11 +113,11 @@ impl Notifier {
                         key: chunk[index].clone(),
                         facts: Arc::new(facts.cloned().unwrap_or_else(UserFacts::default)),
                         at: now,
-                        streamed_as: None,
+                        position: None,
                     });
                 })
                 .await?;
-            self.fan_out(changes.into_iter());
+            self.fan_out(changes.into_iter(), None);
         }
         Ok(())
     }

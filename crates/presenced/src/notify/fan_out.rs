@@ -7,7 +7,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use presence_core::{Instant, Timeouts, UserFacts, UserKey};
-use presence_store::{Change, Position};
+use presence_store::{Change, Cursor, Position};
 
 use super::Notifier;
 use super::crypto::EncryptionCertificate;
@@ -28,35 +28,47 @@ pub struct Visible {
     pub key: UserKey,
     pub facts: Arc<UserFacts>,
     pub at: Instant,
-    /// Where the change sits in the feed, and the stream event id after
-    /// it; `None` for the catch-up, which streams never see.
-    pub streamed_as: Option<(Position, String)>,
+    /// Where the change sits in the feed; `None` for the catch-up, which
+    /// streams never see.
+    pub position: Option<Position>,
 }
 
-impl Visible {
-    pub fn from_feed(change: Change, event_id: String) -> Visible {
+impl From<Change> for Visible {
+    fn from(change: Change) -> Visible {
         Visible {
             key: change.key,
             facts: change.facts,
             at: change.at,
-            streamed_as: Some((change.position, event_id)),
+            position: Some(change.position),
         }
     }
 }
 
 impl Notifier {
     /// Turns changes into notifications, queued with one call per URL.
-    pub(super) fn fan_out(&self, changes: impl Iterator<Item = Visible>) {
+    /// `cursor` (the feed's, for changes read from it) is moved past each
+    /// change in turn, so that a streamed one's event id is the cursor
+    /// after it; the id is written out only for those.
+    pub(super) fn fan_out(
+        &self,
+        changes: impl Iterator<Item = Visible>,
+        mut cursor: Option<&mut Cursor>,
+    ) {
         let mut by_url: HashMap<String, Vec<Item>> = HashMap::new();
         for change in changes {
-            self.fan_out_one(change, &mut by_url);
+            self.fan_out_one(change, cursor.as_deref_mut(), &mut by_url);
         }
         for (url, items) in by_url {
             self.delivery.send(&url, items);
         }
     }
 
-    fn fan_out_one(&self, change: Visible, by_url: &mut HashMap<String, Vec<Item>>) {
+    fn fan_out_one(
+        &self,
+        change: Visible,
+        cursor: Option<&mut Cursor>,
+        by_url: &mut HashMap<String, Vec<Item>>,
+    ) {
         let sequence = presence_core::sequence_at(&change.facts, change.at, self.timeouts);
         let (targets, streamed) = {
             let mut registry = self.registry();
@@ -73,9 +85,13 @@ impl Notifier {
                 }
             }
         }
-        if streamed && let Some((position, id)) = change.streamed_as {
+        let Some((cursor, position)) = cursor.zip(change.position) else {
+            return;
+        };
+        cursor.advance(position);
+        if streamed {
             self.streams.publish(StreamEvent {
-                id,
+                id: cursor.to_text(),
                 position,
                 key: change.key,
                 facts: change.facts,
@@ -229,7 +245,7 @@ mod tests {
             key: UserKey::new(TenantId::parse("t").expect("valid"), user("alice")),
             facts: Arc::new(facts),
             at: now,
-            streamed_as: None,
+            position: None,
         }
     }
 

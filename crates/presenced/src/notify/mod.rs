@@ -531,14 +531,7 @@ impl Notifier {
                 Wake::Report(report) => self.settle(report),
                 Wake::Feed => match store.read_after(&cursor, FAN_OUT_CHUNK).await {
                     Ok(Some(changes)) => {
-                        let visible: Vec<Visible> = changes
-                            .into_iter()
-                            .map(|change| {
-                                cursor.advance(change.position);
-                                Visible::from_feed(change, cursor.to_text())
-                            })
-                            .collect();
-                        self.fan_out(visible.into_iter());
+                        self.fan_out(changes.into_iter().map(Visible::from), Some(&mut cursor));
                     }
                     Ok(None) => {
                         if self.restart(&mut cursor) {

@@ -77,11 +77,6 @@ impl PresenceService {
             .ok_or_else(|| ServiceError::Unavailable("presenced is still loading its store".into()))
     }
 
-    /// Whether the store is loaded.
-    pub fn ready(&self) -> bool {
-        self.store.get().is_some()
-    }
-
     /// Applies a command to one user at the clock's now.
     pub async fn apply(&self, key: &UserKey, command: &Command) -> Result<Applied, ServiceError> {
         let now = self.clock.now();
