@@ -259,15 +259,10 @@ impl DueIndex for LocalDueIndex {
 
 #[cfg(test)]
 mod tests {
-    use presence_core::{TenantId, UserId};
-
     use super::*;
 
     fn key(user: &str) -> UserKey {
-        UserKey::new(
-            TenantId::parse("t").expect("valid"),
-            UserId::parse(user).expect("valid"),
-        )
+        crate::conformance::key("t", user)
     }
 
     fn at(millis: i64) -> Instant {

@@ -325,15 +325,10 @@ impl ChangeFeed for LocalFeed {
 
 #[cfg(test)]
 mod tests {
-    use presence_core::{TenantId, UserId};
-
     use super::*;
 
     fn key(user: &str) -> UserKey {
-        UserKey::new(
-            TenantId::parse("t").expect("valid"),
-            UserId::parse(user).expect("valid"),
-        )
+        crate::conformance::key("t", user)
     }
 
     #[tokio::test]

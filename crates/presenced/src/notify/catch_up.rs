@@ -216,14 +216,7 @@ mod tests {
             .await
             .expect("works");
 
-        let (notifier, _inboxes) = Notifier::new(
-            clock,
-            Timeouts::default(),
-            crate::notify::NotifySettings::default(),
-            crate::tasks::Tasks::new(tokio_util::sync::CancellationToken::new()),
-        )
-        .expect("a notifier");
-        notifier.attach(store.clone());
+        let (notifier, _inboxes) = Notifier::for_tests(clock, store.clone());
         notifier.load().await.expect("loads");
 
         let (ids, moved, still) = {
@@ -286,15 +279,7 @@ mod tests {
             .put_subscription(&subscription.id, subscription::encode(&subscription))
             .await
             .expect("works");
-        let (notifier, inboxes) = Notifier::new(
-            clock,
-            Timeouts::default(),
-            crate::notify::NotifySettings::default(),
-            crate::tasks::Tasks::new(tokio_util::sync::CancellationToken::new()),
-        )
-        .expect("a notifier");
-        let notifier = Arc::new(notifier);
-        notifier.attach(store.clone());
+        let (notifier, inboxes) = Notifier::for_tests(clock, store.clone());
         notifier.load().await.expect("loads");
         let set = Command::SetPresence {
             session_id: SessionId::parse("app").expect("valid"),

@@ -143,16 +143,8 @@ mod tests {
     ) -> (Arc<Notifier>, Arc<MemoryStore>, String, Instant) {
         let clock = Arc::new(Clock::new(ClockKind::Manual));
         let now = clock.now();
-        let (notifier, _inboxes) = Notifier::new(
-            clock,
-            presence_core::Timeouts::default(),
-            crate::notify::NotifySettings::default(),
-            crate::tasks::Tasks::new(tokio_util::sync::CancellationToken::new()),
-        )
-        .expect("a notifier");
-        let notifier = Arc::new(notifier);
         let store = Arc::new(MemoryStore::new());
-        notifier.attach(store.clone());
+        let (notifier, _inboxes) = Notifier::for_tests(clock, store.clone());
         let subscription = Subscription::new(
             TenantId::parse("t").expect("valid"),
             Some("app".into()),

@@ -623,6 +623,24 @@ impl Notifier {
     }
 }
 
+#[cfg(test)]
+impl Notifier {
+    /// A notifier over `store` on `clock`, with the default settings and a
+    /// tracker of its own (unit tests).
+    pub(crate) fn for_tests(clock: Arc<Clock>, store: Arc<dyn Store>) -> (Arc<Notifier>, Inboxes) {
+        let (notifier, inboxes) = Notifier::new(
+            clock,
+            Timeouts::default(),
+            NotifySettings::default(),
+            Tasks::new(CancellationToken::new()),
+        )
+        .expect("a notifier");
+        let notifier = Arc::new(notifier);
+        notifier.attach(store);
+        (notifier, inboxes)
+    }
+}
+
 /// An open stream, counted while it lives.
 #[derive(Debug)]
 pub struct StreamWatch {

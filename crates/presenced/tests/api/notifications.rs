@@ -737,6 +737,20 @@ async fn a_batch_never_accepted_within_the_retry_window_becomes_missed() {
 
 const SECRET: &str = "the hs256 secret of the notification tests, 32+";
 
+/// presenced verifying hs256 tokens (minted by [`token`]) and delivering to
+/// loopback receivers, and a receiver.
+async fn start_with_tokens() -> (TestServer, Receiver) {
+    let server = TestServer::start(&[
+        "--auth",
+        "hs256",
+        "--jwt-secret",
+        SECRET,
+        "--allow-private-webhooks",
+    ])
+    .await;
+    (server, Receiver::start().await)
+}
+
 fn token(tenant: &str, app: &str, user: Option<&str>, grants: &[&str]) -> String {
     let request = presenced::token::MintRequest {
         tenant: tenant.into(),
@@ -771,15 +785,7 @@ async fn as_caller(
 
 #[tokio::test]
 async fn callers_see_and_change_only_their_own_apps_subscriptions_in_their_tenant() {
-    let server = TestServer::start(&[
-        "--auth",
-        "hs256",
-        "--jwt-secret",
-        SECRET,
-        "--allow-private-webhooks",
-    ])
-    .await;
-    let receiver = Receiver::start().await;
+    let (server, receiver) = start_with_tokens().await;
     let app_a = token("contoso", "app-a", None, &["Presence.Read.All"]);
     let app_b = token("contoso", "app-b", None, &["Presence.Read.All"]);
     let other_tenant = token("fabrikam", "app-a", None, &["Presence.Read.All"]);
@@ -1170,15 +1176,7 @@ async fn on_the_system_clock_a_fade_is_notified_within_a_second_of_its_instant_a
 /// through all three.
 #[tokio::test]
 async fn get_the_stream_and_rich_notifications_show_a_caller_the_same_presence() {
-    let server = TestServer::start(&[
-        "--auth",
-        "hs256",
-        "--jwt-secret",
-        SECRET,
-        "--allow-private-webhooks",
-    ])
-    .await;
-    let receiver = Receiver::start().await;
+    let (server, receiver) = start_with_tokens().await;
     let writer = token("contoso", "app-w", None, &["Presence.ReadWrite.All"]);
     let bob = token("contoso", "app-a", Some("bob"), &["Presence.Read.All"]);
     let app = token("contoso", "app-a", None, &["Presence.Read.All"]);
