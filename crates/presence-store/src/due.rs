@@ -55,10 +55,10 @@ pub trait DueIndex: Send + Sync + std::fmt::Debug + 'static {
         until: Instant,
     ) -> Result<Option<Lease>, StoreError>;
 
-    /// Files a tick of `key` at `at` (a retry after a failed tick, and the
-    /// start-up tick of every user). Commands file their own through
-    /// [`crate::Facts::apply`].
-    async fn schedule(&self, key: &UserKey, at: Instant) -> Result<(), StoreError>;
+    /// Files a tick of each of `keys` at `at` (a retry after a failed tick,
+    /// and the start-up tick of every user, in one call). Commands file
+    /// their own through [`crate::Facts::apply`].
+    async fn schedule(&self, keys: &[UserKey], at: Instant) -> Result<(), StoreError>;
 
     /// The earliest instant anything in `partition` is due.
     async fn next_due(&self, partition: u32) -> Result<Option<Instant>, StoreError>;
@@ -142,6 +142,14 @@ impl LocalDueIndex {
 
     /// Files a tick of `key` at `at`.
     pub fn insert(&self, key: &UserKey, at: Instant) {
+        self.insert_all(std::slice::from_ref(key), at);
+    }
+
+    /// Files a tick of each of `keys` at `at`, under one lock.
+    pub fn insert_all(&self, keys: &[UserKey], at: Instant) {
+        if keys.is_empty() {
+            return;
+        }
         let bucket = bucket_of(at);
         let mut wheel = self.wheel();
         let first = wheel
@@ -149,9 +157,10 @@ impl LocalDueIndex {
             .first_key_value()
             .is_none_or(|(first, _)| bucket <= *first);
         let slot = wheel.buckets.entry(bucket).or_default();
-        slot.entries.push((at, key.clone()));
+        slot.entries
+            .extend(keys.iter().map(|key| (at, key.clone())));
         slot.sorted = false;
-        wheel.len += 1;
+        wheel.len += keys.len();
         drop(wheel);
         if first {
             self.earlier_entry.notify_one();
@@ -222,8 +231,8 @@ impl DueIndex for LocalDueIndex {
         Ok((partition == 0).then(local_lease))
     }
 
-    async fn schedule(&self, key: &UserKey, at: Instant) -> Result<(), StoreError> {
-        self.insert(key, at);
+    async fn schedule(&self, keys: &[UserKey], at: Instant) -> Result<(), StoreError> {
+        self.insert_all(keys, at);
         Ok(())
     }
 

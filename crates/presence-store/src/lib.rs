@@ -203,11 +203,11 @@ macro_rules! forward_feed_and_due {
 
             async fn schedule(
                 &self,
-                key: &presence_core::UserKey,
+                keys: &[presence_core::UserKey],
                 at: presence_core::Instant,
             ) -> Result<(), $crate::StoreError> {
                 let $store2 = self;
-                $crate::DueIndex::schedule($due, key, at).await
+                $crate::DueIndex::schedule($due, keys, at).await
             }
 
             async fn next_due(

@@ -88,7 +88,9 @@ impl Scheduler {
                             // by the model, so a late prune is only late reclaim.
                             tracing::warn!(%error, "a scheduled tick failed; retrying in a second");
                             let retry = now.saturating_add(Duration::from_secs(1));
-                            if let Err(error) = store.schedule(key, retry).await {
+                            if let Err(error) =
+                                store.schedule(std::slice::from_ref(key), retry).await
+                            {
                                 tracing::warn!(%error, "could not file the retry of a tick");
                             }
                         }
@@ -109,10 +111,8 @@ impl Scheduler {
         if let Err(error) = self.store.scan(&mut |key, _| keys.push(key.clone())).await {
             tracing::error!(%error, "could not scan the store to schedule its users");
         }
-        for key in keys {
-            if let Err(error) = self.store.schedule(&key, now).await {
-                tracing::error!(%error, "could not schedule a stored user");
-            }
+        if let Err(error) = self.store.schedule(&keys, now).await {
+            tracing::error!(%error, "could not schedule the stored users");
         }
     }
 }

@@ -26,11 +26,11 @@ async fn takes_what_is_due_under_the_lease(store: &dyn Store) {
     let soon = now.saturating_add(Duration::from_secs(30));
     let later = now.saturating_add(Duration::from_mins(10));
     store
-        .schedule(&key("due-index", "b"), later)
+        .schedule(&[key("due-index", "b")], later)
         .await
         .expect("works");
     store
-        .schedule(&key("due-index", "a"), soon)
+        .schedule(&[key("due-index", "a")], soon)
         .await
         .expect("works");
     assert_eq!(store.next_due(0).await.expect("works"), Some(soon));
