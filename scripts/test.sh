@@ -23,6 +23,15 @@ if ! python3 -c 'import venv, ensurepip' >/dev/null 2>&1; then
         exit 1
     fi
 fi
+# The Redis tests (presenced-testkit) start real redis-server processes.
+if ! command -v redis-server >/dev/null 2>&1 || ! command -v redis-cli >/dev/null 2>&1; then
+    if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+        apt-get update -qq && apt-get install -y -qq redis-server redis-tools
+    else
+        echo "scripts/test.sh: redis-server is missing; install it with: sudo apt-get install redis-server redis-tools" >&2
+        exit 1
+    fi
+fi
 
 cargo fmt --all -- --check
 cargo clippy --workspace --all-targets --locked -- -D warnings

@@ -133,6 +133,14 @@ pub struct Following {
 }
 
 impl Following {
+    /// Following counted in `count` (already incremented), from `since`.
+    pub fn counted(count: Arc<AtomicUsize>, since: Option<Cursor>) -> Following {
+        Following {
+            count: Some(count),
+            since,
+        }
+    }
+
     /// A guard for a feed that keeps changes whether followed or not.
     pub fn always() -> Following {
         Following {

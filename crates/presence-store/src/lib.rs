@@ -41,6 +41,7 @@ pub mod embedded;
 pub mod feed;
 pub mod memory;
 pub mod record;
+pub mod redis;
 pub mod subscriptions;
 
 #[cfg(test)]
@@ -50,6 +51,7 @@ pub use due::{DueIndex, Lease, LocalDueIndex};
 pub use embedded::{Durability, EmbeddedStore};
 pub use feed::{Change, ChangeFeed, Cursor, Following, LocalFeed, Position};
 pub use memory::MemoryStore;
+pub use redis::{RedisDurability, RedisOptions, RedisStore};
 pub use subscriptions::{Mark, RecordWrite, Subscriptions};
 
 /// A failure of the store itself, as opposed to a refused command. The
@@ -124,6 +126,22 @@ pub trait Facts: Send + Sync + std::fmt::Debug + 'static {
         now: Instant,
         timeouts: Timeouts,
     ) -> Result<Result<Applied, CommandError>, StoreError>;
+
+    /// [`Facts::apply`] as time-driven work under a partition's lease: a
+    /// networked backend refuses it ([`StoreError::Fenced`]) once another
+    /// node has taken the partition over. A single node's store holds its
+    /// one lease forever and applies it as any command.
+    async fn apply_under(
+        &self,
+        lease: &Lease,
+        key: &UserKey,
+        command: &Command,
+        now: Instant,
+        timeouts: Timeouts,
+    ) -> Result<Result<Applied, CommandError>, StoreError> {
+        let _ = lease;
+        self.apply(key, command, now, timeouts).await
+    }
 
     /// Calls `visit` with the facts of each key, in order (`None` for a user
     /// nothing is held for).

@@ -44,6 +44,13 @@ pub trait Subscriptions: Send + Sync + std::fmt::Debug + 'static {
     /// Every subscription's id and record, in id order.
     async fn subscriptions(&self) -> Result<Vec<(String, Vec<u8>)>, StoreError>;
 
+    /// A number that changes whenever a subscription is put or deleted, so
+    /// that a node caching them knows when another node changed them. A
+    /// single node's store is only changed by its own node: always 0.
+    async fn subscriptions_version(&self) -> Result<u64, StoreError> {
+        Ok(0)
+    }
+
     /// Records marks. Not synced: a lost mark only makes a restart notify
     /// its user once more.
     async fn put_marks(&self, marks: &[Mark]) -> Result<(), StoreError>;

@@ -27,6 +27,7 @@ pub mod cli;
 pub mod clock;
 pub mod http;
 pub mod notify;
+pub mod ownership;
 pub mod scheduler;
 pub mod server;
 pub mod service;

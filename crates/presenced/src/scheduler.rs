@@ -14,7 +14,10 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use futures_util::StreamExt;
 use presence_core::{Command, Duration, Instant, Timeouts};
-use presence_store::{Lease, Store};
+use presence_store::{Lease, Store, StoreError};
+
+use crate::clock::system_now;
+use crate::ownership::Ownership;
 
 use crate::timeline::DueWork;
 
@@ -28,10 +31,25 @@ const TAKE: usize = 4_096;
 pub struct Scheduler {
     store: Arc<dyn Store>,
     timeouts: Timeouts,
-    /// The lease on the store's partition. A single node's store has one
-    /// partition and grants it forever.
-    lease: Lease,
+    leases: Leases,
 }
+
+/// The leases a scheduler works under.
+#[derive(Debug)]
+enum Leases {
+    /// A single node's store: its one partition, granted forever.
+    Forever(Lease),
+    /// Many nodes (`--store redis`): the partitions this node owns now.
+    Shared(Arc<Ownership>),
+    /// Many nodes on the manual clock: the advance that runs the scheduler
+    /// (serialized across nodes) takes every partition's lease for the
+    /// time it runs, and gives them back.
+    OnDemand { node: String, length: Duration },
+}
+
+/// How often a scheduler of many nodes looks at its partitions' due
+/// indexes, which other nodes fill too.
+const SHARED_POLL: std::time::Duration = std::time::Duration::from_millis(250);
 
 impl Scheduler {
     /// A scheduler for a loaded store; `None` if the store would not lease
@@ -49,8 +67,72 @@ impl Scheduler {
         Some(Scheduler {
             store,
             timeouts,
-            lease,
+            leases: Leases::Forever(lease),
         })
+    }
+
+    /// A scheduler of one of many nodes, working the partitions `ownership`
+    /// holds.
+    pub fn shared(
+        store: Arc<dyn Store>,
+        timeouts: Timeouts,
+        ownership: Arc<Ownership>,
+    ) -> Scheduler {
+        Scheduler {
+            store,
+            timeouts,
+            leases: Leases::Shared(ownership),
+        }
+    }
+
+    /// A scheduler of one of many nodes on the manual clock: it works every
+    /// partition, under leases it takes for each advance.
+    pub fn on_demand(
+        store: Arc<dyn Store>,
+        timeouts: Timeouts,
+        node: String,
+        length: Duration,
+    ) -> Scheduler {
+        Scheduler {
+            store,
+            timeouts,
+            leases: Leases::OnDemand { node, length },
+        }
+    }
+
+    /// The leases to work under now.
+    async fn leases(&self) -> Vec<Lease> {
+        match &self.leases {
+            Leases::Forever(lease) => vec![lease.clone()],
+            Leases::Shared(ownership) => ownership.leases(),
+            Leases::OnDemand { node, length } => {
+                let now = system_now();
+                let mut leases = Vec::new();
+                for partition in 0..self.store.partitions() {
+                    match self
+                        .store
+                        .lease(partition, node, now, now.saturating_add(*length))
+                        .await
+                    {
+                        Ok(Some(lease)) => leases.push(lease),
+                        Ok(None) => {
+                            tracing::warn!(
+                                partition,
+                                "another node holds a partition the advance needs"
+                            );
+                        }
+                        Err(error) => tracing::warn!(%error, "could not lease a partition"),
+                    }
+                }
+                leases
+            }
+        }
+    }
+
+    fn lost(&self, lease: &Lease) {
+        if let Leases::Shared(ownership) = &self.leases {
+            ownership.lost(lease);
+        }
     }
 
     /// Ticks every user due at or before `now`. Returns how many were ticked.
@@ -59,10 +141,30 @@ impl Scheduler {
     /// the ticks that reach it together in one batch, so many users falling
     /// due at the same instant cost a few commits, not one each in turn.
     pub async fn process_due(&self, now: Instant) -> usize {
+        let leases = self.leases().await;
+        let mut ticked = 0;
+        for lease in &leases {
+            ticked += self.process_partition(lease, now).await;
+        }
+        if matches!(self.leases, Leases::OnDemand { .. }) {
+            for lease in &leases {
+                if let Err(error) = self.store.release(lease).await {
+                    tracing::warn!(%error, "could not give a lease back; it lapses by itself");
+                }
+            }
+        }
+        ticked
+    }
+
+    async fn process_partition(&self, lease: &Lease, now: Instant) -> usize {
         let mut ticked = 0;
         loop {
-            let due = match self.store.take_due(&self.lease, now, TAKE).await {
+            let due = match self.store.take_due(lease, now, TAKE).await {
                 Ok(due) => due,
+                Err(StoreError::Fenced(_)) => {
+                    self.lost(lease);
+                    break;
+                }
                 Err(error) => {
                     tracing::warn!(%error, "could not take the due users");
                     break;
@@ -72,16 +174,24 @@ impl Scheduler {
                 break;
             }
             let store = self.store.as_ref();
+            let fenced = std::sync::atomic::AtomicBool::new(false);
+            let fenced = &fenced;
             futures_util::stream::iter(&due)
                 .for_each_concurrent(TICKS_IN_FLIGHT, |key| async move {
                     // A memory store's tick never waits, so without this a
                     // hundred thousand ticks would hold the worker, and the
                     // notifier they wake, until the last one.
                     tokio::task::consume_budget().await;
-                    match store.apply(key, &Command::Tick, now, self.timeouts).await {
+                    match store
+                        .apply_under(lease, key, &Command::Tick, now, self.timeouts)
+                        .await
+                    {
                         Ok(Ok(_)) => {}
                         Ok(Err(refused)) => {
                             tracing::error!(error = %refused, "the store refused a tick");
+                        }
+                        Err(StoreError::Fenced(_)) => {
+                            fenced.store(true, std::sync::atomic::Ordering::Relaxed);
                         }
                         Err(error) => {
                             // Try again shortly: what has ended is still hidden
@@ -99,6 +209,11 @@ impl Scheduler {
                 .await;
             metrics::counter!("presenced_scheduler_ticks_total").increment(due.len() as u64);
             ticked += due.len();
+            if fenced.load(std::sync::atomic::Ordering::Relaxed) {
+                // A paused former owner: the new one does this work.
+                self.lost(lease);
+                break;
+            }
         }
         ticked
     }
@@ -120,13 +235,38 @@ impl Scheduler {
 #[async_trait]
 impl DueWork for Scheduler {
     async fn next_due(&self) -> Option<Instant> {
-        self.store
-            .next_due(self.lease.partition)
-            .await
-            .unwrap_or_else(|error| {
-                tracing::warn!(%error, "could not read the due index");
-                None
-            })
+        let partitions: Vec<u32> = match &self.leases {
+            Leases::Forever(lease) => vec![lease.partition],
+            Leases::Shared(ownership) => ownership
+                .leases()
+                .iter()
+                .map(|lease| lease.partition)
+                .collect(),
+            Leases::OnDemand { .. } => (0..self.store.partitions()).collect(),
+        };
+        let firsts = futures_util::future::join_all(
+            partitions
+                .iter()
+                .map(|partition| self.store.next_due(*partition)),
+        )
+        .await;
+        let mut earliest: Option<Instant> = None;
+        for first in firsts {
+            match first {
+                Ok(Some(at)) => earliest = Some(earliest.map_or(at, |earliest| earliest.min(at))),
+                Ok(None) => {}
+                Err(error) => tracing::warn!(%error, "could not read the due index"),
+            }
+        }
+        if let (Leases::Shared(_), Some(at)) = (&self.leases, earliest) {
+            // The scheduler lag: how far behind its instants this node's
+            // partitions are ticked.
+            let lag = system_now()
+                .as_unix_millis()
+                .saturating_sub(at.as_unix_millis());
+            metrics::gauge!("presenced_scheduler_lag_seconds").set(lag.max(0) as f64 / 1_000.0);
+        }
+        earliest
     }
 
     async fn run_due(&self, now: Instant) {
@@ -134,6 +274,11 @@ impl DueWork for Scheduler {
     }
 
     async fn changed(&self) {
-        self.store.earlier_entry().notified().await;
+        match &self.leases {
+            Leases::Forever(_) => self.store.earlier_entry().notified().await,
+            // Other nodes file users in these partitions too, and the
+            // partitions owned change: look again shortly.
+            Leases::Shared(_) | Leases::OnDemand { .. } => tokio::time::sleep(SHARED_POLL).await,
+        }
     }
 }

@@ -116,45 +116,55 @@ async fn ticks_prune_what_has_ended(store: &dyn Store) {
 
 /// A command files the user's next transition when no tick at or before
 /// it is pending; a refresh that moves it later files nothing more, and the
-/// early tick then files the later one.
+/// early tick then files the later one. (Other users of the partition may
+/// be due too: only erin's entries are looked at.)
 async fn files_each_transition_in_the_due_index_once(store: &dyn Store) {
     let timeouts = Timeouts::default();
     let start = Instant::from_unix_millis(5_000_000);
     let erin = key("due", "erin");
     let lease = store
-        .lease(0, "node", start, Instant::from_unix_millis(i64::MAX))
+        .lease(
+            store.partition_of(&erin),
+            "node",
+            start,
+            Instant::from_unix_millis(i64::MAX),
+        )
         .await
         .expect("works")
         .expect("a single node holds its partition");
-    // Whatever earlier tests filed is taken first.
-    store
-        .take_due(&lease, start, usize::MAX)
-        .await
-        .expect("works");
+    let taken = |at: Instant| {
+        let lease = lease.clone();
+        let erin = erin.clone();
+        async move {
+            store
+                .take_due(&lease, at, usize::MAX)
+                .await
+                .expect("works")
+                .into_iter()
+                .filter(|user| *user == erin)
+                .count()
+        }
+    };
     let first_fade = start.saturating_add(Duration::from_mins(5));
     let command = set_presence("app", 60);
     let set = |at| store.apply(&erin, &command, at, timeouts);
     set(start).await.expect("works").expect("ok");
-    assert_eq!(store.next_due(0).await.expect("works"), Some(first_fade));
     // A refresh moves the fade later; the pending tick at first_fade covers it.
     let refreshed = start.saturating_add(Duration::from_mins(1));
     set(refreshed).await.expect("works").expect("ok");
-    let due = store
-        .take_due(&lease, first_fade, usize::MAX)
-        .await
-        .expect("works");
-    assert_eq!(due, vec![erin.clone()], "filed once");
-    assert_eq!(store.next_due(0).await.expect("works"), None);
+    let just_before = |at: Instant| Instant::from_unix_millis(at.as_unix_millis() - 1);
+    assert_eq!(taken(just_before(first_fade)).await, 0, "not due yet");
+    assert_eq!(taken(first_fade).await, 1, "filed once");
+    assert_eq!(taken(first_fade).await, 0, "taken once");
     // The pending tick runs early for the refreshed session and files again.
     store
-        .apply(&erin, &Command::Tick, first_fade, timeouts)
+        .apply_under(&lease, &erin, &Command::Tick, first_fade, timeouts)
         .await
         .expect("works")
         .expect("ok");
-    assert_eq!(
-        store.next_due(0).await.expect("works"),
-        Some(refreshed.saturating_add(Duration::from_mins(5)))
-    );
+    let second_fade = refreshed.saturating_add(Duration::from_mins(5));
+    assert_eq!(taken(just_before(second_fade)).await, 0);
+    assert_eq!(taken(second_fade).await, 1);
 }
 
 async fn scans_one_tenant_without_the_others(store: &dyn Store) {

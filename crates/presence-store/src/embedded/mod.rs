@@ -27,7 +27,7 @@
 //! number never goes backwards for a reader, even across a restart.
 
 mod layout;
-mod record;
+pub(crate) mod record;
 mod writer;
 
 use std::fs::File;

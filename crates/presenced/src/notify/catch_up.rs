@@ -14,6 +14,46 @@ use super::fan_out::Visible;
 use super::registry::{Active, Mark};
 use super::subscription;
 
+/// A subscription read back from the repository, with the marks stored
+/// for it; `None` (and logged) when its encryption certificate cannot be
+/// read.
+pub(super) fn activate(
+    subscription: subscription::Subscription,
+    stored: &HashMap<UserId, u64>,
+    now: presence_core::Instant,
+) -> Option<Active> {
+    let certificate = match (
+        &subscription.encryption_certificate,
+        &subscription.encryption_certificate_id,
+    ) {
+        (Some(certificate), Some(id)) => match EncryptionCertificate::parse(certificate, id) {
+            Ok(certificate) => Some(Arc::new(certificate)),
+            Err(problem) => {
+                tracing::error!(subscription = %subscription.id, %problem, "a stored encryption certificate cannot be read; the subscription is ignored");
+                return None;
+            }
+        },
+        _ => None,
+    };
+    let mut active = Active::new(Arc::new(subscription), certificate, now);
+    active.marks = active
+        .subscription
+        .users
+        .iter()
+        .map(|user| {
+            let delivered = stored.get(user).copied().unwrap_or(0);
+            (
+                user.clone(),
+                Mark {
+                    queued: delivered,
+                    delivered,
+                },
+            )
+        })
+        .collect();
+    Some(active)
+}
+
 impl Notifier {
     /// Reads the subscriptions and marks back (start-up, before the
     /// scheduler's first ticks), removes the expired ones, and notifies
@@ -43,38 +83,10 @@ impl Notifier {
         let count = loaded.len();
         let mut ids = Vec::with_capacity(count);
         for subscription in loaded {
-            let certificate = match (
-                &subscription.encryption_certificate,
-                &subscription.encryption_certificate_id,
-            ) {
-                (Some(certificate), Some(id)) => {
-                    match EncryptionCertificate::parse(certificate, id) {
-                        Ok(certificate) => Some(Arc::new(certificate)),
-                        Err(problem) => {
-                            tracing::error!(subscription = %subscription.id, %problem, "a stored encryption certificate cannot be read; the subscription is ignored");
-                            continue;
-                        }
-                    }
-                }
-                _ => None,
-            };
             let stored = marks.remove(&subscription.id).unwrap_or_default();
-            let mut active = Active::new(Arc::new(subscription), certificate, now);
-            active.marks = active
-                .subscription
-                .users
-                .iter()
-                .map(|user| {
-                    let delivered = stored.get(user).copied().unwrap_or(0);
-                    (
-                        user.clone(),
-                        Mark {
-                            queued: delivered,
-                            delivered,
-                        },
-                    )
-                })
-                .collect();
+            let Some(mut active) = activate(subscription, &stored, now) else {
+                continue;
+            };
             active.reauthorization_sent = active.reauthorize_at() <= now;
             ids.push(active.subscription.id.clone());
             let mut registry = self.registry();
@@ -87,14 +99,25 @@ impl Notifier {
 
         // Marks of subscriptions that are gone (an acknowledgement recorded
         // just after a deletion) are deleted.
-        for (id, users) in marks {
-            let users: Vec<UserId> = users.into_keys().collect();
-            store.delete_marks(&id, &users).await?;
+        // (With many nodes, a subscription being created on another node
+        // may have its marks before this read saw its record: they stay.)
+        if !self.shares_partitions() {
+            for (id, users) in marks {
+                let users: Vec<UserId> = users.into_keys().collect();
+                store.delete_marks(&id, &users).await?;
+            }
         }
         // Expired while presenced was down: removed now, with their
         // lifecycle notifications.
         self.process_due(now).await;
-        self.catch_up().await?;
+        if self.shares_partitions() {
+            // Each partition's owner catches its users up when it takes
+            // the partition (`take_over`), so that they are not notified
+            // by every node that starts.
+            self.subscriptions_seen(store.subscriptions_version().await?);
+        } else {
+            self.catch_up().await?;
+        }
         tracing::info!(subscriptions = count, "subscriptions loaded");
         Ok(())
     }
@@ -102,8 +125,13 @@ impl Notifier {
     /// Notifies each subscribed user whose presence is numbered otherwise
     /// than what its subscriptions were last sent.
     pub(super) async fn catch_up(&self) -> Result<(), StoreError> {
-        let store = self.store()?.clone();
         let keys: Vec<UserKey> = self.registry().by_user.keys().cloned().collect();
+        self.catch_up_users(&keys).await
+    }
+
+    /// [`Notifier::catch_up`] for some users.
+    pub(super) async fn catch_up_users(&self, keys: &[UserKey]) -> Result<(), StoreError> {
+        let store = self.store()?.clone();
         let now = self.clock.now();
         for chunk in keys.chunks(1_024) {
             let mut changes = Vec::new();

@@ -70,10 +70,15 @@ impl Notifier {
         by_url: &mut HashMap<String, Vec<Item>>,
     ) {
         let sequence = presence_core::sequence_at(&change.facts, change.at, self.timeouts);
+        let owned = self.owns(&change.key, change.position);
         let (targets, streamed) = {
             let mut registry = self.registry();
             (
-                registry.claim(&change.key, sequence),
+                if owned {
+                    registry.claim(&change.key, sequence)
+                } else {
+                    Vec::new()
+                },
                 registry.streamed(&change.key),
             )
         };

@@ -43,6 +43,7 @@ pub mod crypto;
 pub mod delivery;
 mod fan_out;
 mod lifecycle;
+mod nodes;
 mod registry;
 mod settings;
 pub mod stream;
@@ -112,12 +113,19 @@ pub struct Notifier {
     /// Owns the mark writes and stream lingers this spawns (its run task
     /// is spawned by `server::run`), and holds the shutdown token.
     tasks: Tasks,
+    /// With many nodes: the partitions whose webhooks this node sends
+    /// (`nodes.rs`). Unset on a single node, which sends them all.
+    ownership: std::sync::OnceLock<Arc<crate::ownership::Ownership>>,
+    /// The repository's subscriptions version the registry reflects.
+    subscriptions_version: std::sync::atomic::AtomicU64,
 }
 
 /// The receiving end of delivery reports, which the run task takes.
 #[derive(Debug)]
 pub struct Inboxes {
     reports: mpsc::UnboundedReceiver<Report>,
+    /// With many nodes: the partitions this node takes over.
+    pub gained: Option<mpsc::UnboundedReceiver<Vec<u32>>>,
 }
 
 /// What woke the run task.
@@ -125,7 +133,15 @@ enum Wake {
     Stop,
     Feed,
     Report(Report),
+    /// With many nodes: partitions taken over.
+    Gained(Vec<u32>),
+    /// With many nodes: time to look for other nodes' subscription changes.
+    Refresh,
 }
+
+/// How often a node of many looks for subscriptions that other nodes
+/// created, changed or deleted (it also looks before every fan-out).
+const REFRESH_EVERY: std::time::Duration = std::time::Duration::from_secs(1);
 
 impl Notifier {
     pub fn new(
@@ -153,9 +169,12 @@ impl Notifier {
                 timers_changed: Notify::new(),
                 updating: tokio::sync::Mutex::new(()),
                 tasks,
+                ownership: std::sync::OnceLock::new(),
+                subscriptions_version: std::sync::atomic::AtomicU64::new(0),
             },
             Inboxes {
                 reports: reports_inbox,
+                gained: None,
             },
         ))
     }
@@ -516,21 +535,54 @@ impl Notifier {
                 }
             },
         };
+        let shared = self.shares_partitions();
+        let mut gained = inboxes.gained.take();
         loop {
             self.restart(&mut cursor);
             let wake = {
                 let feed = store.wait_after(&cursor);
+                let gained = async {
+                    match gained.as_mut() {
+                        Some(gained) => gained.recv().await,
+                        None => std::future::pending().await,
+                    }
+                };
+                let refresh = async {
+                    if shared {
+                        tokio::time::sleep(REFRESH_EVERY).await;
+                    } else {
+                        std::future::pending::<()>().await;
+                    }
+                };
                 tokio::select! {
                     () = self.shutdown().cancelled() => Wake::Stop,
                     () = feed => Wake::Feed,
                     Some(report) = inboxes.reports.recv() => Wake::Report(report),
+                    Some(partitions) = gained => Wake::Gained(partitions),
+                    () = refresh => Wake::Refresh,
                 }
             };
             match wake {
                 Wake::Stop => break,
                 Wake::Report(report) => self.settle(report),
+                Wake::Refresh => {
+                    if let Err(error) = self.refresh().await {
+                        tracing::warn!(%error, "could not read the subscriptions other nodes changed");
+                    }
+                }
+                Wake::Gained(partitions) => {
+                    if let Err(error) = self.take_over(&partitions).await {
+                        tracing::warn!(%error, "could not catch up the partitions taken over");
+                    }
+                }
                 Wake::Feed => match store.read_after(&cursor, FAN_OUT_CHUNK).await {
                     Ok(Some(changes)) => {
+                        // Read after the changes: a subscription created
+                        // (on any node) before a change was made is known
+                        // before the change is fanned out.
+                        if let Err(error) = self.refresh().await {
+                            tracing::warn!(%error, "could not read the subscriptions other nodes changed");
+                        }
                         self.fan_out(changes.into_iter().map(Visible::from), Some(&mut cursor));
                     }
                     Ok(None) => {
