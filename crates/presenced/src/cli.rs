@@ -54,7 +54,8 @@ use crate::wire_time::parse_duration;
     after_long_help = "`presenced serve` flags (each also a PRESENCED_* variable; `presenced serve --help` has more):\n  \
         --listen ADDR            where to listen [default: 127.0.0.1:8080]\n  \
         --store KIND             embedded (the default): durable, in --data-dir; memory: nothing\n                           \
-        survives the process (tests, demos); redis (not in this version)\n  \
+        survives the process (tests, demos); redis: any number of equal\n                           \
+        nodes over one Redis or Redis Cluster (--redis-url)\n  \
         --data-dir DIR           the embedded store's directory [default: ./presenced-data];\n                           \
         one presenced at a time: a second one on it refuses to start\n  \
         --durability MODE        strict (the default): a write is answered only once it is synced\n                           \
@@ -62,7 +63,14 @@ use crate::wire_time::parse_duration;
         relaxed: answered once written to the operating system, which\n                           \
         survives a crash or kill -9, but a power loss may lose the last\n                           \
         100 ms of writes (a sync runs at least every 100 ms)\n  \
-        --redis-url URL          Redis seed nodes, repeatable\n  \
+        --redis-url URL          Redis seed nodes, repeatable (a password in PRESENCED_REDIS_PASSWORD)\n  \
+        --redis-durability MODE  replicated (the default): a write is answered once every replica\n                           \
+        connected to its shard has it, so a primary's death loses no\n                           \
+        acknowledged write; async: once the primary has it\n  \
+        --redis-lease DURATION   a node's lease on its share of fades and webhooks; a dead\n                           \
+        node's share moves after about this long [default: PT6S]\n  \
+        --redis-ca-file F, --redis-allow-volatile, --redis-partitions N  see serve --help\n  \
+        --drain-timeout DURATION how long SIGTERM waits for requests in flight [default: PT30S]\n  \
         --auth MODE              none (development: every request an app with every permission),\n  \
                                  hs256 (with --jwt-secret), jwks (with --jwks-file or --jwks-url)\n  \
         --jwt-secret S           the HS256 secret (at least 32 bytes)\n  \
@@ -89,7 +97,7 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Run the server.
-    Serve(ServeArgs),
+    Serve(Box<ServeArgs>),
     /// Print a signed HS256 token for a server run with `--auth hs256`.
     Token(TokenArgs),
     /// Verify an embedded store's data directory without serving it (exit 0
@@ -208,7 +216,7 @@ pub enum StoreFlag {
     /// Durable, in --data-dir: survives kill -9 and power loss with every
     /// acknowledged write (the default).
     Embedded,
-    /// Redis or Redis Cluster at --redis-url (not available in this version yet).
+    /// Redis or Redis Cluster at --redis-url: any number of equal nodes share it.
     Redis,
 }
 
@@ -218,6 +226,28 @@ impl From<StoreFlag> for StoreKind {
             StoreFlag::Memory => StoreKind::Memory,
             StoreFlag::Embedded => StoreKind::Embedded,
             StoreFlag::Redis => StoreKind::Redis,
+        }
+    }
+}
+
+/// When the Redis store acknowledges a write.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum RedisDurabilityFlag {
+    /// Once the primary and every replica connected to its shard have it: a
+    /// primary's death loses no acknowledged write (a shard with no replica
+    /// connected is written without waiting, with a warning).
+    Replicated,
+    /// Once the primary has it: a primary that dies before replicating loses
+    /// its last writes (Redis replicates asynchronously).
+    Async,
+}
+
+impl From<RedisDurabilityFlag> for presence_store::RedisDurability {
+    fn from(flag: RedisDurabilityFlag) -> presence_store::RedisDurability {
+        match flag {
+            RedisDurabilityFlag::Replicated => presence_store::RedisDurability::Replicated,
+            RedisDurabilityFlag::Async => presence_store::RedisDurability::Async,
         }
     }
 }
@@ -332,6 +362,46 @@ pub struct ServeArgs {
     )]
     #[serde(rename = "redis_url")]
     pub redis_urls: Vec<String>,
+
+    /// When a write to Redis is answered [default: replicated].
+    #[arg(long, env = "PRESENCED_REDIS_DURABILITY", value_enum)]
+    pub redis_durability: Option<RedisDurabilityFlag>,
+
+    /// How long a node's lease on its share of the time-driven work (fades,
+    /// expiries, webhooks) lasts unless renewed: a dead node's share is taken
+    /// over after about this long [default: PT6S].
+    #[arg(long, env = "PRESENCED_REDIS_LEASE", value_name = "DURATION")]
+    pub redis_lease: Option<String>,
+
+    /// A PEM file of the private CA that signed the Redis servers'
+    /// certificates (for `rediss://` URLs).
+    #[arg(long, env = "PRESENCED_REDIS_CA_FILE", value_name = "FILE")]
+    pub redis_ca_file: Option<PathBuf>,
+
+    /// Accept a standalone Redis that persists nothing (no AOF, no RDB): a
+    /// restart of Redis then loses every presence.
+    #[arg(long, env = "PRESENCED_REDIS_ALLOW_VOLATILE")]
+    pub redis_allow_volatile: bool,
+
+    /// How many partitions a new Redis keyspace is split into; fixed once the
+    /// first node has created it [default: 64].
+    #[arg(long, env = "PRESENCED_REDIS_PARTITIONS", value_name = "N")]
+    pub redis_partitions: Option<u32>,
+
+    /// The Redis password (overrides one in the URLs); never logged.
+    #[arg(
+        long,
+        env = "PRESENCED_REDIS_PASSWORD",
+        value_name = "PASSWORD",
+        hide_env_values = true
+    )]
+    #[serde(serialize_with = "expose_secret")]
+    pub redis_password: Option<Secret>,
+
+    /// How long a stopping node (SIGTERM) waits for requests in flight
+    /// before it closes them and exits [default: PT30S].
+    #[arg(long, env = "PRESENCED_DRAIN_TIMEOUT", value_name = "DURATION")]
+    pub drain_timeout: Option<String>,
 
     /// How callers are authenticated [default: none]. `none` makes every request an
     /// application with every permission in tenant `default`: local development only.
@@ -533,7 +603,34 @@ impl ServeArgs {
                     .durability
                     .map_or(defaults.store.durability, Durability::from),
                 redis_urls: self.redis_urls,
+                redis_durability: self
+                    .redis_durability
+                    .map_or(defaults.store.redis_durability, Into::into),
+                redis_lease: positive_duration(
+                    "--redis-lease",
+                    self.redis_lease,
+                    defaults.store.redis_lease,
+                    "PT6S",
+                )?,
+                redis_ca_file: self.redis_ca_file,
+                redis_allow_volatile: self.redis_allow_volatile,
+                redis_partitions: match self.redis_partitions {
+                    None => defaults.store.redis_partitions,
+                    Some(n) if (1..=16_384).contains(&n) => n,
+                    Some(n) => {
+                        return Err(format!(
+                            "--redis-partitions is {n}; give a number from 1 to 16384 (Redis Cluster's slots)"
+                        ));
+                    }
+                },
+                redis_password: self.redis_password,
             },
+            drain_timeout: positive_duration(
+                "--drain-timeout",
+                self.drain_timeout,
+                defaults.drain_timeout,
+                "PT30S",
+            )?,
             auth: AuthSettings {
                 mode,
                 keys,
@@ -638,7 +735,7 @@ mod tests {
             .map_err(|error| error.to_string())?
             .command
         {
-            Command::Serve(args) => args.resolve(),
+            Command::Serve(args) => (*args).resolve(),
             Command::Check(_) | Command::Token(_) => Err("not serve".into()),
         }
     }

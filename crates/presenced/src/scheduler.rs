@@ -14,7 +14,7 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use futures_util::StreamExt;
 use presence_core::{Command, Duration, Instant, Timeouts};
-use presence_store::{Lease, Store, StoreError};
+use presence_store::{DueIndex, Lease, RedisStore, Store, StoreError};
 
 use crate::clock::system_now;
 use crate::ownership::Ownership;
@@ -42,9 +42,10 @@ enum Leases {
     /// Many nodes (`--store redis`): the partitions this node owns now.
     Shared(Arc<Ownership>),
     /// Many nodes on the manual clock: the advance that runs the scheduler
-    /// (serialized across nodes) takes every partition's lease for the
-    /// time it runs, and gives them back.
-    OnDemand { node: String, length: Duration },
+    /// (serialized across nodes, and the only thing that ticks on the
+    /// manual clock) works every partition under its current fencing
+    /// token, whichever node holds its lease for the webhooks.
+    OnDemand(RedisStore),
 }
 
 /// How often a scheduler of many nodes looks at its partitions' due
@@ -86,17 +87,12 @@ impl Scheduler {
     }
 
     /// A scheduler of one of many nodes on the manual clock: it works every
-    /// partition, under leases it takes for each advance.
-    pub fn on_demand(
-        store: Arc<dyn Store>,
-        timeouts: Timeouts,
-        node: String,
-        length: Duration,
-    ) -> Scheduler {
+    /// partition when an advance runs it.
+    pub fn on_demand(store: Arc<dyn Store>, timeouts: Timeouts, redis: RedisStore) -> Scheduler {
         Scheduler {
             store,
             timeouts,
-            leases: Leases::OnDemand { node, length },
+            leases: Leases::OnDemand(redis),
         }
     }
 
@@ -105,23 +101,12 @@ impl Scheduler {
         match &self.leases {
             Leases::Forever(lease) => vec![lease.clone()],
             Leases::Shared(ownership) => ownership.leases(),
-            Leases::OnDemand { node, length } => {
-                let now = system_now();
+            Leases::OnDemand(redis) => {
                 let mut leases = Vec::new();
-                for partition in 0..self.store.partitions() {
-                    match self
-                        .store
-                        .lease(partition, node, now, now.saturating_add(*length))
-                        .await
-                    {
-                        Ok(Some(lease)) => leases.push(lease),
-                        Ok(None) => {
-                            tracing::warn!(
-                                partition,
-                                "another node holds a partition the advance needs"
-                            );
-                        }
-                        Err(error) => tracing::warn!(%error, "could not lease a partition"),
+                for partition in 0..redis.partitions() {
+                    match redis.current_lease(partition).await {
+                        Ok(lease) => leases.push(lease),
+                        Err(error) => tracing::warn!(%error, "could not read a partition's lease"),
                     }
                 }
                 leases
@@ -145,13 +130,6 @@ impl Scheduler {
         let mut ticked = 0;
         for lease in &leases {
             ticked += self.process_partition(lease, now).await;
-        }
-        if matches!(self.leases, Leases::OnDemand { .. }) {
-            for lease in &leases {
-                if let Err(error) = self.store.release(lease).await {
-                    tracing::warn!(%error, "could not give a lease back; it lapses by itself");
-                }
-            }
         }
         ticked
     }
@@ -242,7 +220,7 @@ impl DueWork for Scheduler {
                 .iter()
                 .map(|lease| lease.partition)
                 .collect(),
-            Leases::OnDemand { .. } => (0..self.store.partitions()).collect(),
+            Leases::OnDemand(_) => (0..self.store.partitions()).collect(),
         };
         let firsts = futures_util::future::join_all(
             partitions
@@ -278,7 +256,7 @@ impl DueWork for Scheduler {
             Leases::Forever(_) => self.store.earlier_entry().notified().await,
             // Other nodes file users in these partitions too, and the
             // partitions owned change: look again shortly.
-            Leases::Shared(_) | Leases::OnDemand { .. } => tokio::time::sleep(SHARED_POLL).await,
+            Leases::Shared(_) | Leases::OnDemand(_) => tokio::time::sleep(SHARED_POLL).await,
         }
     }
 }

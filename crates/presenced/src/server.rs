@@ -12,7 +12,9 @@ use std::sync::Arc;
 
 use metrics_exporter_prometheus::PrometheusHandle;
 use presence_core::{Duration, Timeouts};
-use presence_store::{Durability, EmbeddedStore, Facts, MemoryStore, Store, StoreError};
+use presence_store::{
+    Durability, EmbeddedStore, Facts, MemoryStore, RedisOptions, RedisStore, Store, StoreError,
+};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
@@ -20,6 +22,7 @@ use crate::auth::{AuthMode, AuthSettings, Authenticator};
 use crate::clock::{Clock, ClockKind};
 use crate::http;
 use crate::notify::NotifySettings;
+use crate::ownership::Ownership;
 use crate::scheduler::Scheduler;
 use crate::service::PresenceService;
 use crate::state::{AppState, Shared};
@@ -43,6 +46,8 @@ pub struct ServeConfig {
     /// The length of one fade stage.
     pub idle_timeout: Duration,
     pub notify: NotifySettings,
+    /// How long a stopping server waits for requests in flight.
+    pub drain_timeout: Duration,
 }
 
 impl Default for ServeConfig {
@@ -56,6 +61,7 @@ impl Default for ServeConfig {
             clock: ClockKind::default(),
             idle_timeout: Timeouts::default().idle,
             notify: NotifySettings::default(),
+            drain_timeout: Duration::from_secs(30),
         }
     }
 }
@@ -83,7 +89,7 @@ pub enum StoreKind {
     /// Durable, in the data directory.
     #[default]
     Embedded,
-    /// Redis or Redis Cluster (not available in this version yet).
+    /// Redis or Redis Cluster, shared by any number of nodes.
     Redis,
 }
 
@@ -97,6 +103,18 @@ pub struct StoreSettings {
     pub durability: Durability,
     /// Redis seed nodes (`--redis-url`).
     pub redis_urls: Vec<String>,
+    /// When a write to Redis is answered (`--redis-durability`).
+    pub redis_durability: presence_store::RedisDurability,
+    /// A node's lease on its partitions (`--redis-lease`).
+    pub redis_lease: Duration,
+    /// The private CA of `rediss://` servers (`--redis-ca-file`).
+    pub redis_ca_file: Option<PathBuf>,
+    /// Accept a standalone Redis that persists nothing.
+    pub redis_allow_volatile: bool,
+    /// Partitions of a new keyspace (`--redis-partitions`).
+    pub redis_partitions: u32,
+    /// Overrides a password in the URLs (`PRESENCED_REDIS_PASSWORD`).
+    pub redis_password: Option<crate::token::Secret>,
 }
 
 impl Default for StoreSettings {
@@ -106,15 +124,71 @@ impl Default for StoreSettings {
             data_dir: PathBuf::from("./presenced-data"),
             durability: Durability::Strict,
             redis_urls: Vec::new(),
+            redis_durability: presence_store::RedisDurability::Replicated,
+            redis_lease: Duration::from_secs(6),
+            redis_ca_file: None,
+            redis_allow_volatile: false,
+            redis_partitions: presence_store::redis::DEFAULT_PARTITIONS,
+            redis_password: None,
+        }
+    }
+}
+
+/// The options of the Redis store from the serve settings.
+pub fn redis_options(settings: &StoreSettings) -> RedisOptions {
+    let mut options = RedisOptions::new(settings.redis_urls.clone());
+    options.endpoint.password = settings
+        .redis_password
+        .as_ref()
+        .map(|secret| secret.0.clone());
+    options.endpoint.ca_file = settings.redis_ca_file.clone();
+    options.durability = settings.redis_durability;
+    options.partitions = settings.redis_partitions;
+    options.allow_volatile = settings.redis_allow_volatile;
+    options
+}
+
+/// Connects to Redis, retrying while it cannot be reached (a node may
+/// start before Redis does), until `shutdown`. A Redis that answers but is
+/// refused (evicting, volatile, another layout) stops the start at once.
+async fn connect_redis(
+    settings: &StoreSettings,
+    shutdown: &CancellationToken,
+) -> Result<RedisStore, ServeError> {
+    if settings.redis_urls.is_empty() {
+        return Err(ServeError::Config(
+            "--store redis needs --redis-url redis://HOST:PORT (repeat it for a cluster's seed nodes)".into(),
+        ));
+    }
+    let mut logged = false;
+    loop {
+        match RedisStore::connect(redis_options(settings)).await {
+            Ok(store) => return Ok(store),
+            Err(StoreError::Unavailable(message)) if message.starts_with("Redis: ") => {
+                if !logged {
+                    tracing::warn!(error = %message, "cannot reach Redis yet; retrying every second");
+                    logged = true;
+                }
+            }
+            Err(error) => return Err(ServeError::Store(error)),
+        }
+        tokio::select! {
+            () = shutdown.cancelled() => {
+                return Err(ServeError::Config("stopped before Redis could be reached".into()));
+            }
+            () = tokio::time::sleep(std::time::Duration::from_secs(1)) => {}
         }
     }
 }
 
 /// Opens the configured store; reading an embedded store back from disk
 /// blocks, so it runs on a blocking thread.
-async fn open_store(settings: &StoreSettings) -> Result<Arc<dyn Store>, ServeError> {
+async fn open_store(
+    settings: &StoreSettings,
+    shutdown: &CancellationToken,
+) -> Result<(Arc<dyn Store>, Option<RedisStore>), ServeError> {
     match settings.kind {
-        StoreKind::Memory => Ok(Arc::new(MemoryStore::new())),
+        StoreKind::Memory => Ok((Arc::new(MemoryStore::new()), None)),
         StoreKind::Embedded => {
             let dir = settings.data_dir.clone();
             let durability = settings.durability;
@@ -131,12 +205,51 @@ async fn open_store(settings: &StoreSettings) -> Result<Arc<dyn Store>, ServeErr
                 seconds = started.elapsed().as_secs_f64(),
                 "the embedded store is loaded"
             );
-            Ok(Arc::new(store))
+            Ok((Arc::new(store), None))
         }
-        StoreKind::Redis => Err(ServeError::Config(
-            "--store redis is not available in this version yet; use --store embedded or --store memory".into(),
-        )),
+        StoreKind::Redis => {
+            let store = connect_redis(settings, shutdown).await?;
+            tracing::info!(
+                cluster = store.is_cluster(),
+                partitions = store.layout().partitions(),
+                durability = ?settings.redis_durability,
+                "connected to Redis"
+            );
+            Ok((Arc::new(store.clone()), Some(store)))
+        }
     }
+}
+
+/// A duration as an ISO 8601 text, for the recorded settings.
+fn iso_duration(duration: Duration) -> String {
+    let millis = duration.as_millis();
+    if millis % 1_000 == 0 {
+        format!("PT{}S", millis / 1_000)
+    } else {
+        format!("PT{}.{:03}S", millis / 1_000, millis % 1_000)
+    }
+}
+
+/// The settings every node over one Redis must share, as recorded there.
+fn shared_settings(config: &ServeConfig) -> Vec<(&'static str, String)> {
+    vec![
+        ("--idle-timeout", iso_duration(config.idle_timeout)),
+        (
+            "--clock",
+            match config.clock {
+                ClockKind::System => "system".into(),
+                ClockKind::Manual => "manual".into(),
+            },
+        ),
+        (
+            "--max-subscription-lifetime",
+            iso_duration(config.notify.max_lifetime),
+        ),
+        (
+            "--webhook-retry-window",
+            iso_duration(config.notify.retry_window),
+        ),
+    ]
 }
 
 /// Checks the settings that are dangerous together.
@@ -161,13 +274,9 @@ pub fn check_config(config: &ServeConfig) -> Result<(), ServeError> {
     Ok(())
 }
 
-/// How long a graceful shutdown waits for in-flight requests before it
-/// closes their connections anyway.
-const DRAIN_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
-
 /// Serves HTTP/1.1 (over TLS when `tls` is given) on `listener` until
 /// `tasks`' shutdown token is cancelled, then stops accepting, lets
-/// in-flight requests finish (for at most [`DRAIN_TIMEOUT`]) and closes idle
+/// in-flight requests finish (for at most `drain`) and closes idle
 /// keep-alive connections. Each connection is a short-lived task of `tasks`.
 ///
 /// Written out instead of `axum::serve` because that one accepts through
@@ -180,6 +289,7 @@ async fn serve_http(
     app: axum::Router,
     tls: Option<tokio_rustls::TlsAcceptor>,
     tasks: &Tasks,
+    drain: std::time::Duration,
 ) -> std::io::Result<()> {
     use axum::extract::connect_info::ConnectInfo;
     use hyper_util::rt::{TokioIo, TokioTimer};
@@ -251,11 +361,11 @@ async fn serve_http(
         });
     }
     drop(listener);
-    if tokio::time::timeout(DRAIN_TIMEOUT, graceful.shutdown())
+    if tokio::time::timeout(drain, graceful.shutdown())
         .await
         .is_err()
     {
-        tracing::warn!("in-flight requests did not finish within {DRAIN_TIMEOUT:?}; closing them");
+        tracing::warn!("in-flight requests did not finish within {drain:?}; closing them");
         force_close.cancel();
     }
     Ok(())
@@ -280,6 +390,58 @@ async fn drain_histograms(
             () = shutdown.cancelled() => return Ok(()),
         }
     }
+}
+
+/// Joins the nodes over one Redis: checks this node's settings against the
+/// ones recorded, shares the manual clock, and starts taking a share of the
+/// partitions (the notifier sends the webhooks of those only).
+async fn join_nodes(
+    config: &ServeConfig,
+    redis: &RedisStore,
+    clock: &Arc<Clock>,
+    notifier: &Arc<crate::notify::Notifier>,
+    tasks: &Tasks,
+) -> Result<
+    (
+        Arc<Ownership>,
+        tokio::sync::mpsc::UnboundedReceiver<Vec<u32>>,
+    ),
+    ServeError,
+> {
+    let settings = shared_settings(config);
+    let borrowed: Vec<(&str, String)> = settings
+        .iter()
+        .map(|(name, value)| (*name, value.clone()))
+        .collect();
+    if let Err(differences) = redis.agree(&borrowed).await {
+        return Err(ServeError::Config(format!(
+            "this node's settings differ from those the other nodes over this Redis run with: {}. Start it with the same settings",
+            differences.join("; ")
+        )));
+    }
+    if clock.is_manual() {
+        // The clock lives in Redis: a node joining takes it as it is.
+        match redis.clock().await? {
+            Some(shared) => clock.set_manual(shared),
+            None => {
+                let now = redis.set_clock(clock.now()).await?;
+                clock.set_manual(now);
+            }
+        }
+    }
+    let node = crate::ownership::node_name();
+    let lease =
+        std::time::Duration::from_millis(config.store.redis_lease.as_millis().max(1) as u64);
+    let (ownership, gained) = Ownership::new(redis.clone(), node.clone(), lease);
+    notifier.share(ownership.clone());
+    // The first round before serving, so that a lone node owns its
+    // partitions from the start.
+    if let Err(error) = ownership.round().await {
+        tracing::warn!(%error, "could not take partitions yet; retrying");
+    }
+    tasks.spawn("ownership", ownership.clone().run(tasks.shutdown().clone()));
+    tracing::info!(%node, "joined the nodes over Redis");
+    Ok((ownership, gained))
 }
 
 /// Stops every task started so far, because starting failed with `error`.
@@ -322,7 +484,7 @@ pub async fn run(
         idle: config.idle_timeout,
     };
     let tasks = Tasks::new(shutdown);
-    let (notifier, inboxes) =
+    let (notifier, mut inboxes) =
         crate::notify::Notifier::new(clock.clone(), timeouts, config.notify, tasks.clone())
             .map_err(ServeError::Config)?;
     let notifier = Arc::new(notifier);
@@ -344,7 +506,22 @@ pub async fn run(
         auth,
         scheme: if tls.is_some() { "https" } else { "http" },
         notifier: notifier.clone(),
+        redis: std::sync::OnceLock::new(),
+        draining: std::sync::atomic::AtomicBool::new(false),
     });
+    {
+        // A stopping node says so at once: load balancers stop sending it
+        // requests while those in flight finish.
+        let state = state.clone();
+        let shutdown = tasks.shutdown().clone();
+        tasks.spawn("drain flag", async move {
+            shutdown.cancelled().await;
+            state
+                .draining
+                .store(true, std::sync::atomic::Ordering::Release);
+            Ok(())
+        });
+    }
 
     if let Some(handle) = metrics {
         tasks.spawn(
@@ -356,15 +533,41 @@ pub async fn run(
     {
         let app = http::app(state.clone());
         let owner = tasks.clone();
+        let drain =
+            std::time::Duration::from_millis(config.drain_timeout.as_millis().max(0) as u64);
         tasks.spawn("http", async move {
-            serve_http(listener, app, tls, &owner)
+            serve_http(listener, app, tls, &owner, drain)
                 .await
                 .map_err(|error| format!("serving HTTP failed: {error}"))
         });
     }
-    let loaded = match open_store(&config.store).await {
-        Ok(store) => store,
+    let (loaded, redis) = match open_store(&config.store, tasks.shutdown()).await {
+        Ok(opened) => opened,
         Err(error) => return Err(abandon(&tasks, error).await),
+    };
+    let scheduler = match &redis {
+        None => {
+            let Some(scheduler) = Scheduler::new(loaded.clone(), timeouts, clock.now()).await
+            else {
+                let error = ServeError::Config(
+                    "the store would not lease its due index to this presenced".into(),
+                );
+                return Err(abandon(&tasks, error).await);
+            };
+            scheduler
+        }
+        Some(redis) => match join_nodes(&config, redis, &clock, &notifier, &tasks).await {
+            Ok((ownership, gained)) => {
+                inboxes.gained = Some(gained);
+                let _ = state.redis.set(redis.clone());
+                if clock.is_manual() {
+                    Scheduler::on_demand(loaded.clone(), timeouts, redis.clone())
+                } else {
+                    Scheduler::shared(loaded.clone(), timeouts, ownership)
+                }
+            }
+            Err(error) => return Err(abandon(&tasks, error).await),
+        },
     };
     // The notifier follows the change feed from the first tick on; it
     // reads its subscriptions back and notifies what receivers have not
@@ -374,14 +577,12 @@ pub async fn run(
         return Err(abandon(&tasks, error.into()).await);
     }
     tasks.spawn("notifier", notifier.clone().run(inboxes));
-    let Some(scheduler) = Scheduler::new(loaded.clone(), timeouts, clock.now()).await else {
-        let error =
-            ServeError::Config("the store would not lease its due index to this presenced".into());
-        return Err(abandon(&tasks, error).await);
-    };
-    // Every stored user is ticked once, at once: what fell due while
-    // presenced was down is applied as if it had been running.
-    scheduler.load(clock.now()).await;
+    if redis.is_none() {
+        // Every stored user is ticked once, at once: what fell due while
+        // presenced was down is applied as if it had been running. (Redis
+        // keeps its due index: nothing to file again.)
+        scheduler.load(clock.now()).await;
+    }
     let clients: Vec<Arc<dyn DueWork>> = vec![
         Arc::new(scheduler),
         Arc::new(crate::notify::Lifecycle(notifier.clone())),

@@ -32,6 +32,11 @@ pub struct Shared {
     pub scheme: &'static str,
     /// Subscriptions, webhook delivery and the live stream.
     pub notifier: Arc<crate::notify::Notifier>,
+    /// With `--store redis`, once connected: readiness, the shared manual
+    /// clock.
+    pub redis: OnceLock<presence_store::RedisStore>,
+    /// Set at once when the server is asked to stop: `/readyz` answers 503.
+    pub draining: std::sync::atomic::AtomicBool,
 }
 
 impl std::ops::Deref for AppState {

@@ -43,8 +43,14 @@ async fn takes_what_is_due_under_the_lease(store: &dyn Store) {
     }
     let soon = now.saturating_add(Duration::from_secs(30));
     let later = now.saturating_add(Duration::from_mins(10));
-    store.schedule(std::slice::from_ref(&b), later).await.expect("works");
-    store.schedule(std::slice::from_ref(&a), soon).await.expect("works");
+    store
+        .schedule(std::slice::from_ref(&b), later)
+        .await
+        .expect("works");
+    store
+        .schedule(std::slice::from_ref(&a), soon)
+        .await
+        .expect("works");
     assert_eq!(
         store.next_due(lease_a.partition).await.expect("works"),
         Some(soon)

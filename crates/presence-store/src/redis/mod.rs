@@ -336,6 +336,30 @@ impl RedisStore {
         Ok(owners)
     }
 
+    /// A partition's lease as it stands, for work serialized otherwise (the
+    /// shared manual clock's advance): its current fencing token, created
+    /// if the partition was never leased.
+    pub async fn current_lease(&self, partition: u32) -> Result<Lease, StoreError> {
+        let layout = &self.inner.layout;
+        let mut conn = self.reads();
+        let fence: Option<u64> = conn
+            .get(layout.fence(partition))
+            .await
+            .map_err(unavailable)?;
+        let fence = match fence {
+            Some(fence) => fence,
+            None => conn
+                .incr(layout.fence(partition), 1)
+                .await
+                .map_err(unavailable)?,
+        };
+        Ok(Lease {
+            partition,
+            fence,
+            until: Instant::from_unix_millis(i64::MAX),
+        })
+    }
+
     /// Gives a lease up at once (a draining node), for another node to take.
     pub async fn release(&self, lease: &Lease) -> Result<(), StoreError> {
         let layout = &self.inner.layout;

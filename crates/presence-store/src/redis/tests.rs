@@ -173,7 +173,10 @@ async fn a_taken_user_comes_back_if_never_ticked(options: &RedisOptions) {
         .await
         .expect("works")
         .expect("granted");
-    store.schedule(std::slice::from_ref(&user), now).await.expect("works");
+    store
+        .schedule(std::slice::from_ref(&user), now)
+        .await
+        .expect("works");
     assert_eq!(
         store.take_due(&lease, now, 10).await.expect("works"),
         vec![user.clone()]

@@ -192,7 +192,72 @@ pub async fn advance_clock(
             "presenced is still loading its store".into(),
         ))
     })?;
-    let target = state.clock.now().saturating_add(by);
-    timeline.advance(&state.clock, target).await;
-    Ok(Json(json!({ "now": format_instant(state.clock.now()) })))
+    let Some(redis) = state.redis.get() else {
+        let target = state.clock.now().saturating_add(by);
+        timeline.advance(&state.clock, target).await;
+        return Ok(Json(json!({ "now": format_instant(state.clock.now()) })));
+    };
+    // Many nodes share the clock in Redis: one advance at a time across
+    // them, from the clock as Redis holds it.
+    let token = lock_advances(redis).await?;
+    let advanced = async {
+        if let Some(shared) = redis.clock().await? {
+            state.clock.set_manual(shared);
+        }
+        let target = state.clock.now().saturating_add(by);
+        timeline.advance(&state.clock, target).await;
+        let now = redis.set_clock(target).await?;
+        state.clock.set_manual(now);
+        Ok::<_, presence_store::StoreError>(now)
+    }
+    .await;
+    if let Err(error) = redis.unlock(ADVANCING, &token).await {
+        tracing::warn!(%error, "could not unlock the clock's advance; it lapses by itself");
+    }
+    Ok(Json(json!({ "now": format_instant(advanced?) })))
+}
+
+/// The cluster-wide lock of the shared clock's advances.
+const ADVANCING: &str = "clock:advancing";
+
+/// How long an advance may hold the lock (a node that dies holding it
+/// blocks the others this long at most).
+const ADVANCE_LOCK: std::time::Duration = std::time::Duration::from_secs(120);
+
+async fn lock_advances(redis: &presence_store::RedisStore) -> Result<String, ApiError> {
+    let deadline = tokio::time::Instant::now() + ADVANCE_LOCK;
+    loop {
+        if let Some(token) = redis.lock(ADVANCING, ADVANCE_LOCK).await? {
+            return Ok(token);
+        }
+        if tokio::time::Instant::now() >= deadline {
+            return Err(ApiError::Unavailable(
+                presence_store::StoreError::Unavailable(
+                    "another node's advance of the shared clock is still running; retry".into(),
+                ),
+            ));
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+}
+
+/// With many nodes on the manual clock, every request first reads the
+/// clock from Redis, so that an advance made through any node shows on
+/// every node at once.
+pub async fn follow_shared_clock(
+    State(state): State<AppState>,
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    use axum::response::IntoResponse;
+    if state.clock.is_manual()
+        && let Some(redis) = state.redis.get()
+    {
+        match redis.clock().await {
+            Ok(Some(at)) => state.clock.set_manual(at),
+            Ok(None) => {}
+            Err(error) => return ApiError::Unavailable(error).into_response(),
+        }
+    }
+    next.run(request).await
 }

@@ -392,6 +392,10 @@ pub fn app(state: AppState) -> Router {
     let request_metrics = ops::RequestMetrics::register(&api.served);
     api.router
         .fallback(fallback)
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            extensions::follow_shared_clock,
+        ))
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
         .layer(tower_http::catch_panic::CatchPanicLayer::new())
         .layer(frame::FrameLayer::new(request_metrics, state.auth.clone()))

@@ -42,9 +42,20 @@ pub async fn healthz() -> Json<Value> {
     Json(json!({ "status": "ok" }))
 }
 
-/// Ready when the store answers a read.
+/// Ready when the store answers a read (Redis a round trip), and not
+/// stopping.
 pub async fn readyz(State(state): State<AppState>) -> Result<Json<Value>, ApiError> {
+    if state.draining.load(std::sync::atomic::Ordering::Acquire) {
+        return Err(ApiError::Unavailable(
+            presence_store::StoreError::Unavailable(
+                "presenced is stopping; send requests to another node".into(),
+            ),
+        ));
+    }
     state.service.store()?.read(&[], &mut |_, _| {}).await?;
+    if let Some(redis) = state.redis.get() {
+        redis.ping().await?;
+    }
     Ok(Json(json!({ "status": "ready" })))
 }
 

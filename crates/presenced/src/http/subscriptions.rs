@@ -500,10 +500,30 @@ pub async fn stream(
         .service
         .stream(principal.tenant.clone(), users, principal.viewer(), resume)
         .await?;
-    let events = futures_util::stream::unfold(stream, |mut stream| async move {
-        let (id, presence) = stream.next().await?;
-        let event = presence_event(id, serde_json::to_string(&presence).unwrap_or_default());
-        Some((Ok::<Event, Infallible>(event), stream))
+    let stopping = state.notifier.shutdown().clone();
+    let events = futures_util::stream::unfold(Some(stream), move |stream| {
+        let stopping = stopping.clone();
+        async move {
+            let mut stream = stream?;
+            match stream.next().await {
+                Some((id, presence)) => {
+                    let event =
+                        presence_event(id, serde_json::to_string(&presence).unwrap_or_default());
+                    Some((Ok::<Event, Infallible>(event), Some(stream)))
+                }
+                // The node is stopping: the client is told to come back
+                // (to another node, through the load balancer) after a
+                // short, spread-out wait, and resumes with Last-Event-ID.
+                None if stopping.is_cancelled() => {
+                    let wait = 1_000 + u64::from(uuid::Uuid::new_v4().as_u128() as u16 % 2_000);
+                    let event = Event::default()
+                        .comment("presenced is stopping; reconnect to resume")
+                        .retry(std::time::Duration::from_millis(wait));
+                    Some((Ok(event), None))
+                }
+                None => None,
+            }
+        }
     });
     Ok(Sse::new(events)
         .keep_alive(KeepAlive::default())
