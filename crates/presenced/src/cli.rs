@@ -101,8 +101,58 @@ pub enum Command {
     /// Print a signed HS256 token for a server run with `--auth hs256`.
     Token(TokenArgs),
     /// Verify an embedded store's data directory without serving it (exit 0
-    /// and a summary when healthy, 1 and the problem otherwise).
+    /// and a summary when healthy, 1 and the problem otherwise); with
+    /// `--store redis`, report a Redis keyspace's layout, users, partitions
+    /// and their owners.
     Check(CheckArgs),
+    /// Copy an embedded store (facts, subscriptions, acknowledged marks)
+    /// into Redis, for a team that outgrows one machine. Stop the presenced
+    /// using the data directory first.
+    Migrate(MigrateArgs),
+}
+
+/// `presenced migrate --from-data-dir DIR --to-redis URL`.
+#[derive(Debug, Args)]
+#[command(after_help = "Example:\n  \
+    presenced migrate --from-data-dir ./presenced-data --to-redis redis://127.0.0.1:7000\n\n\
+Users already held in Redis are left as they are, so running it twice is safe. Then start the \
+nodes with --store redis and the same --redis-partitions.")]
+pub struct MigrateArgs {
+    /// The embedded store's data directory to copy from.
+    #[arg(long, value_name = "DIR")]
+    pub from_data_dir: PathBuf,
+
+    /// A Redis node to copy into; repeat for the seed nodes of a cluster.
+    #[arg(long = "to-redis", value_name = "URL", required = true)]
+    pub to_redis: Vec<String>,
+
+    /// The partitions of a new keyspace (as `serve --redis-partitions`) [default: 64].
+    #[arg(long, value_name = "N")]
+    pub redis_partitions: Option<u32>,
+
+    /// A PEM file of the private CA of `rediss://` servers.
+    #[arg(long, value_name = "FILE")]
+    pub redis_ca_file: Option<PathBuf>,
+
+    /// The Redis password (overrides one in the URLs); never logged.
+    #[arg(long, env = "PRESENCED_REDIS_PASSWORD", hide_env_values = true)]
+    pub redis_password: Option<Secret>,
+}
+
+impl MigrateArgs {
+    /// The store settings of the target.
+    pub fn target(&self) -> StoreSettings {
+        StoreSettings {
+            kind: StoreKind::Redis,
+            redis_urls: self.to_redis.clone(),
+            redis_partitions: self
+                .redis_partitions
+                .unwrap_or(StoreSettings::default().redis_partitions),
+            redis_ca_file: self.redis_ca_file.clone(),
+            redis_password: self.redis_password.clone(),
+            ..StoreSettings::default()
+        }
+    }
 }
 
 #[derive(Debug, Args)]
@@ -110,9 +160,41 @@ pub struct CheckArgs {
     /// The data directory to verify [default: ./presenced-data].
     #[arg(long, env = "PRESENCED_DATA_DIR", value_name = "DIR")]
     pub data_dir: Option<PathBuf>,
+
+    /// Which store to check [default: embedded].
+    #[arg(long, env = "PRESENCED_STORE", value_enum)]
+    pub store: Option<StoreFlag>,
+
+    /// `--store redis`: a Redis node; repeat for a cluster's seed nodes.
+    #[arg(
+        long = "redis-url",
+        env = "PRESENCED_REDIS_URL",
+        value_name = "URL",
+        value_delimiter = ','
+    )]
+    pub redis_urls: Vec<String>,
+
+    /// `--store redis`: the password (overrides one in the URLs).
+    #[arg(long, env = "PRESENCED_REDIS_PASSWORD", hide_env_values = true)]
+    pub redis_password: Option<Secret>,
+
+    /// `--store redis`: the private CA of `rediss://` servers.
+    #[arg(long, env = "PRESENCED_REDIS_CA_FILE", value_name = "FILE")]
+    pub redis_ca_file: Option<PathBuf>,
 }
 
 impl CheckArgs {
+    /// The Redis to check, with `--store redis`.
+    pub fn redis(&self) -> Option<StoreSettings> {
+        (self.store == Some(StoreFlag::Redis)).then(|| StoreSettings {
+            kind: StoreKind::Redis,
+            redis_urls: self.redis_urls.clone(),
+            redis_password: self.redis_password.clone(),
+            redis_ca_file: self.redis_ca_file.clone(),
+            ..StoreSettings::default()
+        })
+    }
+
     /// The directory to verify: `--data-dir`, or the store's default.
     pub fn data_dir(self) -> PathBuf {
         self.data_dir

@@ -22,6 +22,7 @@
 //!
 //! The presence model itself lives in `presence-core`; storage in `presence-store`.
 
+pub mod admin;
 pub mod auth;
 pub mod cli;
 pub mod clock;

@@ -4,7 +4,7 @@ use std::process::ExitCode;
 
 use clap::Parser;
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
-use presenced::cli::{CheckArgs, Cli, Command, LogFormat, ServeArgs, TokenArgs};
+use presenced::cli::{CheckArgs, Cli, Command, LogFormat, MigrateArgs, ServeArgs, TokenArgs};
 use tokio_util::sync::CancellationToken;
 
 /// mimalloc instead of the system allocator: a request makes a few dozen
@@ -19,11 +19,61 @@ fn main() -> ExitCode {
         Command::Serve(args) => serve(*args),
         Command::Token(args) => token(args),
         Command::Check(args) => check(args),
+        Command::Migrate(args) => migrate(args),
     }
 }
 
-/// `presenced check`: verifies a data directory offline.
+/// Runs one offline command's future on a small runtime.
+fn offline(
+    name: &str,
+    work: impl std::future::Future<Output = Result<String, String>>,
+) -> ExitCode {
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(error) => {
+            eprintln!("presenced {name}: cannot start: {error}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(work) {
+        Ok(summary) => {
+            println!("{summary}");
+            ExitCode::SUCCESS
+        }
+        Err(error) => {
+            eprintln!("presenced {name}: {error}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// `presenced migrate`: copies an embedded store into Redis.
+fn migrate(args: MigrateArgs) -> ExitCode {
+    let options = presenced::server::redis_options(&args.target());
+    offline(
+        "migrate",
+        presenced::admin::migrate(&args.from_data_dir, options),
+    )
+}
+
+/// `presenced check`: verifies a data directory offline, or reports what a
+/// Redis keyspace holds.
 fn check(args: CheckArgs) -> ExitCode {
+    if let Some(settings) = args.redis() {
+        if settings.redis_urls.is_empty() {
+            eprintln!("presenced check: --store redis needs --redis-url redis://HOST:PORT");
+            return ExitCode::FAILURE;
+        }
+        let options = presenced::server::redis_options(&settings);
+        return offline("check", async move {
+            presenced::admin::check_redis(options)
+                .await
+                .map(|summary| format!("presenced check: {summary}"))
+        });
+    }
     let dir = args.data_dir();
     match presence_store::embedded::check(&dir) {
         Ok(summary) => {

@@ -220,14 +220,9 @@ async fn open_store(
     }
 }
 
-/// A duration as an ISO 8601 text, for the recorded settings.
+/// A duration as an ISO 8601 text, for the recorded settings (`PT5M`).
 fn iso_duration(duration: Duration) -> String {
-    let millis = duration.as_millis();
-    if millis % 1_000 == 0 {
-        format!("PT{}S", millis / 1_000)
-    } else {
-        format!("PT{}.{:03}S", millis / 1_000, millis % 1_000)
-    }
+    jiff::SignedDuration::from_millis(duration.as_millis()).to_string()
 }
 
 /// The settings every node over one Redis must share, as recorded there.

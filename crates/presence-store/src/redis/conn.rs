@@ -11,7 +11,7 @@ use redis::{Cmd, IntoConnectionInfo, Pipeline, RedisFuture, RedisResult, Value};
 use crate::StoreError;
 
 /// How to reach Redis.
-#[derive(Clone, Debug)]
+#[derive(Clone)]
 pub struct Endpoint {
     /// Seed URLs (`redis://` or `rediss://`); one URL of a standalone
     /// server works too.
@@ -23,6 +23,29 @@ pub struct Endpoint {
     /// How long a request may wait for an answer, and a connection for its
     /// handshake.
     pub timeout: Duration,
+}
+
+/// Never shows the password, nor one written in a URL.
+impl std::fmt::Debug for Endpoint {
+    fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let urls: Vec<String> = self
+            .urls
+            .iter()
+            .map(|url| match (url.find("://"), url.rfind('@')) {
+                (Some(scheme), Some(at)) if at > scheme => {
+                    format!("{}://***{}", &url[..scheme], &url[at..])
+                }
+                _ => url.clone(),
+            })
+            .collect();
+        formatter
+            .debug_struct("Endpoint")
+            .field("urls", &urls)
+            .field("password", &self.password.as_ref().map(|_| "***"))
+            .field("ca_file", &self.ca_file)
+            .field("timeout", &self.timeout)
+            .finish()
+    }
 }
 
 /// One multiplexed connection: cheap to clone, shared by every task.
@@ -86,6 +109,31 @@ impl ConnectionLike for Conn {
 /// A Redis failure as the store reports it: the cause, for operators.
 pub fn unavailable(error: redis::RedisError) -> StoreError {
     StoreError::Unavailable(format!("Redis: {error}"))
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn the_password_never_shows() {
+        let endpoint = super::Endpoint {
+            urls: vec![
+                "redis://user:hunter2@10.0.0.1:6379".into(),
+                "redis://10.0.0.2:6379".into(),
+            ],
+            password: Some("sesame".into()),
+            ca_file: None,
+            timeout: std::time::Duration::from_secs(1),
+        };
+        let shown = format!("{endpoint:?}");
+        assert!(
+            !shown.contains("hunter2") && !shown.contains("sesame"),
+            "{shown}"
+        );
+        assert!(
+            shown.contains("10.0.0.1:6379") && shown.contains("10.0.0.2:6379"),
+            "{shown}"
+        );
+    }
 }
 
 fn certificates(endpoint: &Endpoint) -> Result<Option<redis::TlsCertificates>, StoreError> {

@@ -158,11 +158,83 @@ pub struct RedisStore {
     inner: Arc<Inner>,
 }
 
-/// What [`RedisStore::connect`] found of the Redis it was given.
+/// What `presenced check --store redis` reports of a keyspace.
 #[derive(Clone, Debug)]
-pub struct Topology {
+pub struct Inspection {
     pub cluster: bool,
-    pub primaries: usize,
+    /// The key layout version recorded (`None`: no keyspace here yet).
+    pub layout: Option<u32>,
+    pub partitions: u32,
+    pub tenants: u64,
+    /// Users held (facts with at least one session or setting).
+    pub users: u64,
+    /// Each partition's lease holder (`node/fence`), if any, and how many
+    /// users are due in it.
+    pub owners: Vec<(Option<String>, u64)>,
+    /// The settings the first node recorded.
+    pub settings: BTreeMap<String, String>,
+    pub subscriptions: u64,
+}
+
+/// Reads a keyspace's layout, counts and owners without writing anything.
+pub async fn inspect(options: RedisOptions) -> Result<Inspection, StoreError> {
+    let endpoint = &options.endpoint;
+    let cluster = conn::is_cluster(endpoint).await?;
+    let mut conn = conn::connect(endpoint, cluster).await?;
+    let probe = Layout::new(&options.prefix, 1);
+    let meta: BTreeMap<String, String> = conn
+        .hgetall(probe.global("meta"))
+        .await
+        .map_err(unavailable)?;
+    let number = |name: &str| meta.get(name).and_then(|value| value.parse::<u32>().ok());
+    let Some(partitions) = number("partitions") else {
+        return Ok(Inspection {
+            cluster,
+            layout: None,
+            partitions: 0,
+            tenants: 0,
+            users: 0,
+            owners: Vec::new(),
+            settings: BTreeMap::new(),
+            subscriptions: 0,
+        });
+    };
+    let layout = Layout::new(&options.prefix, partitions);
+    let mut owners = Vec::new();
+    for partition in 0..partitions {
+        let owner: Option<String> = conn
+            .get(layout.lease(partition))
+            .await
+            .map_err(unavailable)?;
+        let due: u64 = conn
+            .zcard(layout.due(partition))
+            .await
+            .map_err(unavailable)?;
+        owners.push((owner, due));
+    }
+    let users: Option<u64> = conn
+        .get(layout.global("users"))
+        .await
+        .map_err(unavailable)?;
+    Ok(Inspection {
+        cluster,
+        layout: number("layout"),
+        partitions,
+        tenants: conn
+            .scard(layout.global("tenants"))
+            .await
+            .map_err(unavailable)?,
+        users: users.unwrap_or(0),
+        owners,
+        settings: conn
+            .hgetall(layout.global("settings"))
+            .await
+            .map_err(unavailable)?,
+        subscriptions: conn
+            .hlen(layout.global("subs"))
+            .await
+            .map_err(unavailable)?,
+    })
 }
 
 fn key_bytes(key: &UserKey) -> Vec<u8> {
@@ -466,8 +538,14 @@ impl RedisStore {
     }
 
     /// Writes one user's facts as they are (migration from another store),
-    /// unless the user already has facts here. Answers whether it wrote.
-    pub async fn put_facts(&self, key: &UserKey, facts: &UserFacts) -> Result<bool, StoreError> {
+    /// unless the user already has facts here, and files a tick of it at
+    /// `now` (which files its next transition). Answers whether it wrote.
+    pub async fn put_facts(
+        &self,
+        key: &UserKey,
+        facts: &UserFacts,
+        now: Instant,
+    ) -> Result<bool, StoreError> {
         let layout = &self.inner.layout;
         self.index_user(key).await?;
         let mut value = 1u64.to_be_bytes().to_vec();
@@ -481,6 +559,14 @@ impl RedisStore {
             .await
             .map_err(unavailable)?
             .is_some();
+        if written {
+            self.count(
+                i64::from(!facts.holds_nothing()),
+                facts.sessions.len() as i64,
+            )
+            .await?;
+            self.schedule(std::slice::from_ref(key), now).await?;
+        }
         Ok(written)
     }
 

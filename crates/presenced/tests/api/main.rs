@@ -16,6 +16,7 @@ mod extensions;
 mod notifications;
 mod ops;
 mod receiver;
+mod redis_admin;
 mod scheduler;
 mod sdk_python;
 mod timeline;
