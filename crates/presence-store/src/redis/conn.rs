@@ -111,31 +111,6 @@ pub fn unavailable(error: redis::RedisError) -> StoreError {
     StoreError::Unavailable(format!("Redis: {error}"))
 }
 
-#[cfg(test)]
-mod tests {
-    #[test]
-    fn the_password_never_shows() {
-        let endpoint = super::Endpoint {
-            urls: vec![
-                "redis://user:hunter2@10.0.0.1:6379".into(),
-                "redis://10.0.0.2:6379".into(),
-            ],
-            password: Some("sesame".into()),
-            ca_file: None,
-            timeout: std::time::Duration::from_secs(1),
-        };
-        let shown = format!("{endpoint:?}");
-        assert!(
-            !shown.contains("hunter2") && !shown.contains("sesame"),
-            "{shown}"
-        );
-        assert!(
-            shown.contains("10.0.0.1:6379") && shown.contains("10.0.0.2:6379"),
-            "{shown}"
-        );
-    }
-}
-
 fn certificates(endpoint: &Endpoint) -> Result<Option<redis::TlsCertificates>, StoreError> {
     let Some(file) = &endpoint.ca_file else {
         return Ok(None);
@@ -258,5 +233,30 @@ pub async fn on_every_primary(conn: &Conn, cmd: Cmd) -> RedisResult<Vec<Value>> 
                 other => vec![other],
             })
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn the_password_never_shows() {
+        let endpoint = super::Endpoint {
+            urls: vec![
+                "redis://user:hunter2@10.0.0.1:6379".into(),
+                "redis://10.0.0.2:6379".into(),
+            ],
+            password: Some("sesame".into()),
+            ca_file: None,
+            timeout: std::time::Duration::from_secs(1),
+        };
+        let shown = format!("{endpoint:?}");
+        assert!(
+            !shown.contains("hunter2") && !shown.contains("sesame"),
+            "{shown}"
+        );
+        assert!(
+            shown.contains("10.0.0.1:6379") && shown.contains("10.0.0.2:6379"),
+            "{shown}"
+        );
     }
 }
