@@ -818,12 +818,63 @@ mod tests {
             .command
         {
             Command::Serve(args) => (*args).resolve(),
-            Command::Check(_) | Command::Token(_) => Err("not serve".into()),
+            Command::Check(_) | Command::Token(_) | Command::Migrate(_) => Err("not serve".into()),
         }
     }
 
     fn resolve(arguments: &[&str]) -> Result<ServeConfig, String> {
         resolve_all(arguments).map(|resolved| resolved.server)
+    }
+
+    #[test]
+    fn the_redis_settings_resolve_and_bad_ones_say_what_to_give() {
+        let config = resolve(&[
+            "--store",
+            "redis",
+            "--redis-url",
+            "redis://a:1",
+            "--redis-url",
+            "redis://b:2",
+            "--redis-lease",
+            "PT2S",
+            "--redis-partitions",
+            "128",
+            "--redis-durability",
+            "async",
+            "--redis-allow-volatile",
+        ])
+        .expect("resolves");
+        assert_eq!(config.store.kind, StoreKind::Redis);
+        assert_eq!(config.store.redis_urls, ["redis://a:1", "redis://b:2"]);
+        assert_eq!(config.store.redis_lease, Duration::from_secs(2));
+        assert_eq!(config.store.redis_partitions, 128);
+        assert_eq!(
+            config.store.redis_durability,
+            presence_store::RedisDurability::Async
+        );
+        assert!(config.store.redis_allow_volatile);
+        let defaults = resolve(&[]).expect("resolves");
+        assert_eq!(
+            defaults.store.redis_durability,
+            presence_store::RedisDurability::Replicated
+        );
+        assert_eq!(defaults.store.redis_lease, Duration::from_secs(6));
+        assert_eq!(defaults.drain_timeout, Duration::from_secs(30));
+        let refused = resolve(&["--redis-partitions", "0"]).expect_err("refused");
+        assert!(refused.contains("from 1 to 16384"), "{refused}");
+        let refused = resolve(&["--redis-lease", "PT0S"]).expect_err("refused");
+        assert!(
+            refused.contains("--redis-lease must be positive"),
+            "{refused}"
+        );
+    }
+
+    #[test]
+    fn the_redis_password_never_shows() {
+        let config =
+            resolve(&["--store", "redis", "--redis-password", "hunter2"]).expect("resolves");
+        assert!(config.store.redis_password.is_some());
+        assert!(!format!("{config:?}").contains("hunter2"));
     }
 
     #[test]
@@ -985,6 +1036,31 @@ mod tests {
                 file_as_flags: &["--store", "memory"],
                 env_as_flags: &["--store", "redis"],
                 default_as_flags: &["--store", "embedded"],
+            },
+            // The Redis store's own.
+            Layers {
+                file: "redis_lease = \"PT2S\"",
+                env: ("PRESENCED_REDIS_LEASE", "PT3S"),
+                flag: &["--redis-lease", "PT4S"],
+                file_as_flags: &["--redis-lease", "PT2S"],
+                env_as_flags: &["--redis-lease", "PT3S"],
+                default_as_flags: &["--redis-lease", "PT6S"],
+            },
+            Layers {
+                file: "redis_durability = \"async\"",
+                env: ("PRESENCED_REDIS_DURABILITY", "replicated"),
+                flag: &["--redis-durability", "async"],
+                file_as_flags: &["--redis-durability", "async"],
+                env_as_flags: &["--redis-durability", "replicated"],
+                default_as_flags: &["--redis-durability", "replicated"],
+            },
+            Layers {
+                file: "drain_timeout = \"PT5S\"",
+                env: ("PRESENCED_DRAIN_TIMEOUT", "PT6S"),
+                flag: &["--drain-timeout", "PT7S"],
+                file_as_flags: &["--drain-timeout", "PT5S"],
+                env_as_flags: &["--drain-timeout", "PT6S"],
+                default_as_flags: &["--drain-timeout", "PT30S"],
             },
             // A path.
             Layers {
