@@ -1242,15 +1242,22 @@ impl ChangeFeed for RedisStore {
         if cursor.epoch != self.inner.epoch || cursor.offsets.len() != partitions {
             return Ok(None);
         }
+        // Only the partitions known to have moved past the cursor are read
+        // (the watcher and this node's own writes move the known heads);
+        // a cursor ahead of a known head is checked against Redis, where it
+        // reads as a gap if the stream never got that far.
         let reads = futures_util::future::join_all(
             cursor
                 .offsets
                 .iter()
                 .enumerate()
+                .filter(|(partition, after)| {
+                    self.inner.heads[*partition].load(Ordering::Acquire) != **after
+                })
                 .map(|(partition, after)| self.read_partition(partition as u32, *after, limit)),
         )
         .await;
-        let mut lists = Vec::with_capacity(partitions);
+        let mut lists = Vec::with_capacity(reads.len());
         for read in reads {
             match read? {
                 Some((_, changes)) => lists.push(std::collections::VecDeque::from(changes)),
