@@ -895,11 +895,17 @@ impl RedisStore {
                         self.inner.appended.notify_waiters();
                     }
                     let held_after = !facts.holds_nothing();
-                    self.count(
-                        i64::from(held_after) - i64::from(held_before),
-                        facts.sessions.len() as i64 - sessions_before,
-                    )
-                    .await?;
+                    // The write is made: a count that cannot be moved now
+                    // only makes a metric lag until the next refresh.
+                    if let Err(error) = self
+                        .count(
+                            i64::from(held_after) - i64::from(held_before),
+                            facts.sessions.len() as i64 - sessions_before,
+                        )
+                        .await
+                    {
+                        tracing::debug!(%error, "could not move the counts of users and sessions");
+                    }
                     return Ok(Ok(applied));
                 }
                 Some(b"conflict") => {

@@ -295,6 +295,16 @@ async fn a_standalone_redis_passes_everything() {
 async fn a_three_by_one_cluster_passes_everything() {
     let cluster = RedisCluster::start(3, 1);
     shows_everything(cluster.urls()).await;
+    // One evicting primary is enough to refuse the cluster.
+    let primary = cluster.primary_ports()[1];
+    cluster.cli(
+        primary,
+        &["config", "set", "maxmemory-policy", "allkeys-lru"],
+    );
+    let refused = RedisStore::connect(options(cluster.urls()))
+        .await
+        .expect_err("an evicting primary is refused");
+    assert!(refused.to_string().contains("allkeys-lru"), "{refused}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
