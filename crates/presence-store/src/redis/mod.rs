@@ -1252,15 +1252,22 @@ impl ChangeFeed for RedisStore {
         // (the watcher and this node's own writes move the known heads);
         // a cursor ahead of a known head is checked against Redis, where it
         // reads as a gap if the stream never got that far.
+        let moved: Vec<(usize, u64)> = cursor
+            .offsets
+            .iter()
+            .enumerate()
+            .filter(|(partition, after)| {
+                self.inner.heads[*partition].load(Ordering::Acquire) != **after
+            })
+            .map(|(partition, after)| (partition, *after))
+            .collect();
+        // The limit is shared among the partitions read, so that a burst
+        // spread over many of them is not read many times over.
+        let share = limit.div_ceil(moved.len().max(1)).max(1);
         let reads = futures_util::future::join_all(
-            cursor
-                .offsets
+            moved
                 .iter()
-                .enumerate()
-                .filter(|(partition, after)| {
-                    self.inner.heads[*partition].load(Ordering::Acquire) != **after
-                })
-                .map(|(partition, after)| self.read_partition(partition as u32, *after, limit)),
+                .map(|(partition, after)| self.read_partition(*partition as u32, *after, share)),
         )
         .await;
         let mut lists = Vec::with_capacity(reads.len());
