@@ -54,6 +54,9 @@ pub use memory::MemoryStore;
 pub use redis::{RedisDurability, RedisOptions, RedisStore};
 pub use subscriptions::{Mark, RecordWrite, Subscriptions};
 
+/// How many ticks [`Facts::tick_all`] runs at once.
+pub const TICKS_IN_FLIGHT: usize = 256;
+
 /// A failure of the store itself, as opposed to a refused command. The
 /// messages are for operators: each says what is wrong and what to do.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
@@ -141,6 +144,47 @@ pub trait Facts: Send + Sync + std::fmt::Debug + 'static {
     ) -> Result<Result<Applied, CommandError>, StoreError> {
         let _ = lease;
         self.apply(key, command, now, timeouts).await
+    }
+
+    /// Ticks every user of `keys` (all of the lease's partition, as
+    /// [`DueIndex::take_due`] hands them out) at `now` under `lease`, and
+    /// answers each tick's outcome in order. Up to [`TICKS_IN_FLIGHT`] run at
+    /// once, so that a durable store commits the ticks that reach it
+    /// together; a networked backend may batch them into fewer round trips.
+    async fn tick_all(
+        &self,
+        lease: &Lease,
+        keys: &[UserKey],
+        now: Instant,
+        timeouts: Timeouts,
+    ) -> Vec<Result<(), StoreError>> {
+        use futures_util::StreamExt;
+        let ticks: Vec<_> = keys
+            .iter()
+            .map(|key| async move {
+                // A memory store's tick never waits, so without this a
+                // hundred thousand ticks would hold the worker, and the
+                // notifier they wake, until the last one.
+                tokio::task::consume_budget().await;
+                match self
+                    .apply_under(lease, key, &Command::Tick, now, timeouts)
+                    .await
+                {
+                    Ok(Ok(_)) => Ok(()),
+                    Ok(Err(refused)) => {
+                        // The model never refuses a tick; if it ever did,
+                        // nothing was changed and nothing is to retry.
+                        tracing::error!(error = %refused, "the store refused a tick");
+                        Ok(())
+                    }
+                    Err(error) => Err(error),
+                }
+            })
+            .collect();
+        futures_util::stream::iter(ticks)
+            .buffered(TICKS_IN_FLIGHT)
+            .collect()
+            .await
     }
 
     /// Calls `visit` with the facts of each key, in order (`None` for a user

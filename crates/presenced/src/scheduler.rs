@@ -12,17 +12,13 @@
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use futures_util::StreamExt;
-use presence_core::{Command, Duration, Instant, Timeouts};
+use presence_core::{Duration, Instant, Timeouts};
 use presence_store::{DueIndex, Lease, RedisStore, Store, StoreError};
 
 use crate::clock::system_now;
 use crate::ownership::Ownership;
 
 use crate::timeline::DueWork;
-
-/// How many ticks [`Scheduler::run_due`] runs at once.
-const TICKS_IN_FLIGHT: usize = 256;
 
 /// How many due users are taken from the index at once.
 const TAKE: usize = 4_096;
@@ -122,7 +118,7 @@ impl Scheduler {
 
     /// Ticks every user due at or before `now`. Returns how many were ticked.
     ///
-    /// Up to [`TICKS_IN_FLIGHT`] ticks run at once: a durable store commits
+    /// The store ticks many at once (`Facts::tick_all`): a durable store commits
     /// the ticks that reach it together in one batch, so many users falling
     /// due at the same instant cost a few commits, not one each in turn.
     pub async fn process_due(&self, now: Instant) -> usize {
@@ -151,43 +147,30 @@ impl Scheduler {
             if due.is_empty() {
                 break;
             }
-            let store = self.store.as_ref();
-            let fenced = std::sync::atomic::AtomicBool::new(false);
-            let fenced = &fenced;
-            futures_util::stream::iter(&due)
-                .for_each_concurrent(TICKS_IN_FLIGHT, |key| async move {
-                    // A memory store's tick never waits, so without this a
-                    // hundred thousand ticks would hold the worker, and the
-                    // notifier they wake, until the last one.
-                    tokio::task::consume_budget().await;
-                    match store
-                        .apply_under(lease, key, &Command::Tick, now, self.timeouts)
-                        .await
-                    {
-                        Ok(Ok(_)) => {}
-                        Ok(Err(refused)) => {
-                            tracing::error!(error = %refused, "the store refused a tick");
-                        }
-                        Err(StoreError::Fenced(_)) => {
-                            fenced.store(true, std::sync::atomic::Ordering::Relaxed);
-                        }
-                        Err(error) => {
-                            // Try again shortly: what has ended is still hidden
-                            // by the model, so a late prune is only late reclaim.
-                            tracing::warn!(%error, "a scheduled tick failed; retrying in a second");
-                            let retry = now.saturating_add(Duration::from_secs(1));
-                            if let Err(error) =
-                                store.schedule(std::slice::from_ref(key), retry).await
-                            {
-                                tracing::warn!(%error, "could not file the retry of a tick");
-                            }
-                        }
+            let outcomes = self.store.tick_all(lease, &due, now, self.timeouts).await;
+            let mut fenced = false;
+            let mut retry = Vec::new();
+            for (key, outcome) in due.iter().zip(outcomes) {
+                match outcome {
+                    Ok(()) => {}
+                    Err(StoreError::Fenced(_)) => fenced = true,
+                    Err(error) => {
+                        tracing::warn!(%error, "a scheduled tick failed; retrying in a second");
+                        retry.push(key.clone());
                     }
-                })
-                .await;
+                }
+            }
+            if !retry.is_empty() {
+                // What has ended is still hidden by the model, so a late
+                // prune is only late reclaim.
+                let at = now.saturating_add(Duration::from_secs(1));
+                if let Err(error) = self.store.schedule(&retry, at).await {
+                    tracing::warn!(%error, "could not file the retry of the ticks");
+                }
+            }
             metrics::counter!("presenced_scheduler_ticks_total").increment(due.len() as u64);
             ticked += due.len();
-            if fenced.load(std::sync::atomic::Ordering::Relaxed) {
+            if fenced {
                 // A paused former owner: the new one does this work.
                 self.lost(lease);
                 break;

@@ -33,13 +33,10 @@ async fn takes_what_is_due_under_the_lease(store: &dyn Store) {
     // What earlier suites left due is taken and ticked, as the scheduler
     // would: a taken user stays taken until its tick files what is next.
     for lease in [&lease_a, &lease_b] {
-        for user in store.take_due(lease, now, usize::MAX).await.expect("works") {
-            store
-                .apply_under(lease, &user, &Command::Tick, now, timeouts)
-                .await
-                .expect("works")
-                .expect("applies");
-        }
+        let taken = store.take_due(lease, now, usize::MAX).await.expect("works");
+        let ticked = store.tick_all(lease, &taken, now, timeouts).await;
+        assert_eq!(ticked.len(), taken.len());
+        assert!(ticked.iter().all(Result::is_ok), "{ticked:?}");
     }
     let soon = now.saturating_add(Duration::from_secs(30));
     let later = now.saturating_add(Duration::from_mins(10));
@@ -104,11 +101,13 @@ async fn takes_what_is_due_under_the_lease(store: &dyn Store) {
             .expect("works"),
         vec![b.clone()]
     );
-    store
-        .apply_under(&lease_b, &b, &Command::Tick, later, timeouts)
-        .await
-        .expect("works")
-        .expect("applies");
+    assert!(
+        store
+            .tick_all(&lease_b, std::slice::from_ref(&b), later, timeouts)
+            .await
+            .iter()
+            .all(Result::is_ok)
+    );
     assert_eq!(
         store.next_due(lease_a.partition).await.expect("works"),
         None

@@ -123,6 +123,12 @@ const CAS_ATTEMPTS: usize = 64;
 /// that took it never ticked it.
 const TAKE_RETRY_MILLIS: i64 = 10_000;
 
+/// How many users one tick script handles.
+const TICK_CHUNK: usize = 128;
+
+/// How many tick scripts run at once.
+const TICK_CHUNKS_IN_FLIGHT: usize = 4;
+
 /// A replica count not known yet.
 const UNKNOWN: u8 = u8::MAX;
 
@@ -804,7 +810,6 @@ impl RedisStore {
         let partition = layout.partition_of(key);
         let facts_key = layout.facts(key);
         let member = key_bytes(key);
-        let tick = matches!(command, Command::Tick);
         let mut conn = self.reads();
         let mut current: Option<Vec<u8>> = conn.get(&facts_key).await.map_err(unavailable)?;
         let mut indexed = false;
@@ -812,54 +817,19 @@ impl RedisStore {
             if attempt > 0 {
                 metrics::counter!("presenced_redis_cas_conflicts_total").increment(1);
             }
-            let (version, mut facts) = match &current {
-                Some(value) => (
-                    value.get(..8).map(<[u8]>::to_vec).unwrap_or_default(),
-                    decode_value(value.get(8..).unwrap_or_default()).map_err(|problem| {
-                        StoreError::Unavailable(format!(
-                            "the facts of a user in Redis cannot be read ({problem}); this presenced may be older than the one that wrote them"
-                        ))
-                    })?,
-                ),
-                None => (Vec::new(), UserFacts::default()),
-            };
-            let sequence_before = facts.sequence.value;
-            let held_before = current.is_some() && !facts.holds_nothing();
-            let sessions_before = facts.sessions.len() as i64;
-            let applied = match apply(&mut facts, command, now, timeouts) {
-                Ok(applied) => applied,
+            let plan = match Plan::new(current.as_deref(), command, now, timeouts)? {
+                Ok(plan) => plan,
                 Err(refused) => return Ok(Err(refused)),
             };
-            let exists = current.is_some();
-            let keeps_nothing = !exists && facts.holds_nothing() && facts.sequence.value == 0;
-            if keeps_nothing && !tick {
-                return Ok(Ok(applied));
+            if plan.nothing_to_write {
+                return Ok(Ok(plan.applied));
             }
-            if !exists && !keeps_nothing && !indexed {
+            if plan.creates && !indexed {
                 // Indexed before the write: a crash between leaves an index
                 // entry without facts, which readers skip.
                 self.index_user(key).await?;
                 indexed = true;
             }
-            let record = encode_value(&facts);
-            let unchanged = current
-                .as_deref()
-                .is_some_and(|value| value.get(8..) == Some(record.as_slice()));
-            let value = if unchanged || keeps_nothing {
-                Vec::new()
-            } else {
-                let mut value = (version_of(&version) + 1).to_be_bytes().to_vec();
-                value.extend_from_slice(&record);
-                value
-            };
-            let next = next_transition(&facts, now, timeouts);
-            let (due_at, due_mode) = match (tick, next) {
-                (true, Some(at)) => (at.as_unix_millis().to_string(), "set"),
-                (true, None) => (String::new(), "rem"),
-                (false, Some(at)) => (at.as_unix_millis().to_string(), "lt"),
-                (false, None) => (String::new(), ""),
-            };
-            let visible = facts.sequence.value != sequence_before && !value.is_empty();
             let mut invocation = redis::cmd("EVALSHA");
             invocation
                 .arg(self.inner.scripts.apply.get_hash())
@@ -868,12 +838,12 @@ impl RedisStore {
                 .arg(layout.due(partition))
                 .arg(layout.changes(partition))
                 .arg(layout.fence(partition))
-                .arg(&version)
-                .arg(&value)
-                .arg(due_at)
-                .arg(due_mode)
+                .arg(&plan.version)
+                .arg(&plan.value)
+                .arg(&plan.due_at)
+                .arg(plan.due_mode)
                 .arg(&member)
-                .arg(if visible { "1" } else { "0" })
+                .arg(if plan.visible { "1" } else { "0" })
                 .arg(self.inner.feed_length)
                 .arg(now.as_unix_millis())
                 .arg(
@@ -882,41 +852,22 @@ impl RedisStore {
                         .unwrap_or_default(),
                 );
             let reply = self
-                .run_apply(partition, invocation, !value.is_empty() && fence.is_none())
+                .run_apply(
+                    partition,
+                    invocation,
+                    !plan.value.is_empty() && fence.is_none(),
+                )
                 .await?;
             match reply.first().map(Vec::as_slice) {
                 Some(b"ok") => {
-                    if let Some(offset) = reply
-                        .get(1)
-                        .and_then(|id| std::str::from_utf8(id).ok())
-                        .and_then(offset_of)
-                    {
-                        self.inner.heads[partition as usize].fetch_max(offset, Ordering::AcqRel);
-                        self.inner.appended.notify_waiters();
-                    }
-                    let held_after = !facts.holds_nothing();
-                    // The write is made: a count that cannot be moved now
-                    // only makes a metric lag until the next refresh.
-                    if let Err(error) = self
-                        .count(
-                            i64::from(held_after) - i64::from(held_before),
-                            facts.sessions.len() as i64 - sessions_before,
-                        )
-                        .await
-                    {
-                        tracing::debug!(%error, "could not move the counts of users and sessions");
-                    }
-                    return Ok(Ok(applied));
+                    self.appended(partition, reply.get(1).map(Vec::as_slice));
+                    self.count_or_log(plan.users, plan.sessions).await;
+                    return Ok(Ok(plan.applied));
                 }
                 Some(b"conflict") => {
                     current = reply.into_iter().nth(1).filter(|value| !value.is_empty());
                 }
-                Some(b"fenced") => {
-                    metrics::counter!("presenced_redis_fenced_total").increment(1);
-                    return Err(StoreError::Fenced(format!(
-                        "partition {partition} was taken over by another node"
-                    )));
-                }
+                Some(b"fenced") => return Err(self.fenced(partition)),
                 _ => {
                     return Err(StoreError::Unavailable(
                         "Redis answered the write script with something unexpected".into(),
@@ -929,16 +880,125 @@ impl RedisStore {
         )))
     }
 
-    /// A tick under a partition's lease: refused once another node holds it.
-    pub async fn tick_under(
+    fn fenced(&self, partition: u32) -> StoreError {
+        metrics::counter!("presenced_redis_fenced_total").increment(1);
+        StoreError::Fenced(format!(
+            "partition {partition} was taken over by another node"
+        ))
+    }
+
+    /// Notes a change appended to `partition`'s stream (its id, if any).
+    fn appended(&self, partition: u32, id: Option<&[u8]>) {
+        if let Some(offset) = id
+            .and_then(|id| std::str::from_utf8(id).ok())
+            .and_then(offset_of)
+        {
+            self.inner.heads[partition as usize].fetch_max(offset, Ordering::AcqRel);
+            self.inner.appended.notify_waiters();
+        }
+    }
+
+    /// The write is made: a count that cannot be moved now only makes a
+    /// metric lag until the next refresh.
+    async fn count_or_log(&self, users: i64, sessions: i64) {
+        if let Err(error) = self.count(users, sessions).await {
+            tracing::debug!(%error, "could not move the counts of users and sessions");
+        }
+    }
+
+    /// Ticks users of one partition in one script per chunk: one read of
+    /// their facts (one slot, one MGET), the model in Rust, one script that
+    /// checks the fence and each version and writes. A user that changed
+    /// between (a conflict) is ticked again alone.
+    async fn tick_chunk(
         &self,
         lease: &Lease,
-        key: &UserKey,
+        keys: &[UserKey],
         now: Instant,
         timeouts: Timeouts,
-    ) -> Result<Result<Applied, CommandError>, StoreError> {
-        self.change(key, &Command::Tick, now, timeouts, Some(lease))
-            .await
+    ) -> Vec<Result<(), StoreError>> {
+        let layout = &self.inner.layout;
+        let partition = lease.partition;
+        let names: Vec<Vec<u8>> = keys.iter().map(|key| layout.facts(key)).collect();
+        let all = |error: StoreError| keys.iter().map(|_| Err(error.clone())).collect();
+        let mut conn = self.reads();
+        let values: Vec<Option<Vec<u8>>> =
+            match redis::cmd("MGET").arg(&names).query_async(&mut conn).await {
+                Ok(values) => values,
+                Err(error) => return all(unavailable(error)),
+            };
+        let mut invocation = redis::cmd("EVALSHA");
+        invocation
+            .arg(self.inner.scripts.tick_all.get_hash())
+            .arg(3 + keys.len())
+            .arg(layout.due(partition))
+            .arg(layout.changes(partition))
+            .arg(layout.fence(partition))
+            .arg(&names)
+            .arg(lease.fence)
+            .arg(self.inner.feed_length)
+            .arg(now.as_unix_millis());
+        let mut plans = Vec::with_capacity(keys.len());
+        for (key, value) in keys.iter().zip(&values) {
+            let plan = match Plan::new(value.as_deref(), &Command::Tick, now, timeouts) {
+                Ok(Ok(plan)) => plan,
+                Ok(Err(refused)) => {
+                    tracing::error!(error = %refused, "the model refused a tick");
+                    return all(StoreError::Unavailable(refused.to_string()));
+                }
+                Err(error) => return all(error),
+            };
+            invocation
+                .arg(&plan.version)
+                .arg(&plan.value)
+                .arg(&plan.due_at)
+                .arg(plan.due_mode)
+                .arg(key_bytes(key))
+                .arg(if plan.visible { "1" } else { "0" });
+            plans.push(plan);
+        }
+        let reply: Vec<Vec<u8>> = match invocation.query_async(&mut conn).await {
+            Ok(reply) => reply,
+            Err(error)
+                if error.kind() == redis::ErrorKind::Server(redis::ServerErrorKind::NoScript) =>
+            {
+                if let Err(error) = self.inner.scripts.tick_all.load_async(&mut conn).await {
+                    return all(unavailable(error));
+                }
+                match invocation.query_async(&mut conn).await {
+                    Ok(reply) => reply,
+                    Err(error) => return all(unavailable(error)),
+                }
+            }
+            Err(error) => return all(unavailable(error)),
+        };
+        match reply.first().map(Vec::as_slice) {
+            Some(b"ok") if reply.len() == keys.len() + 1 => {}
+            Some(b"fenced") => return all(self.fenced(partition)),
+            _ => {
+                return all(StoreError::Unavailable(
+                    "Redis answered the tick script with something unexpected".into(),
+                ));
+            }
+        }
+        let (mut users, mut sessions) = (0, 0);
+        let mut outcomes = Vec::with_capacity(keys.len());
+        for ((key, plan), answer) in keys.iter().zip(&plans).zip(&reply[1..]) {
+            if answer.as_slice() == b"c" {
+                metrics::counter!("presenced_redis_cas_conflicts_total").increment(1);
+                let again = self
+                    .change(key, &Command::Tick, now, timeouts, Some(lease))
+                    .await;
+                outcomes.push(again.map(|_| ()));
+                continue;
+            }
+            self.appended(partition, Some(answer));
+            users += plan.users;
+            sessions += plan.sessions;
+            outcomes.push(Ok(()));
+        }
+        self.count_or_log(users, sessions).await;
+        outcomes
     }
 
     async fn read_partition(
@@ -1008,6 +1068,89 @@ impl RedisStore {
             });
         }
         Ok(Some((last, changes)))
+    }
+}
+
+/// What one command does to one user's stored value, computed in Rust
+/// before the script that writes it.
+#[derive(Debug)]
+struct Plan {
+    applied: Applied,
+    /// The version the value was read at (empty: nothing stored).
+    version: Vec<u8>,
+    /// The new value (empty: leave it).
+    value: Vec<u8>,
+    due_at: String,
+    /// `lt`, `set`, `rem`, or empty.
+    due_mode: &'static str,
+    /// Whether the change is visible (a change entry is appended).
+    visible: bool,
+    /// A user nothing was stored for gets facts.
+    creates: bool,
+    /// A command that leaves nothing on a user nothing is stored for (a
+    /// tick still removes the user's due entry).
+    nothing_to_write: bool,
+    /// How the counts of users and sessions held move.
+    users: i64,
+    sessions: i64,
+}
+
+impl Plan {
+    fn new(
+        current: Option<&[u8]>,
+        command: &Command,
+        now: Instant,
+        timeouts: Timeouts,
+    ) -> Result<Result<Plan, CommandError>, StoreError> {
+        let tick = matches!(command, Command::Tick);
+        let (version, mut facts) = match current {
+            Some(value) => (
+                value.get(..8).map(<[u8]>::to_vec).unwrap_or_default(),
+                decode_value(value.get(8..).unwrap_or_default()).map_err(|problem| {
+                    StoreError::Unavailable(format!(
+                        "the facts of a user in Redis cannot be read ({problem}); this presenced may be older than the one that wrote them"
+                    ))
+                })?,
+            ),
+            None => (Vec::new(), UserFacts::default()),
+        };
+        let sequence_before = facts.sequence.value;
+        let held_before = current.is_some() && !facts.holds_nothing();
+        let sessions_before = facts.sessions.len() as i64;
+        let applied = match apply(&mut facts, command, now, timeouts) {
+            Ok(applied) => applied,
+            Err(refused) => return Ok(Err(refused)),
+        };
+        let exists = current.is_some();
+        let keeps_nothing = !exists && facts.holds_nothing() && facts.sequence.value == 0;
+        let record = encode_value(&facts);
+        let unchanged = current.is_some_and(|value| value.get(8..) == Some(record.as_slice()));
+        let value = if unchanged || keeps_nothing {
+            Vec::new()
+        } else {
+            let mut value = (version_of(&version) + 1).to_be_bytes().to_vec();
+            value.extend_from_slice(&record);
+            value
+        };
+        let next = next_transition(&facts, now, timeouts);
+        let (due_at, due_mode) = match (tick, next) {
+            (true, Some(at)) => (at.as_unix_millis().to_string(), "set"),
+            (true, None) => (String::new(), "rem"),
+            (false, Some(at)) => (at.as_unix_millis().to_string(), "lt"),
+            (false, None) => (String::new(), ""),
+        };
+        Ok(Ok(Plan {
+            applied,
+            visible: facts.sequence.value != sequence_before && !value.is_empty(),
+            creates: !exists && !keeps_nothing,
+            nothing_to_write: keeps_nothing && !tick,
+            users: i64::from(!facts.holds_nothing()) - i64::from(held_before),
+            sessions: facts.sessions.len() as i64 - sessions_before,
+            version,
+            value,
+            due_at,
+            due_mode,
+        }))
     }
 }
 
@@ -1124,6 +1267,26 @@ impl Facts for RedisStore {
         timeouts: Timeouts,
     ) -> Result<Result<Applied, CommandError>, StoreError> {
         self.change(key, command, now, timeouts, Some(lease)).await
+    }
+
+    async fn tick_all(
+        &self,
+        lease: &Lease,
+        keys: &[UserKey],
+        now: Instant,
+        timeouts: Timeouts,
+    ) -> Vec<Result<(), StoreError>> {
+        // Chunks of one partition's users, a few at once.
+        use futures_util::StreamExt;
+        let ticks: Vec<_> = keys
+            .chunks(TICK_CHUNK)
+            .map(|chunk| self.tick_chunk(lease, chunk, now, timeouts))
+            .collect();
+        let chunks: Vec<Vec<Result<(), StoreError>>> = futures_util::stream::iter(ticks)
+            .buffered(TICK_CHUNKS_IN_FLIGHT)
+            .collect()
+            .await;
+        chunks.into_iter().flatten().collect()
     }
 
     async fn read(

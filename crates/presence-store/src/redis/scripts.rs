@@ -44,6 +44,47 @@ end
 return {'ok', ''}
 ";
 
+/// Many ticks of one partition under its lease, each a compare-and-set.
+///
+/// KEYS: due, changes, fence, then each user's facts. ARGV: the fencing
+/// token, the change stream's length bound, the instant (ms), then six per
+/// user: the expected version, the new value (empty: unchanged), the due
+/// instant, `set` or `rem`, the member bytes, `1` to append a change.
+///
+/// Answers `{"fenced"}`, or `{"ok", ...}` with one answer per user: `c` for
+/// a conflict (the user changed since it was read; tick it again alone),
+/// the change's id, or empty.
+pub const TICK_ALL: &str = r"#!lua
+if redis.call('GET', KEYS[3]) ~= ARGV[1] then
+  return {'fenced'}
+end
+local out = {'ok'}
+for i = 1, #KEYS - 3 do
+  local b = 3 + (i - 1) * 6
+  local key = KEYS[3 + i]
+  local current = redis.call('GET', key)
+  local version = ''
+  if current then version = string.sub(current, 1, 8) end
+  if version ~= ARGV[b + 1] then
+    out[#out + 1] = 'c'
+  else
+    if ARGV[b + 2] ~= '' then redis.call('SET', key, ARGV[b + 2]) end
+    if ARGV[b + 4] == 'set' then
+      redis.call('ZADD', KEYS[1], ARGV[b + 3], ARGV[b + 5])
+    else
+      redis.call('ZREM', KEYS[1], ARGV[b + 5])
+    end
+    if ARGV[b + 6] == '1' then
+      out[#out + 1] = redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[2], '0-*',
+        'k', ARGV[b + 5], 't', ARGV[3], 'f', string.sub(ARGV[b + 2], 9))
+    else
+      out[#out + 1] = ''
+    end
+  end
+end
+return out
+";
+
 /// Takes or renews a partition's lease.
 ///
 /// KEYS: lease, fence. ARGV: the node, the lease's length (ms; 0 for a
@@ -141,6 +182,7 @@ return current
 #[derive(Debug)]
 pub struct Scripts {
     pub apply: Script,
+    pub tick_all: Script,
     pub lease: Script,
     pub release: Script,
     pub take_due: Script,
@@ -153,6 +195,7 @@ impl Scripts {
     pub fn new() -> Scripts {
         Scripts {
             apply: Script::new(APPLY),
+            tick_all: Script::new(TICK_ALL),
             lease: Script::new(LEASE),
             release: Script::new(RELEASE),
             take_due: Script::new(TAKE_DUE),
