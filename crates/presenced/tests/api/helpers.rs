@@ -435,3 +435,72 @@ pub async fn run_binary(limit: Duration, args: &[&str]) -> std::process::Output 
         .unwrap_or_else(|_| panic!("presenced {args:?} should exit by itself"))
         .expect("presenced runs")
 }
+
+// ---------------------------------------------------------------------------
+// Added for the many-nodes tests (`--store redis`).
+
+impl TestServer {
+    /// Starts one presenced node over Redis (`--store redis` with each of
+    /// `redis_urls` as a seed), plus `extra` arguments, and waits until it
+    /// is ready.
+    pub async fn start_node(redis_urls: &[String], extra: &[&str]) -> TestServer {
+        let mut args: Vec<&str> = vec!["serve", "--listen", "127.0.0.1:0", "--store", "redis"];
+        for url in redis_urls {
+            args.extend(["--redis-url", url.as_str()]);
+        }
+        args.extend_from_slice(extra);
+        TestServer::start_with(&args).await
+    }
+
+    /// Sends the process a signal by name (`TERM`, `STOP`, `CONT`), with
+    /// `kill -NAME PID`.
+    pub fn signal(&self, name: &str) {
+        let status = std::process::Command::new("kill")
+            .args([format!("-{name}"), self.pid().to_string()])
+            .status()
+            .expect("kill runs");
+        assert!(status.success(), "kill -{name} {} failed", self.pid());
+    }
+
+    /// Sends `request` and returns the reply whatever its status (a 503 is
+    /// expected while Redis is away), or the transport error.
+    pub async fn try_send(
+        &self,
+        request: reqwest::RequestBuilder,
+    ) -> Result<Reply, reqwest::Error> {
+        let response = request.send().await?;
+        let status = response.status().as_u16();
+        let headers = response.headers().clone();
+        let text = response.text().await?;
+        let body = serde_json::from_str(&text).unwrap_or(Value::Null);
+        Ok(Reply {
+            status,
+            headers,
+            text,
+            body,
+        })
+    }
+
+    /// The Prometheus text of `/metrics`.
+    pub async fn metrics(&self) -> String {
+        let reply = self.get("/metrics").await;
+        assert_eq!(reply.status, 200, "metrics: {}", reply.text);
+        reply.text
+    }
+}
+
+/// The value of a counter (or gauge) in Prometheus text by its full name
+/// with labels, e.g. `presenced_lease_changes_total{change="lost"}`; 0 when
+/// it was never incremented (absent).
+pub fn counter(metrics: &str, name: &str) -> f64 {
+    metrics
+        .lines()
+        .find_map(|line| {
+            line.strip_prefix(name)?
+                .strip_prefix(' ')?
+                .trim()
+                .parse()
+                .ok()
+        })
+        .unwrap_or(0.0)
+}
