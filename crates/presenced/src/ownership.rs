@@ -97,9 +97,15 @@ impl Ownership {
         &self.node
     }
 
-    /// Whether this node holds `partition`'s lease (as far as it knows).
+    /// Whether this node holds `partition`'s lease (as far as it knows)
+    /// and the lease has not lapsed: a node that was paused past its lease
+    /// (SIGSTOP, a long GC-like stall) must not act on a partition that
+    /// another node may have taken meanwhile, before its next round tells.
     pub fn owns(&self, partition: u32) -> bool {
-        self.owned().contains_key(&partition)
+        let now = system_now();
+        self.owned()
+            .get(&partition)
+            .is_some_and(|lease| lease.until > now)
     }
 
     /// The leases held now.
@@ -144,7 +150,13 @@ impl Ownership {
                     match self.store.lease(partition, &self.node, now, until).await? {
                         Some(lease) => {
                             let previous = self.owned().insert(partition, lease.clone());
-                            if previous.is_none_or(|previous| previous.fence != lease.fence) {
+                            // A lease renewed after it had lapsed here counts
+                            // as gained: while lapsed, `owns` said no and the
+                            // notifier skipped the partition's changes, which
+                            // the catch-up of a gained partition sends.
+                            if previous.is_none_or(|previous| {
+                                previous.fence != lease.fence || previous.until <= now
+                            }) {
                                 metrics::counter!("presenced_lease_changes_total", "change" => "gained").increment(1);
                                 gained.push(partition);
                             }
