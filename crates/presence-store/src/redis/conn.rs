@@ -1,6 +1,8 @@
 //! Connections to Redis: one standalone server or a cluster, behind one
 //! type, with bounded timeouts and a metric for every round trip.
 
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 
 use redis::aio::{ConnectionLike, ConnectionManager, ConnectionManagerConfig};
@@ -52,7 +54,92 @@ impl std::fmt::Debug for Endpoint {
 #[derive(Clone)]
 pub enum Conn {
     Single(ConnectionManager),
-    Cluster(ClusterConnection),
+    Cluster(Arc<Healing>),
+}
+
+/// A cluster connection that is replaced when it stops working.
+///
+/// The cluster client refreshes its slots and reconnects by itself after a
+/// failover, but some of its connections were seen to stay on the dead
+/// primary for good (every request timing out while fresh connections
+/// worked; the multi-node failover test shows it). So when a connection has
+/// failed for [`HEAL_AFTER`] without a single success, a new one is made
+/// from the client and takes its place; requests in flight on the old one
+/// end with their own timeouts.
+pub struct Healing {
+    client: redis::cluster::ClusterClient,
+    current: std::sync::RwLock<ClusterConnection>,
+    /// Wall-clock ms of the first failure since the last success (0: none).
+    failing_since: AtomicU64,
+    replacing: AtomicBool,
+}
+
+/// How long a cluster connection may fail without a success before it is
+/// replaced.
+const HEAL_AFTER: Duration = Duration::from_secs(3);
+
+fn wall_millis() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |since| since.as_millis() as u64)
+}
+
+impl Healing {
+    fn connection(&self) -> ClusterConnection {
+        self.current
+            .read()
+            .unwrap_or_else(|poison| poison.into_inner())
+            .clone()
+    }
+
+    fn observe(self: &Arc<Self>, error: Option<&redis::RedisError>) {
+        let Some(error) = error else {
+            if self.failing_since.load(Ordering::Relaxed) != 0 {
+                self.failing_since.store(0, Ordering::Relaxed);
+            }
+            return;
+        };
+        if !(error.is_timeout()
+            || error.is_io_error()
+            || error.is_connection_dropped()
+            || error.is_connection_refusal()
+            || error.is_cluster_error())
+        {
+            return;
+        }
+        let now = wall_millis();
+        let since =
+            match self
+                .failing_since
+                .compare_exchange(0, now, Ordering::AcqRel, Ordering::Acquire)
+            {
+                Ok(_) => now,
+                Err(since) => since,
+            };
+        if now.saturating_sub(since) < HEAL_AFTER.as_millis() as u64
+            || self.replacing.swap(true, Ordering::AcqRel)
+        {
+            return;
+        }
+        let healing = self.clone();
+        tokio::spawn(async move {
+            match healing.client.get_async_connection().await {
+                Ok(fresh) => {
+                    *healing
+                        .current
+                        .write()
+                        .unwrap_or_else(|poison| poison.into_inner()) = fresh;
+                    healing.failing_since.store(0, Ordering::Relaxed);
+                    metrics::counter!("presenced_redis_reconnects_total").increment(1);
+                    tracing::warn!("replaced a Redis Cluster connection that kept failing");
+                }
+                Err(error) => {
+                    tracing::debug!(%error, "could not replace a failing Redis Cluster connection yet");
+                }
+            }
+            healing.replacing.store(false, Ordering::Release);
+        });
+    }
 }
 
 impl std::fmt::Debug for Conn {
@@ -83,7 +170,18 @@ impl ConnectionLike for Conn {
     fn req_packed_command<'a>(&'a mut self, cmd: &'a Cmd) -> RedisFuture<'a, Value> {
         match self {
             Conn::Single(conn) => observe(1, conn.req_packed_command(cmd)),
-            Conn::Cluster(conn) => observe(1, conn.req_packed_command(cmd)),
+            Conn::Cluster(healing) => {
+                let healing = healing.clone();
+                observe(
+                    1,
+                    Box::pin(async move {
+                        let mut conn = healing.connection();
+                        let result = conn.req_packed_command(cmd).await;
+                        healing.observe(result.as_ref().err());
+                        result
+                    }),
+                )
+            }
         }
     }
 
@@ -95,8 +193,17 @@ impl ConnectionLike for Conn {
     ) -> RedisFuture<'a, Vec<Value>> {
         match self {
             Conn::Single(conn) => observe(count, conn.req_packed_commands(pipeline, offset, count)),
-            Conn::Cluster(conn) => {
-                observe(count, conn.req_packed_commands(pipeline, offset, count))
+            Conn::Cluster(healing) => {
+                let healing = healing.clone();
+                observe(
+                    count,
+                    Box::pin(async move {
+                        let mut conn = healing.connection();
+                        let result = conn.req_packed_commands(pipeline, offset, count).await;
+                        healing.observe(result.as_ref().err());
+                        result
+                    }),
+                )
             }
         }
     }
@@ -189,6 +296,7 @@ pub async fn connect(endpoint: &Endpoint, cluster: bool) -> Result<Conn, StoreEr
         let mut builder = ClusterClientBuilder::new(infos)
             .connection_timeout(endpoint.timeout)
             .response_timeout(endpoint.timeout)
+            .overall_response_timeout(Some(endpoint.timeout * 2))
             .retries(3)
             .min_retry_wait(50)
             .max_retry_wait(500);
@@ -197,7 +305,12 @@ pub async fn connect(endpoint: &Endpoint, cluster: bool) -> Result<Conn, StoreEr
         }
         let client = builder.build().map_err(unavailable)?;
         let conn = client.get_async_connection().await.map_err(unavailable)?;
-        Ok(Conn::Cluster(conn))
+        Ok(Conn::Cluster(Arc::new(Healing {
+            client,
+            current: std::sync::RwLock::new(conn),
+            failing_since: AtomicU64::new(0),
+            replacing: AtomicBool::new(false),
+        })))
     } else {
         let url = endpoint
             .urls
@@ -220,7 +333,8 @@ pub async fn connect(endpoint: &Endpoint, cluster: bool) -> Result<Conn, StoreEr
 pub async fn on_every_primary(conn: &Conn, cmd: Cmd) -> RedisResult<Vec<Value>> {
     match conn.clone() {
         Conn::Single(mut conn) => Ok(vec![cmd.query_async(&mut conn).await?]),
-        Conn::Cluster(mut conn) => {
+        Conn::Cluster(healing) => {
+            let mut conn = healing.connection();
             use redis::cluster_routing::{MultipleNodeRoutingInfo, RoutingInfo};
             let value = conn
                 .route_command(

@@ -41,7 +41,11 @@ pub enum ServiceError {
 
 impl From<StoreError> for ServiceError {
     fn from(error: StoreError) -> ServiceError {
-        ServiceError::Unavailable(error.to_string())
+        match error {
+            // Said once: the HTTP layer says "the store is unavailable".
+            StoreError::Unavailable(message) => ServiceError::Unavailable(message),
+            other => ServiceError::Unavailable(other.to_string()),
+        }
     }
 }
 
