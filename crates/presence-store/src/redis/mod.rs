@@ -353,6 +353,22 @@ impl RedisStore {
         inner.writes[index].clone()
     }
 
+    /// The earliest instant in a sorted set of instants.
+    async fn earliest(&self, key: Vec<u8>) -> Result<Option<Instant>, StoreError> {
+        let mut conn = self.reads();
+        let first: Vec<(Vec<u8>, f64)> = redis::cmd("ZRANGE")
+            .arg(key)
+            .arg(0)
+            .arg(0)
+            .arg("WITHSCORES")
+            .query_async(&mut conn)
+            .await
+            .map_err(unavailable)?;
+        Ok(first
+            .first()
+            .map(|(_, at)| Instant::from_unix_millis(*at as i64)))
+    }
+
     /// Answers PING (readiness).
     pub async fn ping(&self) -> Result<(), StoreError> {
         let mut conn = self.reads();
@@ -1563,18 +1579,7 @@ impl DueIndex for RedisStore {
     }
 
     async fn next_due(&self, partition: u32) -> Result<Option<Instant>, StoreError> {
-        let mut conn = self.reads();
-        let first: Vec<(Vec<u8>, f64)> = redis::cmd("ZRANGE")
-            .arg(self.inner.layout.due(partition))
-            .arg(0)
-            .arg(0)
-            .arg("WITHSCORES")
-            .query_async(&mut conn)
-            .await
-            .map_err(unavailable)?;
-        Ok(first
-            .first()
-            .map(|(_, at)| Instant::from_unix_millis(*at as i64)))
+        self.earliest(self.inner.layout.due(partition)).await
     }
 
     async fn take_due(
@@ -1756,18 +1761,8 @@ impl Subscriptions for RedisStore {
     }
 
     async fn next_timer(&self) -> Result<Option<Instant>, StoreError> {
-        let mut conn = self.reads();
-        let first: Vec<(String, f64)> = redis::cmd("ZRANGE")
-            .arg(self.inner.layout.global("timers"))
-            .arg(0)
-            .arg(0)
-            .arg("WITHSCORES")
-            .query_async(&mut conn)
+        self.earliest(self.inner.layout.global("timers").into_bytes())
             .await
-            .map_err(unavailable)?;
-        Ok(first
-            .first()
-            .map(|(_, at)| Instant::from_unix_millis(*at as i64)))
     }
 
     async fn take_due_timers(&self, now: Instant) -> Result<Vec<(Instant, String)>, StoreError> {

@@ -1034,10 +1034,10 @@ async fn assert_all_read_back(nodes: &[Arc<TestServer>], acknowledged: &[(String
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_killed_redis_primary_loses_no_acknowledged_write() {
-    let mut cluster = tokio::task::block_in_place(|| RedisCluster::start(3, 1));
-    let nodes: Vec<Arc<TestServer>> = three_nodes(&cluster.urls(), &["--auth", "none"])
+/// Three nodes over `urls`, with writers through each of them that have
+/// had some writes acknowledged.
+async fn three_nodes_writing(urls: &[String]) -> (Vec<Arc<TestServer>>, Writers) {
+    let nodes: Vec<Arc<TestServer>> = three_nodes(urls, &["--auth", "none"])
         .await
         .into_iter()
         .map(Arc::new)
@@ -1052,6 +1052,13 @@ async fn a_killed_redis_primary_loses_no_acknowledged_write() {
         }
     })
     .await;
+    (nodes, writers)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_killed_redis_primary_loses_no_acknowledged_write() {
+    let mut cluster = tokio::task::block_in_place(|| RedisCluster::start(3, 1));
+    let (nodes, writers) = three_nodes_writing(&cluster.urls()).await;
     let primary = cluster.primary_ports()[0];
     tokio::task::block_in_place(|| cluster.kill(primary));
     // Let the writers run into the dead shard before the failover.
@@ -1112,21 +1119,7 @@ async fn assert_unavailable_everywhere(nodes: &[Arc<TestServer>]) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn redis_stopped_and_restarted_under_traffic_answers_503_then_recovers_by_itself() {
     let mut redis = RedisServer::start();
-    let nodes: Vec<Arc<TestServer>> = three_nodes(&[redis.url()], &["--auth", "none"])
-        .await
-        .into_iter()
-        .map(Arc::new)
-        .collect();
-    let writers = Writers::start(&nodes);
-    eventually("the writers to get going", || async {
-        let count = writers.acknowledged();
-        if count >= 60 {
-            Ok(())
-        } else {
-            Err(format!("{count} acknowledged"))
-        }
-    })
-    .await;
+    let (nodes, writers) = three_nodes_writing(&[redis.url()]).await;
     tokio::task::block_in_place(|| redis.stop());
     assert_unavailable_everywhere(&nodes).await;
     tokio::time::sleep(Duration::from_secs(2)).await;
