@@ -20,6 +20,9 @@ use crate::ownership::Ownership;
 
 use crate::timeline::DueWork;
 
+/// How many partitions [`Scheduler::process_due`] works at once.
+const PARTITIONS_IN_FLIGHT: usize = 8;
+
 /// How many due users are taken from the index at once.
 const TAKE: usize = 4_096;
 
@@ -122,12 +125,19 @@ impl Scheduler {
     /// the ticks that reach it together in one batch, so many users falling
     /// due at the same instant cost a few commits, not one each in turn.
     pub async fn process_due(&self, now: Instant) -> usize {
+        use futures_util::StreamExt;
         let leases = self.leases().await;
-        let mut ticked = 0;
-        for lease in &leases {
-            ticked += self.process_partition(lease, now).await;
-        }
-        ticked
+        // Partitions are independent: a few are worked at once, so that
+        // many users falling due together on many partitions (a networked
+        // store's) overlap their round trips.
+        let partitions: Vec<_> = leases
+            .iter()
+            .map(|lease| self.process_partition(lease, now))
+            .collect();
+        futures_util::stream::iter(partitions)
+            .buffer_unordered(PARTITIONS_IN_FLIGHT)
+            .fold(0, |ticked, more| async move { ticked + more })
+            .await
     }
 
     async fn process_partition(&self, lease: &Lease, now: Instant) -> usize {
