@@ -42,7 +42,7 @@ pub fn parse_metric(exposition: &str, name: &str) -> Option<f64> {
     })
 }
 
-async fn read_metric(server: &ServerProcess, name: &str) -> Result<f64, String> {
+pub async fn read_metric(server: &ServerProcess, name: &str) -> Result<f64, String> {
     let answer = send_once(
         server.address(),
         &RequestSpec::get(Uri::from_static("/metrics")),
@@ -166,6 +166,7 @@ pub async fn measure_fades(context: &Context, report: &mut Report) -> Result<(),
         authorization: None,
         parts: Vec::new(),
         fresh_data_dir: false,
+        redis: None,
     };
     let label = format!("presenced ({})", variant.label);
     let mut server =

@@ -12,15 +12,20 @@
 //! Layout: `load.rs` is the generator and its histograms, `scenarios.rs` the
 //! throughput scenarios and their data, `footprint.rs` the memory and
 //! scheduler measurements, `notifications.rs` the notification lag and
-//! `receiver.rs` its webhook receiver, `ceiling.rs` the ceiling server,
-//! `process.rs` starting servers and reading `/proc`, `report.rs` the tables.
+//! `receiver.rs` its webhook receiver, `redis.rs` presenced over Redis (the
+//! throughput rows, Redis's cost per request and memory per user),
+//! `nodes.rs` three nodes over one Redis (fades and takeover),
+//! `ceiling.rs` the ceiling server, `process.rs` starting servers and
+//! reading `/proc`, `report.rs` the tables.
 
 mod ceiling;
 mod footprint;
 mod load;
+mod nodes;
 mod notifications;
 mod process;
 mod receiver;
+mod redis;
 mod report;
 mod scenarios;
 
@@ -133,6 +138,22 @@ pub struct Settings {
     pub notify_users: usize,
     /// Pause between loading users and reading resident memory.
     pub settle: Duration,
+    /// How long presenced and Redis are watched idle, to take their
+    /// background work out of the cost per request.
+    pub redis_idle_window: Duration,
+    /// Users preloaded for the Redis throughput scenarios and costs.
+    pub redis_users: usize,
+    /// Warm-up and measured span of the Redis throughput runs.
+    pub redis_warmup: Duration,
+    pub redis_measure: Duration,
+    /// Requests of each kind whose Redis cost is measured.
+    pub redis_cost_requests: usize,
+    /// Users loaded into Redis for its memory per user.
+    pub redis_memory_users: usize,
+    /// Subscribed users fading at once across three nodes.
+    pub nodes_notify_users: usize,
+    /// Nodes killed per lease length for the takeover time.
+    pub takeover_trials: usize,
 }
 
 impl Settings {
@@ -150,6 +171,14 @@ impl Settings {
                 fade_users: 10_000,
                 notify_users: 5_000,
                 settle: Duration::from_secs(1),
+                redis_users: 2_000,
+                redis_warmup: Duration::from_millis(500),
+                redis_measure: Duration::from_secs(1),
+                redis_idle_window: Duration::from_secs(1),
+                redis_cost_requests: 2_000,
+                redis_memory_users: 10_000,
+                nodes_notify_users: 5_000,
+                takeover_trials: 1,
             }
         } else {
             Settings {
@@ -164,16 +193,39 @@ impl Settings {
                 fade_users: 100_000,
                 notify_users: 100_000,
                 settle: Duration::from_secs(2),
+                redis_users: 100_000,
+                redis_warmup: Duration::from_secs(5),
+                redis_measure: Duration::from_secs(15),
+                redis_idle_window: Duration::from_secs(3),
+                redis_cost_requests: 50_000,
+                redis_memory_users: 1_000_000,
+                nodes_notify_users: 100_000,
+                takeover_trials: 3,
             }
         };
+        let warmup = args.warmup.map_or(defaults.warmup, |seconds| {
+            Duration::from_secs_f64(seconds.max(0.0))
+        });
+        let measure = args.duration.map_or(defaults.measure, |seconds| {
+            Duration::from_secs_f64(seconds.max(0.1))
+        });
         Settings {
             connections: args.connections.unwrap_or(defaults.connections).max(1),
-            warmup: args.warmup.map_or(defaults.warmup, |seconds| {
-                Duration::from_secs_f64(seconds.max(0.0))
-            }),
-            measure: args.duration.map_or(defaults.measure, |seconds| {
-                Duration::from_secs_f64(seconds.max(0.1))
-            }),
+            warmup,
+            measure,
+            // A quick run keeps its Redis rows shorter still, to stay near
+            // its minute with Redis's parts in it; a full one runs them like
+            // the others.
+            redis_warmup: if args.quick {
+                warmup.min(defaults.redis_warmup)
+            } else {
+                warmup
+            },
+            redis_measure: if args.quick {
+                measure.min(defaults.redis_measure)
+            } else {
+                measure
+            },
             ..defaults
         }
     }
@@ -204,6 +256,20 @@ impl Settings {
                 self.footprint_users,
                 self.fade_users,
                 self.notify_users
+            ),
+            format!(
+                "redis: redis-server processes started by presenced-testkit on loopback (AOF on, \
+                 fsync every second); each Redis throughput scenario starts on an emptied Redis \
+                 with {} users preloaded, {} s warm-up and {} s measured; Redis cost from up to {} \
+                 requests of each kind; Redis memory at {} users; {} subscribed users fading at \
+                 once across 3 nodes; {} takeover(s) per lease",
+                self.redis_users,
+                self.redis_warmup.as_secs_f64(),
+                self.redis_measure.as_secs_f64(),
+                self.redis_cost_requests,
+                self.redis_memory_users,
+                self.nodes_notify_users,
+                self.takeover_trials
             ),
             "servers: presenced and the ceiling each run as a separate process, one at a \
              time; the ceiling is hyper 1 (HTTP/1.1, keep-alive, tokio multi-thread with the \
@@ -395,6 +461,26 @@ async fn measure(args: RunArgs) -> Result<bool, String> {
         let result = footprint::measure_durable_store(&context, &mut report).await;
         record_failure(&mut report, "durable store", result);
     }
+    if wanted(Part::Redis) {
+        for setup in &redis::SETUPS {
+            let result = redis::measure_setup(&context, setup, &mut report).await;
+            record_failure(&mut report, &format!("redis ({})", setup.label), result);
+        }
+        let result = redis::measure_memory(&context, &mut report).await;
+        record_failure(&mut report, "redis memory", result);
+    }
+    if wanted(Part::RedisNodes) {
+        let result = nodes::measure_fades(&context, &mut report).await;
+        record_failure(&mut report, "redis nodes: fades", result);
+        for lease in nodes::leases(settings.quick) {
+            let result = nodes::measure_takeover(&context, lease, &mut report).await;
+            record_failure(
+                &mut report,
+                &format!("redis nodes: takeover ({lease})"),
+                result,
+            );
+        }
+    }
 
     report.notes.push(format!(
         "the harness measured for {:.0} s (and spent {:.0} s building presenced first)",
@@ -446,7 +532,7 @@ fn compare_auth(report: &mut Report) {
 
 /// A part that could not be measured is reported and the others still run:
 /// one broken scenario should not hide the rest of the table.
-fn record_failure(report: &mut Report, part: &str, result: Result<(), String>) {
+pub fn record_failure(report: &mut Report, part: &str, result: Result<(), String>) {
     if let Err(message) = result {
         println!("[{part}] FAILED: {message}");
         report.failures.push(format!("{part}: {message}"));

@@ -29,10 +29,11 @@ use bytes::Bytes;
 use hyper::Uri;
 
 use crate::Context;
-use crate::footprint::{expect_sessions, parse_metric};
+use crate::footprint::{expect_sessions, parse_metric, read_metric};
 use crate::load::{RequestSpec, SequenceGenerator, run_sequence, send_once};
 use crate::process::{CpuMeter, ServerProcess, clock_ticks_per_second};
 use crate::receiver::{Receipt, Receiver};
+use crate::redis::RedisDeployment;
 use crate::report::{FootprintRow, Report, Target};
 use crate::scenarios::{ServerVariant, preload_users, user_guid};
 
@@ -81,7 +82,7 @@ impl Urls {
         }
     }
 
-    fn describe(self) -> &'static str {
+    pub fn describe(self) -> &'static str {
         match self {
             Urls::Shared => "one receiver URL",
             Urls::PerSubscription => "one receiver, a URL per subscription",
@@ -115,6 +116,7 @@ fn manual_clock_variant(label: &str, store: &[&str], fresh_data_dir: bool) -> Se
         authorization: None,
         parts: Vec::new(),
         fresh_data_dir,
+        redis: None,
     }
 }
 
@@ -155,17 +157,108 @@ pub async fn measure_delivery_lag(
     let users = context.settings.notify_users;
     let receiver = Receiver::start().await?;
     let label = format!("presenced ({}) notifications", run.variant.label);
-    let mut server = run.variant.start(&label, &context.presenced_binary)?;
+    let server = run.variant.start(&label, &context.presenced_binary)?;
+    let outcome = measure_lag(
+        context,
+        &run.label(),
+        &mut [server],
+        None,
+        &receiver,
+        run.urls,
+        users,
+        report,
+    )
+    .await?;
+    report.footprint.push(FootprintRow {
+        measurement: format!(
+            "{users} subscribed users fading at once, notified to {} ({} \
+             subscriptions; {}): lag from the due instant to receipt",
+            run.urls.describe(),
+            outcome.subscriptions,
+            run.variant.label
+        ),
+        value: outcome.describe(),
+        target: Some(outcome.lag_target()),
+    });
+    Ok(())
+}
 
+/// What one lag measurement found.
+#[derive(Clone, Debug)]
+pub struct LagOutcome {
+    pub subscriptions: usize,
+    pub lag: LagSummary,
+    /// How long the clock advance took to answer.
+    pub advance: Duration,
+    /// Notifications received per second, from the due instant to the last.
+    pub rate: f64,
+    pub posts: usize,
+    pub duplicates: usize,
+    /// presenced's own delivered, retried and missed counts, worded.
+    pub presenced_counts: String,
+    /// CPU seconds of every presenced from the advance to the last receipt.
+    pub cpu_seconds: f64,
+}
+
+impl LagOutcome {
+    pub fn describe(&self) -> String {
+        format!(
+            "p50 {}, p99 {}, max {} (first {}); advance {}; {:.0} notifications/s in {} \
+             POSTs; {} duplicates; {}; {:.2} CPU s",
+            seconds(self.lag.p50),
+            seconds(self.lag.p99),
+            seconds(self.lag.max),
+            seconds(self.lag.first),
+            seconds(self.advance),
+            self.rate,
+            self.posts,
+            self.duplicates,
+            self.presenced_counts,
+            self.cpu_seconds
+        )
+    }
+
+    pub fn lag_target(&self) -> Target {
+        Target::new(
+            format!("p99 < {} s", MAX_P99_LAG.as_secs()),
+            self.lag.p99 < MAX_P99_LAG,
+        )
+    }
+}
+
+/// The measurement itself, over one presenced or several sharing a store:
+/// the first of `servers` is sent the users, the subscriptions and the
+/// clock advance; the others must see the subscriptions before the fade,
+/// and every one's delivered count and CPU is summed. With `redis`, the
+/// sessions loaded are counted in Redis.
+#[allow(clippy::too_many_arguments)]
+pub async fn measure_lag(
+    context: &Context,
+    label: &str,
+    servers: &mut [ServerProcess],
+    redis: Option<&RedisDeployment>,
+    receiver: &Receiver,
+    urls: Urls,
+    users: usize,
+    report: &mut Report,
+) -> Result<LagOutcome, String> {
+    let Some(server) = servers.first_mut() else {
+        return Err("no server to measure".into());
+    };
     // Presence first, then the subscriptions: the set-up notifies nobody.
-    let load = preload_users(&mut server, context.settings.connections, users).await?;
-    expect_sessions(&server, users).await?;
+    let load = preload_users(server, context.settings.connections, users).await?;
+    match redis {
+        Some(redis) => redis.expect_sessions(server, users, label, report).await?,
+        None => expect_sessions(server, users).await?,
+    }
     let subscribing = Instant::now();
-    let subscriptions = subscribe(&server, &receiver, run.urls, users).await?;
+    let subscriptions = subscribe(server, receiver, urls, users).await?;
+    if servers.len() > 1 {
+        wait_for_subscriptions(servers, subscriptions).await?;
+    }
     println!(
-        "[notifications] {}: {users} users set in {:.1} s, {subscriptions} subscriptions \
+        "[notifications] {label}: {users} users set in {:.1} s, {subscriptions} subscriptions \
          created in {:.1} s",
-        run.label(),
         load.measured.as_secs_f64(),
         subscribing.elapsed().as_secs_f64()
     );
@@ -180,19 +273,21 @@ pub async fn measure_delivery_lag(
     let setup = receiver.take();
     if !setup.receipts.is_empty() {
         report.notes.push(format!(
-            "notifications ({}): {} notifications arrived during the set-up, before the fade; \
-             they are not counted",
-            run.label(),
+            "notifications ({label}): {} notifications arrived during the set-up, before the \
+             fade; they are not counted",
             setup.receipts.len()
         ));
     }
 
     // The fade.
     let (ticks_per_second, _) = clock_ticks_per_second();
-    let meter = CpuMeter::start(server.pid(), ticks_per_second)?;
+    let meters = servers
+        .iter()
+        .map(|server| CpuMeter::start(server.pid(), ticks_per_second))
+        .collect::<Result<Vec<_>, String>>()?;
     let due = Instant::now();
     let answer = send_once(
-        server.address(),
+        servers[0].address(),
         &RequestSpec::post_json(
             Uri::from_static("/_presenced/clock/advance"),
             Bytes::from_static(br#"{"by":"PT5M"}"#),
@@ -208,28 +303,35 @@ pub async fn measure_delivery_lag(
         ));
     }
     let all_arrived = receiver.wait_for_users(users, DELIVERY_DEADLINE).await;
-    let (_, cpu_seconds) = meter.finish()?;
+    let mut cpu_seconds = 0.0;
+    for meter in &meters {
+        cpu_seconds += meter.finish()?.1;
+    }
     let log = receiver.take();
     // presenced counts a batch once the receiver's answer is back, a moment
     // after the receiver has recorded it: read until the count is in.
     let counted_by = std::time::Instant::now() + Duration::from_secs(5);
-    let metrics = loop {
-        let metrics = read_metrics(&server).await?;
-        let delivered = parse_metric(&metrics, "presenced_notifications_delivered_total");
-        if !all_arrived
-            || delivered.unwrap_or(0.0) >= users as f64
-            || std::time::Instant::now() >= counted_by
-        {
-            break metrics;
+    let (delivered, retries, missed) = loop {
+        let mut sums = (0.0, 0.0, 0.0);
+        for server in servers.iter() {
+            let metrics = read_metrics(server).await?;
+            let metric = |name: &str| parse_metric(&metrics, name).unwrap_or(0.0);
+            sums.0 += metric("presenced_notifications_delivered_total");
+            sums.1 += metric("presenced_notification_retries_total");
+            sums.2 += metric("presenced_notifications_missed_total");
+        }
+        if !all_arrived || sums.0 >= users as f64 || std::time::Instant::now() >= counted_by {
+            break sums;
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
     };
-    let metric = |name: &str| parse_metric(&metrics, name).unwrap_or(0.0);
-    let delivered = metric("presenced_notifications_delivered_total");
-    let retries = metric("presenced_notification_retries_total");
-    let missed = metric("presenced_notifications_missed_total");
+    let nodes = if servers.len() > 1 {
+        format!("{} nodes", servers.len())
+    } else {
+        "presenced".to_string()
+    };
     let presenced_counts =
-        format!("presenced: {delivered:.0} delivered, {retries:.0} retries, {missed:.0} missed");
+        format!("{nodes}: {delivered:.0} delivered, {retries:.0} retries, {missed:.0} missed");
     if let Some(problem) = log.problems.first() {
         return Err(format!(
             "the receiver got {} POSTs that were not notifications; the first: {problem}",
@@ -237,7 +339,9 @@ pub async fn measure_delivery_lag(
         ));
     }
     if !all_arrived {
-        server.ensure_running()?;
+        for server in servers.iter_mut() {
+            server.ensure_running()?;
+        }
         return Err(format!(
             "after {} s the receiver had notifications for {} of {users} users ({} items in {} \
              POSTs); {presenced_counts}",
@@ -274,10 +378,9 @@ pub async fn measure_delivery_lag(
     };
     let rate = log.receipts.len() as f64 / lag.max.as_secs_f64().max(1e-9);
     println!(
-        "[notifications] {}: {} notifications in {} POSTs (up to {} each): lag p50 {}, p99 {}, \
-         max {} (first {}); the advance took {}; {rate:.0} notifications/s; {} duplicates; \
+        "[notifications] {label}: {} notifications in {} POSTs (up to {} each): lag p50 {}, p99 \
+         {}, max {} (first {}); the advance took {}; {rate:.0} notifications/s; {} duplicates; \
          {presenced_counts}; {cpu_seconds:.2} CPU s",
-        run.label(),
         log.receipts.len(),
         log.posts,
         log.largest_batch,
@@ -288,30 +391,47 @@ pub async fn measure_delivery_lag(
         seconds(advance),
         tally.duplicates
     );
-    report.footprint.push(FootprintRow {
-        measurement: format!(
-            "{users} subscribed users fading at once, notified to {} ({subscriptions} \
-             subscriptions; {}): lag from the due instant to receipt",
-            run.urls.describe(),
-            run.variant.label
-        ),
-        value: format!(
-            "p50 {}, p99 {}, max {} (first {}); advance {}; {rate:.0} notifications/s in {} \
-             POSTs; {} duplicates; {presenced_counts}; {cpu_seconds:.2} CPU s",
-            seconds(lag.p50),
-            seconds(lag.p99),
-            seconds(lag.max),
-            seconds(lag.first),
-            seconds(advance),
-            log.posts,
-            tally.duplicates
-        ),
-        target: Some(Target::new(
-            format!("p99 < {} s", MAX_P99_LAG.as_secs()),
-            lag.p99 < MAX_P99_LAG,
-        )),
-    });
-    Ok(())
+    Ok(LagOutcome {
+        subscriptions,
+        lag,
+        advance,
+        rate,
+        posts: log.posts,
+        duplicates: tally.duplicates,
+        presenced_counts,
+        cpu_seconds,
+    })
+}
+
+/// How long the other nodes may take to follow subscriptions created
+/// through the first.
+const SUBSCRIPTIONS_SEEN_WITHIN: Duration = Duration::from_secs(30);
+
+/// Waits until every server's `presenced_subscriptions` gauge shows all
+/// `subscriptions`: a node that has not yet read them could not notify its
+/// partitions' users.
+async fn wait_for_subscriptions(
+    servers: &[ServerProcess],
+    subscriptions: usize,
+) -> Result<(), String> {
+    let deadline = Instant::now() + SUBSCRIPTIONS_SEEN_WITHIN;
+    loop {
+        let mut seen = Vec::with_capacity(servers.len());
+        for server in servers {
+            seen.push(read_metric(server, "presenced_subscriptions").await? as usize);
+        }
+        if seen.iter().all(|count| *count == subscriptions) {
+            return Ok(());
+        }
+        if Instant::now() >= deadline {
+            return Err(format!(
+                "{subscriptions} subscriptions were created through the first node, but after {} \
+                 s the nodes' presenced_subscriptions gauges show {seen:?}",
+                SUBSCRIPTIONS_SEEN_WITHIN.as_secs()
+            ));
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
 }
 
 fn seconds(duration: Duration) -> String {

@@ -27,6 +27,7 @@ use crate::load::{
     run_load, run_sequence, send_once,
 };
 use crate::process::ServerProcess;
+use crate::redis::RedisDeployment;
 use crate::report::{Report, Target, ThroughputRow};
 
 /// The one application that sets everybody's presence. With `--auth none`
@@ -122,6 +123,10 @@ pub struct ServerVariant {
     /// Give every server started for this variant a new, empty
     /// `--data-dir`, removed when it stops (the embedded store).
     pub fresh_data_dir: bool,
+    /// The Redis the variant stores in (`--store redis`): emptied before
+    /// every server of the variant starts, so that each scenario starts
+    /// from nothing as on the other stores.
+    pub redis: Option<Arc<RedisDeployment>>,
 }
 
 impl ServerVariant {
@@ -138,6 +143,7 @@ impl ServerVariant {
                 Part::Mixed,
             ],
             fresh_data_dir: false,
+            redis: None,
         }
     }
 
@@ -157,12 +163,16 @@ impl ServerVariant {
                 Part::Mixed,
             ],
             fresh_data_dir: true,
+            redis: None,
         }
     }
 
     /// Starts presenced as this variant (with its own data directory when
     /// the variant wants a fresh one).
     pub fn start(&self, label: &str, program: &std::path::Path) -> Result<ServerProcess, String> {
+        if let Some(redis) = &self.redis {
+            redis.flush()?;
+        }
         let mut args = self.serve_args();
         if !self.fresh_data_dir {
             return ServerProcess::start(label, program, &args);
@@ -220,6 +230,7 @@ impl ServerVariant {
             authorization: Some(authorization),
             parts: vec![Part::SetPresence, Part::GetPresence],
             fresh_data_dir: false,
+            redis: None,
         })
     }
 
@@ -254,6 +265,13 @@ pub enum Part {
     /// 100k subscribed users fading at once: the lag of their change
     /// notifications to a local receiver.
     Notifications,
+    /// One presenced over Redis (a standalone Redis, async; a 3+3 cluster,
+    /// replicated): setPresence, GET and getPresencesByUserId(650) against
+    /// the ceiling, Redis's own cost per request, and Redis memory per user.
+    Redis,
+    /// Three presenced nodes over one Redis: 100k fades due at once with
+    /// their notification lag, and the takeover after kill -9 of a node.
+    RedisNodes,
 }
 
 /// One throughput scenario on one server variant.
@@ -269,7 +287,9 @@ pub struct ThroughputScenario {
     pub ceiling_note: Option<String>,
     /// Minimum fraction of the ceiling's requests/s.
     pub ratio_target: Option<f64>,
-    /// Maximum p99 latency in the open-loop run at 50% of the maximum.
+    /// Whether to run the open loop at 50% of the maximum.
+    pub half_load: bool,
+    /// Maximum p99 latency in that run.
     pub half_load_p99_target: Option<Duration>,
 }
 
@@ -355,6 +375,7 @@ pub fn throughput_scenarios(
                 .with_authorization(authorization),
             ceiling_note: None,
             ratio_target: Some(0.75),
+            half_load: true,
             half_load_p99_target: Some(Duration::from_millis(2)),
         },
         ThroughputScenario {
@@ -365,6 +386,7 @@ pub fn throughput_scenarios(
             sample: RequestSpec::get(presence_uris[0].clone()).with_authorization(authorization),
             ceiling_note: None,
             ratio_target: Some(0.85),
+            half_load: true,
             half_load_p99_target: Some(Duration::from_millis(2)),
         },
         ThroughputScenario {
@@ -376,6 +398,7 @@ pub fn throughput_scenarios(
                 .with_authorization(authorization),
             ceiling_note: None,
             ratio_target: None,
+            half_load: true,
             half_load_p99_target: Some(Duration::from_millis(5)),
         },
         ThroughputScenario {
@@ -390,6 +413,7 @@ pub fn throughput_scenarios(
                     .into(),
             ),
             ratio_target: None,
+            half_load: true,
             half_load_p99_target: Some(Duration::from_millis(2)),
         },
     ];
@@ -554,33 +578,31 @@ pub async fn run_throughput_scenario(
     );
 
     // 4. Latency at half of it.
-    let half_load = match scenario.half_load_p99_target {
-        Some(target) if maximum.requests_per_second() > 0.0 => {
-            let rate = maximum.requests_per_second() / 2.0;
-            let plan = LoadPlan {
-                pacing: Pacing::OpenLoop {
-                    requests_per_second: rate,
-                },
-                ..closed_loop
-            };
-            let outcome =
-                run_load(presenced.address(), plan, scenario.generator.clone(), None).await?;
-            presenced.ensure_running()?;
-            progress(
-                scenario,
-                &format!(
-                    "{presenced_label}, open loop at {rate:.0} req/s: {}",
-                    summary(&outcome)
-                ),
-            );
-            note_failures(
-                report,
-                &format!("{} on {presenced_label} at 50% load", scenario.name),
-                &outcome,
-            );
-            Some((outcome, target))
-        }
-        _ => None,
+    let half_load = if scenario.half_load && maximum.requests_per_second() > 0.0 {
+        let rate = maximum.requests_per_second() / 2.0;
+        let plan = LoadPlan {
+            pacing: Pacing::OpenLoop {
+                requests_per_second: rate,
+            },
+            ..closed_loop
+        };
+        let outcome = run_load(presenced.address(), plan, scenario.generator.clone(), None).await?;
+        presenced.ensure_running()?;
+        progress(
+            scenario,
+            &format!(
+                "{presenced_label}, open loop at {rate:.0} req/s: {}",
+                summary(&outcome)
+            ),
+        );
+        note_failures(
+            report,
+            &format!("{} on {presenced_label} at 50% load", scenario.name),
+            &outcome,
+        );
+        Some((outcome, scenario.half_load_p99_target))
+    } else {
+        None
     };
     // The ceiling must not share the CPU with an idle presenced.
     drop(presenced);
@@ -638,15 +660,18 @@ pub async fn run_throughput_scenario(
         ratio_target,
     ));
     if let Some((outcome, target)) = half_load {
-        let met = Duration::from_micros(outcome.latency_at(0.99)) < target
-            && outcome.errors() == 0
-            && outcome.succeeded > 0;
+        let target = target.map(|target| {
+            let met = Duration::from_micros(outcome.latency_at(0.99)) < target
+                && outcome.errors() == 0
+                && outcome.succeeded > 0;
+            Target::new(format!("p99 < {} ms", target.as_millis()), met)
+        });
         report.throughput.push(load_row(
             scenario,
             format!("{presenced_label}, 50% of max (open loop)"),
             &outcome,
             None,
-            Some(Target::new(format!("p99 < {} ms", target.as_millis()), met)),
+            target,
         ));
     }
     report.throughput.push(load_row(
