@@ -154,7 +154,6 @@ pub async fn measure_fades(context: &Context, report: &mut Report) -> Result<(),
         "[redis nodes] {NODES} nodes share the {PARTITIONS} partitions as {shares:?} after {:.1} s",
         took.as_secs_f64()
     );
-    let redis_before = redis.stats()?;
     let outcome = measure_lag(
         context,
         &variant.label,
@@ -166,10 +165,22 @@ pub async fn measure_fades(context: &Context, report: &mut Report) -> Result<(),
         report,
     )
     .await?;
-    let redis_after = redis.stats()?;
-    // Whatever Redis did from before the users were loaded to the last
-    // notification; the share of the fades is most of it but not all.
-    let redis_cpu = redis_after.primary_cpu_seconds - redis_before.primary_cpu_seconds;
+    // What the nodes and Redis did per user from the advance to the last
+    // notification (fades, fan-out, marks), and whether leases moved
+    // meanwhile (a node that takes a partition over re-sends what was not
+    // yet acknowledged: duplicates).
+    let per_user = match &outcome.redis {
+        Some((usage, lease_changes)) => format!(
+            "; per user from the advance to the last receipt: {:.1} round trips from the nodes, \
+             Redis CPU {:.0} µs, {:.1} commands executed ({}); {lease_changes:.0} lease changes \
+             meanwhile",
+            usage.round_trips,
+            usage.primary_cpu_micros,
+            usage.commands_executed,
+            usage.breakdown()
+        ),
+        None => String::new(),
+    };
     let cores = std::thread::available_parallelism().map_or(1, |cores| cores.get());
     let contention = format!("CONTENTION: {NODES} nodes, Redis and the receiver on {cores} cores");
     report.footprint.push(FootprintRow {
@@ -195,10 +206,7 @@ pub async fn measure_fades(context: &Context, report: &mut Report) -> Result<(),
              the due instant to receipt ({contention})",
             outcome.subscriptions
         ),
-        value: format!(
-            "{}; Redis CPU {redis_cpu:.2} s from the preload to the last notification",
-            outcome.describe()
-        ),
+        value: format!("{}{per_user}", outcome.describe()),
         target: Some(outcome.lag_target()),
     });
     println!(

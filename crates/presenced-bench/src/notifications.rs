@@ -33,7 +33,7 @@ use crate::footprint::{expect_sessions, parse_metric, read_metric};
 use crate::load::{RequestSpec, SequenceGenerator, run_sequence, send_once};
 use crate::process::{CpuMeter, ServerProcess, clock_ticks_per_second};
 use crate::receiver::{Receipt, Receiver};
-use crate::redis::RedisDeployment;
+use crate::redis::{RedisDeployment, Usage};
 use crate::report::{FootprintRow, Report, Target};
 use crate::scenarios::{ServerVariant, preload_users, user_guid};
 
@@ -198,6 +198,9 @@ pub struct LagOutcome {
     pub presenced_counts: String,
     /// CPU seconds of every presenced from the advance to the last receipt.
     pub cpu_seconds: f64,
+    /// With Redis: what the nodes and Redis did from the advance to the
+    /// last receipt, per user, and the leases that changed hands meanwhile.
+    pub redis: Option<(Usage, f64)>,
 }
 
 impl LagOutcome {
@@ -285,6 +288,10 @@ pub async fn measure_lag(
         .iter()
         .map(|server| CpuMeter::start(server.pid(), ticks_per_second))
         .collect::<Result<Vec<_>, String>>()?;
+    let redis_before = match redis {
+        Some(redis) => Some(crate::redis::reading(servers, redis).await?),
+        None => None,
+    };
     let due = Instant::now();
     let answer = send_once(
         servers[0].address(),
@@ -324,6 +331,16 @@ pub async fn measure_lag(
             break sums;
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    let redis_usage = match (redis, redis_before) {
+        (Some(redis), Some(before)) => {
+            let after = crate::redis::reading(servers, redis).await?;
+            Some((
+                Usage::between(&before, &after, users as f64),
+                after.lease_changes() - before.lease_changes(),
+            ))
+        }
+        _ => None,
     };
     let nodes = if servers.len() > 1 {
         format!("{} nodes", servers.len())
@@ -400,6 +417,7 @@ pub async fn measure_lag(
         duplicates: tally.duplicates,
         presenced_counts,
         cpu_seconds,
+        redis: redis_usage,
     })
 }
 

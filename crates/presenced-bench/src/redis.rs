@@ -308,29 +308,71 @@ pub struct RedisStats {
     pub calls: BTreeMap<String, u64>,
 }
 
-/// What presenced and Redis have done so far, at one instant.
+/// What presenced (one node or several, summed) and Redis have done so
+/// far, at one instant.
 #[derive(Clone, Debug)]
-struct Reading {
+pub struct Reading {
     at: Instant,
     round_trips: f64,
     commands_sent: f64,
+    /// Leases gained, lost and released by the nodes
+    /// (`presenced_lease_changes_total`, every label).
+    lease_changes: f64,
     redis: RedisStats,
 }
 
-async fn read_presenced_counter(server: &ServerProcess, name: &str) -> Result<f64, String> {
-    crate::footprint::read_metric(server, name).await
+impl Reading {
+    pub fn lease_changes(&self) -> f64 {
+        self.lease_changes
+    }
 }
 
-async fn reading(server: &ServerProcess, redis: &RedisDeployment) -> Result<Reading, String> {
-    let round_trips = read_presenced_counter(server, "presenced_redis_round_trips_total").await?;
-    let commands_sent = read_presenced_counter(server, "presenced_redis_commands_total").await?;
-    let redis = redis.stats()?;
-    Ok(Reading {
+/// The sum of every series of the counter `name` in Prometheus text, with
+/// or without labels (`name{change="gained"} 3`, `name 4`).
+pub fn sum_metric(exposition: &str, name: &str) -> f64 {
+    exposition
+        .lines()
+        .filter_map(|line| {
+            let rest = line.strip_prefix(name)?;
+            let value = if rest.starts_with('{') {
+                rest.rsplit_once('}')?.1
+            } else {
+                rest.strip_prefix(' ')?
+            };
+            value.trim().parse::<f64>().ok()
+        })
+        .sum()
+}
+
+/// Reads presenced's counters on every one of `servers` and Redis's INFO.
+pub async fn reading(
+    servers: &[ServerProcess],
+    redis: &RedisDeployment,
+) -> Result<Reading, String> {
+    let mut reading = Reading {
         at: Instant::now(),
-        round_trips,
-        commands_sent,
-        redis,
-    })
+        round_trips: 0.0,
+        commands_sent: 0.0,
+        lease_changes: 0.0,
+        redis: RedisStats::default(),
+    };
+    for server in servers {
+        let answer = send_once(
+            server.address(),
+            &RequestSpec::get(Uri::from_static("/metrics")),
+        )
+        .await?;
+        let text = String::from_utf8_lossy(&answer.body);
+        let counter = |name: &str| {
+            parse_metric(&text, name).ok_or_else(|| format!("GET /metrics has no `{name}`"))
+        };
+        reading.round_trips += counter("presenced_redis_round_trips_total")?;
+        reading.commands_sent += counter("presenced_redis_commands_total")?;
+        reading.lease_changes += sum_metric(&text, "presenced_lease_changes_total");
+    }
+    reading.redis = redis.stats()?;
+    reading.at = Instant::now();
+    Ok(reading)
 }
 
 /// Differences between two readings, per request (or per second).
@@ -346,7 +388,7 @@ pub struct Usage {
 
 impl Usage {
     /// `after - before`, divided by `count`.
-    fn between(before: &Reading, after: &Reading, count: f64) -> Usage {
+    pub fn between(before: &Reading, after: &Reading, count: f64) -> Usage {
         let count = count.max(1e-9);
         let calls = after
             .redis
@@ -391,11 +433,14 @@ impl Usage {
                 let idle = background.calls.get(command).copied().unwrap_or(0.0);
                 (command.clone(), less(*calls, idle))
             })
-            .collect();
+            .collect::<BTreeMap<String, f64>>();
+        // The total is the sum of the commands' own, each net of its idle
+        // rate, so that it agrees with the breakdown.
+        let commands_executed = calls.values().sum();
         Usage {
             round_trips: less(self.round_trips, background.round_trips),
             commands_sent: less(self.commands_sent, background.commands_sent),
-            commands_executed: less(self.commands_executed, background.commands_executed),
+            commands_executed,
             primary_cpu_micros: less(self.primary_cpu_micros, background.primary_cpu_micros),
             replica_cpu_micros: less(self.replica_cpu_micros, background.replica_cpu_micros),
             calls,
@@ -551,9 +596,9 @@ async fn measure_costs(
     // Start-up work (leases taken, the keyspace's meta) is not idling.
     tokio::time::sleep(Duration::from_millis(500)).await;
 
-    let idle_started = reading(&server, redis).await?;
+    let idle_started = reading(std::slice::from_ref(&server), redis).await?;
     tokio::time::sleep(settings.redis_idle_window).await;
-    let idle_ended = reading(&server, redis).await?;
+    let idle_ended = reading(std::slice::from_ref(&server), redis).await?;
     let idle_seconds = idle_ended.at.duration_since(idle_started.at).as_secs_f64();
     let background = Usage::between(&idle_started, &idle_ended, idle_seconds);
     println!(
@@ -608,15 +653,23 @@ async fn measure_costs(
         },
     ];
     for probe in probes {
-        let before = reading(&server, redis).await?;
-        let outcome = run_sequence(
+        let before = reading(std::slice::from_ref(&server), redis).await?;
+        let outcome = match run_sequence(
             server.address(),
             settings.connections,
             probe.requests,
             probe.generator,
         )
-        .await?;
-        let after = reading(&server, redis).await?;
+        .await
+        {
+            Ok(outcome) => outcome,
+            Err(error) => {
+                // A presenced that went away says why in its log.
+                server.ensure_running()?;
+                return Err(format!("{} ({}): {error}", probe.name, setup.label));
+            }
+        };
+        let after = reading(std::slice::from_ref(&server), redis).await?;
         server.ensure_running()?;
         if outcome.errors() > 0 {
             return Err(format!(
@@ -660,6 +713,16 @@ async fn measure_costs(
                 .expect_sessions(&server, users, &label, report)
                 .await?;
         }
+    }
+    if !redis.replicas().is_empty() {
+        report.notes.push(format!(
+            "Redis cost ({}): presenced_redis_round_trips_total and \
+             presenced_redis_commands_total count one per call to the cluster client, which \
+             splits a multi-slot command by node itself: a getPresencesByUserId's MGET spans \
+             the 64 partitions' slots, and the primaries run it as 64 MGETs (commands \
+             executed), while presenced counts one",
+            setup.label
+        ));
     }
     report.notes.push(format!(
         "Redis cost ({}): per request, from presenced's presenced_redis_round_trips_total and \
@@ -871,6 +934,7 @@ mod tests {
             at: Instant::now(),
             round_trips,
             commands_sent: round_trips,
+            lease_changes: 0.0,
             redis: RedisStats {
                 primary_cpu_seconds: cpu,
                 replica_cpu_seconds: 0.0,
@@ -904,12 +968,32 @@ mod tests {
         let net = cost.less_background(&idle, 2.0, 1_000.0);
         assert!((net.round_trips - 2.2).abs() < 1e-9);
         assert!((net.primary_cpu_micros - 28.0).abs() < 1e-6);
-        assert!((net.commands_executed - 4.7).abs() < 1e-9);
+        // The executed total is the commands' own, each net of its idle
+        // rate: here only GET was seen.
+        assert!((net.commands_executed - 0.8).abs() < 1e-9);
         assert!((net.calls["get"] - 0.8).abs() < 1e-9);
         assert_eq!(net.breakdown(), "get 0.80");
         // Never negative, when the idle span was busier than the run.
         let quiet = cost.less_background(&idle, 100.0, 1.0);
         assert_eq!(quiet.round_trips, 0.0);
+    }
+
+    #[test]
+    fn counters_are_summed_over_their_labels() {
+        let exposition = "# TYPE presenced_lease_changes_total counter\n\
+                          presenced_lease_changes_total{change=\"gained\"} 64\n\
+                          presenced_lease_changes_total{change=\"released\"} 21\n\
+                          presenced_lease_changes_total_other 7\n\
+                          presenced_redis_round_trips_total 1002\n";
+        assert_eq!(
+            sum_metric(exposition, "presenced_lease_changes_total"),
+            85.0
+        );
+        assert_eq!(
+            sum_metric(exposition, "presenced_redis_round_trips_total"),
+            1002.0
+        );
+        assert_eq!(sum_metric(exposition, "presenced_missing"), 0.0);
     }
 
     #[test]
