@@ -267,6 +267,21 @@ fn read_id(bytes: &[u8]) -> Option<CompactText> {
     }
 }
 
+impl UserId {
+    /// The id in as few bytes as possible: a packed GUID (a zero byte and
+    /// 16 bytes), or its text.
+    pub fn to_bytes(&self) -> Vec<u8> {
+        let mut bytes = Vec::with_capacity(17);
+        push_id(&mut bytes, &self.0);
+        bytes
+    }
+
+    /// [`UserId::to_bytes`] back into an id; `None` for bytes that are not one.
+    pub fn from_bytes(bytes: &[u8]) -> Option<UserId> {
+        read_id(bytes).map(UserId)
+    }
+}
+
 impl UserKey {
     /// The key in as few bytes as possible, for stores that keep millions of
     /// them as binary-safe strings: a one-byte length of the tenant's part,
@@ -320,6 +335,10 @@ mod tests {
             assert_eq!(bytes.len(), length, "{tenant}/{user}");
             assert_eq!(UserKey::from_bytes(&bytes), Some(key));
         }
+        let guid = UserId::parse("0b2f5e4c-1d3a-4e6f-8a9b-0c1d2e3f4a5b").expect("valid");
+        assert_eq!(guid.to_bytes().len(), 17);
+        assert_eq!(UserId::from_bytes(&guid.to_bytes()), Some(guid));
+        assert_eq!(UserId::from_bytes(b"a b"), None);
         for bad in [&b""[..], b"\x05ab", b"\x01a", b"\x01a b", b"\x11\x00abc"] {
             assert_eq!(UserKey::from_bytes(bad), None, "{bad:?}");
         }

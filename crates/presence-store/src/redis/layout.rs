@@ -14,7 +14,8 @@
 //! - `{T}due`: a ZSET, user key bytes scored by their next transition (ms);
 //! - `{T}chg`: a STREAM of visible changes, ids `0-N`, trimmed to a length;
 //! - `{T}lease`, `{T}fence`: the partition's lease and its fencing counter;
-//! - `{X:t:TENANT}`: a SET of the tenant's user ids (the per-tenant index);
+//! - `{X:t:TENANT}`: a SET of the tenant's user ids, packed as
+//!   `UserId::to_bytes` (the per-tenant index);
 //! - `{X}meta`, `{X}tenants`, `{X}subs`, `{X}subs:v`, `{X}timers`,
 //!   `{X}clock`, `{X}nodes`: small global keys, in one slot;
 //! - `{X:m:SUBSCRIPTION}`: a HASH of a subscription's marks, user → sequence.

@@ -596,7 +596,7 @@ impl RedisStore {
         let layout = &self.inner.layout;
         let mut conn = self.writes();
         let added: i64 = conn
-            .sadd(layout.tenant(&key.tenant), key.user.as_str().as_bytes())
+            .sadd(layout.tenant(&key.tenant), key.user.to_bytes())
             .await
             .map_err(unavailable)?;
         if added > 0 {
@@ -1361,7 +1361,7 @@ impl Facts for RedisStore {
         let index = self.inner.layout.tenant(tenant);
         let mut cursor: u64 = 0;
         loop {
-            let (next, users): (u64, Vec<String>) = redis::cmd("SSCAN")
+            let (next, users): (u64, Vec<Vec<u8>>) = redis::cmd("SSCAN")
                 .arg(&index)
                 .arg(cursor)
                 .arg("COUNT")
@@ -1371,7 +1371,7 @@ impl Facts for RedisStore {
                 .map_err(unavailable)?;
             let users: Vec<UserId> = users
                 .iter()
-                .filter_map(|user| UserId::parse(user).ok())
+                .filter_map(|user| UserId::from_bytes(user))
                 .collect();
             let keys: Vec<UserKey> = users
                 .iter()
