@@ -45,6 +45,8 @@ pub struct ServerProcess {
     process: KillOnDrop,
     address: SocketAddr,
     log_path: PathBuf,
+    /// Keep the log when the server is dropped: its requests failed.
+    keep_log: bool,
     /// A data directory made for this server alone, removed with it.
     owned_data_dir: Option<PathBuf>,
 }
@@ -117,6 +119,7 @@ impl ServerProcess {
             process,
             address,
             log_path,
+            keep_log: false,
             owned_data_dir: None,
         })
     }
@@ -154,6 +157,13 @@ impl ServerProcess {
         self.address
     }
 
+    /// Keeps this server's log (warnings and errors) after it stops, for a
+    /// run whose requests failed; its path, for the report.
+    pub fn keep_log(&mut self) -> PathBuf {
+        self.keep_log = true;
+        self.log_path.clone()
+    }
+
     pub fn pid(&self) -> u32 {
         self.process.0.id()
     }
@@ -178,7 +188,7 @@ impl Drop for ServerProcess {
     fn drop(&mut self) {
         // The process itself is killed by `KillOnDrop`; a log of a server
         // that ran normally is not worth keeping. After a panic, keep it.
-        if !std::thread::panicking() {
+        if !std::thread::panicking() && !self.keep_log {
             let _ = std::fs::remove_file(&self.log_path);
         }
         if let Some(dir) = &self.owned_data_dir {

@@ -577,8 +577,16 @@ pub async fn measure_setup(
 struct CostProbe {
     name: String,
     requests: usize,
+    connections: usize,
     generator: SequenceGenerator,
 }
+
+/// The connections of the batch cost probe: a 650-id read holds presenced
+/// and Redis for milliseconds, and with hundreds at once (a full run's
+/// connections) the reads queue past presenced's Redis timeout and answer
+/// 503 (the throughput rows show that overload); the cost is measured below
+/// it.
+const BATCH_PROBE_CONNECTIONS: usize = 32;
 
 /// Redis's cost per request: see the top of this file.
 async fn measure_costs(
@@ -618,6 +626,7 @@ async fn measure_costs(
         CostProbe {
             name: "setPresence of a new user (the preload)".into(),
             requests: users,
+            connections: settings.connections,
             generator: Arc::new(move |index| {
                 RequestSpec::post_json(set_presence_uri(index as u64), new_body.clone())
             }),
@@ -625,6 +634,7 @@ async fn measure_costs(
         CostProbe {
             name: "setPresence, the same state again (a refresh)".into(),
             requests,
+            connections: settings.connections,
             generator: Arc::new(move |index| {
                 RequestSpec::post_json(set_presence_uri(index as u64), refresh_body.clone())
             }),
@@ -632,6 +642,7 @@ async fn measure_costs(
         CostProbe {
             name: "setPresence, a visible change (Available → Busy)".into(),
             requests,
+            connections: settings.connections,
             generator: Arc::new(move |index| {
                 RequestSpec::post_json(set_presence_uri(index as u64), change_body.clone())
             }),
@@ -639,11 +650,13 @@ async fn measure_costs(
         CostProbe {
             name: "GET presence".into(),
             requests,
+            connections: settings.connections,
             generator: Arc::new(move |index| RequestSpec::get(presence_uri(index as u64))),
         },
         CostProbe {
             name: format!("getPresencesByUserId({})", settings.batch_ids),
             requests: batch_requests,
+            connections: settings.connections.min(BATCH_PROBE_CONNECTIONS),
             generator: Arc::new(move |index| {
                 RequestSpec::post_json(
                     Uri::from_static("/v1.0/communications/getPresencesByUserId"),
@@ -656,7 +669,7 @@ async fn measure_costs(
         let before = reading(std::slice::from_ref(&server), redis).await?;
         let outcome = match run_sequence(
             server.address(),
-            settings.connections,
+            probe.connections,
             probe.requests,
             probe.generator,
         )
@@ -673,12 +686,14 @@ async fn measure_costs(
         server.ensure_running()?;
         if outcome.errors() > 0 {
             return Err(format!(
-                "{} ({}): {} of {} requests failed; the first: {}",
+                "{} ({}): {} of {} requests failed; the first: {} (presenced's log is kept at \
+                 {})",
                 probe.name,
                 setup.label,
                 outcome.errors(),
                 probe.requests,
-                outcome.first_failure.as_deref().unwrap_or("?")
+                outcome.first_failure.as_deref().unwrap_or("?"),
+                server.keep_log().display()
             ));
         }
         let seconds = after.at.duration_since(before.at).as_secs_f64();
@@ -700,7 +715,7 @@ async fn measure_costs(
             cost.commands_executed,
             cost.breakdown(),
             probe.requests,
-            settings.connections
+            probe.connections
         );
         println!("[redis] {}: {}: {value}", setup.label, probe.name);
         report.footprint.push(FootprintRow {

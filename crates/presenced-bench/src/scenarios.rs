@@ -604,6 +604,17 @@ pub async fn run_throughput_scenario(
     } else {
         None
     };
+    let failed = maximum.errors()
+        + half_load
+            .as_ref()
+            .map_or(0, |(outcome, _)| outcome.errors());
+    if failed > 0 {
+        report.notes.push(format!(
+            "{}: presenced's log (its warnings say why requests failed) is kept at {}",
+            scenario.name,
+            presenced.keep_log().display()
+        ));
+    }
     // The ceiling must not share the CPU with an idle presenced.
     drop(presenced);
 
