@@ -39,7 +39,7 @@ pub enum ApiError {
     #[error("{1}")]
     Refused(&'static str, String),
     #[error(
-        "The store is unavailable (presenced is starting, or cannot write to its disk); nothing was changed. Retry later."
+        "The store is unavailable (presenced is starting or stopping, or cannot reach its disk or Redis). Retry later: a write answered so was not made, or is safe to make again."
     )]
     Unavailable(#[source] StoreError),
 }
