@@ -151,3 +151,72 @@ async fn check_fails_on_an_unreachable_redis() {
         String::from_utf8_lossy(&output.stderr)
     );
 }
+
+#[tokio::test]
+async fn a_node_reaches_redis_over_tls_with_a_private_ca() {
+    let certified =
+        rcgen::generate_simple_self_signed(vec!["localhost".into(), "127.0.0.1".into()]).unwrap();
+    let directory = tempfile::tempdir().unwrap();
+    let cert = directory.path().join("redis.pem");
+    let key = directory.path().join("redis-key.pem");
+    std::fs::write(&cert, certified.cert.pem()).unwrap();
+    std::fs::write(&key, certified.signing_key.serialize_pem()).unwrap();
+    let (cert, key) = (cert.to_str().unwrap(), key.to_str().unwrap());
+    let tls_port = presenced_testkit::free_port().to_string();
+    let _redis = RedisServer::start_with(&[
+        "--tls-port",
+        &tls_port,
+        "--tls-cert-file",
+        cert,
+        "--tls-key-file",
+        key,
+        "--tls-ca-cert-file",
+        cert,
+        "--tls-auth-clients",
+        "no",
+    ]);
+    let url = format!("rediss://127.0.0.1:{tls_port}");
+    // Without the private CA the server's certificate is not trusted.
+    let untrusted = run_binary(
+        Duration::from_secs(60),
+        &["check", "--store", "redis", "--redis-url", &url],
+    )
+    .await;
+    assert!(!untrusted.status.success(), "{}", stdout(&untrusted));
+    let refusal = String::from_utf8_lossy(&untrusted.stderr);
+    assert!(refusal.contains("cannot read Redis"), "{refusal}");
+    let node = TestServer::start_with(&[
+        "serve",
+        "--listen",
+        "127.0.0.1:0",
+        "--store",
+        "redis",
+        "--redis-url",
+        &url,
+        "--redis-ca-file",
+        cert,
+    ])
+    .await;
+    node.set_presence("tls", "app", "Busy", "InACall", Some("PT1H"))
+        .await
+        .assert_ok_empty();
+    assert_eq!(node.presence("tls").await["availability"], "Busy");
+    let trusted = run_binary(
+        Duration::from_secs(60),
+        &[
+            "check",
+            "--store",
+            "redis",
+            "--redis-url",
+            &url,
+            "--redis-ca-file",
+            cert,
+        ],
+    )
+    .await;
+    assert!(
+        stdout(&trusted).contains("1 users holding facts"),
+        "{}",
+        String::from_utf8_lossy(&trusted.stderr)
+    );
+}
