@@ -155,7 +155,6 @@ pub async fn clear_user_preferred_presence(
     State(state): State<AppState>,
     principal: Principal,
     params: RawPathParams,
-    JsonBody(_body): JsonBody<serde_json::Value>,
 ) -> Result<StatusCode, ApiError> {
     apply_write(
         &state,
@@ -273,7 +272,6 @@ pub async fn clear_automatic_location(
     State(state): State<AppState>,
     principal: Principal,
     params: RawPathParams,
-    JsonBody(_body): JsonBody<serde_json::Value>,
 ) -> Result<StatusCode, ApiError> {
     apply_write(
         &state,
@@ -289,7 +287,6 @@ pub async fn clear_location(
     State(state): State<AppState>,
     principal: Principal,
     params: RawPathParams,
-    JsonBody(_body): JsonBody<serde_json::Value>,
 ) -> Result<StatusCode, ApiError> {
     apply_write(
         &state,

@@ -34,6 +34,9 @@ pub enum ApiError {
     /// The body did not arrive in time.
     #[error("{0}")]
     RequestTimeout(String),
+    /// A body sent as something other than JSON.
+    #[error("{0}")]
+    UnsupportedMediaType(String),
     /// A 400 under a code of Graph's own for the case, such as
     /// `ValidationError` for a failed subscription handshake.
     #[error("{1}")]
@@ -55,6 +58,7 @@ impl ApiError {
             ApiError::NotFound(_) => StatusCode::NOT_FOUND,
             ApiError::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::RequestTimeout(_) => StatusCode::REQUEST_TIMEOUT,
+            ApiError::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
         }
     }
@@ -69,6 +73,7 @@ impl ApiError {
             ApiError::NotFound(_) => "NotFound",
             ApiError::PayloadTooLarge(_) => "RequestEntityTooLarge",
             ApiError::RequestTimeout(_) => "RequestTimeout",
+            ApiError::UnsupportedMediaType(_) => "UnsupportedMediaType",
             ApiError::Refused(code, _) => code,
             ApiError::Unavailable(_) => "ServiceUnavailable",
         }

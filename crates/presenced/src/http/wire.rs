@@ -33,6 +33,10 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for JsonBody<T> {
     type Rejection = ApiError;
 
     async fn from_request(request: Request, state: &S) -> Result<JsonBody<T>, ApiError> {
+        let declared = request
+            .headers()
+            .get(axum::http::header::CONTENT_TYPE)
+            .map(|value| value.to_str().unwrap_or("(not text)").to_owned());
         // hyper bounds how long the headers may take; this bounds the body,
         // so that a client trickling one cannot hold a request open forever.
         let read = tokio::time::timeout(BODY_READ_TIMEOUT, Bytes::from_request(request, state))
@@ -53,6 +57,18 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for JsonBody<T> {
                 ApiError::BadRequest(format!("The request body could not be read: {rejection}."))
             }
         })?;
+        // After the size (413), before the body's content (400): a body
+        // that is not declared JSON is refused even when empty, so that a
+        // web page cannot send a "simple" cross-site request (text/plain,
+        // form data) that changes presence.
+        if !declared.as_deref().is_some_and(is_json_media_type) {
+            return Err(ApiError::UnsupportedMediaType(match declared {
+                Some(found) => format!(
+                    "The request body is sent as {found:?}; send it as JSON, with Content-Type: application/json."
+                ),
+                None => "The request has no Content-Type; send the body as JSON, with Content-Type: application/json.".into(),
+            }));
+        }
         let text: &[u8] = if bytes.iter().all(u8::is_ascii_whitespace) {
             b"{}"
         } else {
@@ -67,6 +83,15 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for JsonBody<T> {
         }
         parse_json(text).map(JsonBody)
     }
+}
+
+/// Whether a Content-Type names JSON: `application/json`, in any case, with
+/// any parameters (`charset=utf-8`, `odata.metadata=minimal`).
+fn is_json_media_type(value: &str) -> bool {
+    value
+        .split(';')
+        .next()
+        .is_some_and(|media| media.trim().eq_ignore_ascii_case("application/json"))
 }
 
 /// Parses JSON, naming the path of the first offending value.

@@ -37,6 +37,14 @@ const ACTIONS_WITH_PARAMETERS: [&str; 5] = [
     "setManualLocation",
 ];
 
+/// The actions that take no body: they ignore any body and its type, as
+/// the SDKs send them.
+const NO_BODY: [&str; 3] = [
+    "clearUserPreferredPresence",
+    "clearLocation",
+    "clearAutomaticLocation",
+];
+
 /// Posts a raw body to `path`, and requires a 4xx envelope with `status`.
 async fn expect_refused(server: &TestServer, path: &str, body: &[u8], status: u16) -> Reply {
     let reply = server.post_raw(path, body.to_vec()).await;
@@ -56,9 +64,9 @@ async fn expect_refused(server: &TestServer, path: &str, body: &[u8], status: u1
 }
 
 #[tokio::test]
-async fn malformed_json_is_a_400_bad_request_on_every_action() {
+async fn malformed_json_is_a_400_bad_request_on_every_action_that_takes_a_body() {
     let server = TestServer::start(&[]).await;
-    for action in ACTIONS {
+    for action in ACTIONS.iter().filter(|action| !NO_BODY.contains(action)) {
         let path = format!("/v1.0/users/u1/presence/{action}");
         for body in [
             &b"{"[..],
@@ -192,25 +200,6 @@ async fn a_json_array_is_not_read_as_the_parameters_in_order() {
     assert_eq!(u2["statusMessage"]["message"]["content"], "keep me", "{u2}");
     assert_eq!(u2["outOfOfficeSettings"]["isOutOfOffice"], false, "{u2}");
     assert_eq!(server.now().await, clock, "the clock did not move");
-}
-
-#[tokio::test]
-async fn json_that_is_not_an_object_is_a_400_on_actions_without_parameters() {
-    let server = TestServer::start(&[]).await;
-    server
-        .set_presence("u1", "app", "Busy", "InACall", Some("PT1H"))
-        .await
-        .assert_ok_empty();
-    for action in [
-        "clearUserPreferredPresence",
-        "clearAutomaticLocation",
-        "clearLocation",
-    ] {
-        let path = format!("/v1.0/users/u1/presence/{action}");
-        for body in ["[]", "\"clear\"", "42", "true"] {
-            expect_refused(&server, &path, body.as_bytes(), 400).await;
-        }
-    }
 }
 
 #[tokio::test]
@@ -407,12 +396,13 @@ async fn missing_required_fields_are_a_400_invalid_argument_naming_them() {
     assert_eq!(message, required);
     let no_body = server
         .client()
-        .post(server.url("/v1.0/users/u1/presence/clearPresence"));
+        .post(server.url("/v1.0/users/u1/presence/clearPresence"))
+        .header("content-type", "application/json");
     let message = server
         .send(no_body)
         .await
         .assert_error(400, "InvalidArgument");
-    assert_eq!(message, required, "an empty body reads as {{}}");
+    assert_eq!(message, required, "an empty JSON body reads as {{}}");
     let cases = [
         (
             "setPresence",
@@ -491,7 +481,6 @@ async fn bodies_over_128_kib_are_a_413_envelope() {
             "/v1.0/users/u1/presence/setStatusMessage",
             json!({"statusMessage": {"message": {"content": padding}}}),
         ),
-        ("/beta/me/presence/clearLocation", json!({"pad": padding})),
         (
             "/v1.0/communications/getPresencesByUserId",
             json!({"ids": vec!["u"; 70_000]}),
@@ -1188,4 +1177,78 @@ async fn a_body_that_does_not_arrive_in_time_is_a_408_envelope_and_the_server_go
         server.shown("u1").await,
         ("Offline".into(), "Offline".into())
     );
+}
+
+/// Sends `body` to `path` with the given Content-Type (none with `None`).
+async fn post_typed(
+    server: &TestServer,
+    path: &str,
+    content_type: Option<&str>,
+    body: &str,
+) -> Reply {
+    let mut request = server.client().post(server.url(path)).body(body.to_owned());
+    if let Some(content_type) = content_type {
+        request = request.header("content-type", content_type);
+    }
+    server.send(request).await
+}
+
+#[tokio::test]
+async fn a_body_not_sent_as_json_is_a_415_and_writes_nothing() {
+    let server = TestServer::start(&[]).await;
+    let path = "/v1.0/users/csrf/presence/setPresence";
+    let body = r#"{"sessionId":"page","availability":"Busy","activity":"InACall","expirationDuration":"PT1H"}"#;
+    // What a web page can send cross-site without a preflight, and no type.
+    for content_type in [
+        Some("text/plain"),
+        Some("application/x-www-form-urlencoded"),
+        Some("multipart/form-data; boundary=x"),
+        Some("application/jsonp"),
+        None,
+    ] {
+        let reply = post_typed(&server, path, content_type, body).await;
+        let message = reply.assert_error(415, "UnsupportedMediaType");
+        assert!(message.contains("application/json"), "{message}");
+    }
+    // An empty body is no exception on a route that takes one.
+    post_typed(&server, path, Some("text/plain"), "")
+        .await
+        .assert_error(415, "UnsupportedMediaType");
+    assert_eq!(
+        server.shown("csrf").await,
+        ("Offline".to_owned(), "Offline".to_owned()),
+        "nothing was written"
+    );
+    // JSON in any spelling, with parameters, is accepted.
+    for content_type in [
+        "application/json; charset=utf-8",
+        "Application/JSON;odata.metadata=minimal",
+    ] {
+        post_typed(&server, path, Some(content_type), body)
+            .await
+            .assert_ok_empty();
+    }
+    assert_eq!(server.presence("csrf").await["availability"], "Busy");
+}
+
+#[tokio::test]
+async fn routes_that_take_no_body_ignore_any_body_and_its_type() {
+    let server = TestServer::start(&[]).await;
+    for action in NO_BODY {
+        let path = format!("/v1.0/users/quiet/presence/{action}");
+        for (content_type, body) in [
+            (None, "not json at all"),
+            (Some("text/plain"), "{"),
+            (Some("application/json"), "[]"),
+            (Some("application/json"), "42"),
+            (Some("application/json"), ""),
+        ] {
+            let reply = post_typed(&server, &path, content_type, body).await;
+            assert_eq!(
+                reply.status, 200,
+                "{action} {content_type:?} {body:?}: {}",
+                reply.text
+            );
+        }
+    }
 }
