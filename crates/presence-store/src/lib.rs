@@ -54,6 +54,21 @@ pub use memory::MemoryStore;
 pub use redis::{RedisDurability, RedisOptions, RedisStore};
 pub use subscriptions::{Mark, RecordWrite, Subscriptions};
 
+/// Runs `work`, at most `at_once` at a time, and answers each one's output
+/// in the order given. (The futures are collected before they are run: a
+/// stream mapping borrowed items inside an `async_trait` method trips the
+/// compiler's higher-ranked lifetime check.)
+pub(crate) async fn in_order<F: std::future::Future>(
+    work: Vec<F>,
+    at_once: usize,
+) -> Vec<F::Output> {
+    use futures_util::StreamExt;
+    futures_util::stream::iter(work)
+        .buffered(at_once)
+        .collect()
+        .await
+}
+
 /// How many ticks [`Facts::tick_all`] runs at once.
 pub const TICKS_IN_FLIGHT: usize = 256;
 
@@ -158,7 +173,6 @@ pub trait Facts: Send + Sync + std::fmt::Debug + 'static {
         now: Instant,
         timeouts: Timeouts,
     ) -> Vec<Result<(), StoreError>> {
-        use futures_util::StreamExt;
         let ticks: Vec<_> = keys
             .iter()
             .map(|key| async move {
@@ -181,10 +195,7 @@ pub trait Facts: Send + Sync + std::fmt::Debug + 'static {
                 }
             })
             .collect();
-        futures_util::stream::iter(ticks)
-            .buffered(TICKS_IN_FLIGHT)
-            .collect()
-            .await
+        in_order(ticks, TICKS_IN_FLIGHT).await
     }
 
     /// Calls `visit` with the facts of each key, in order (`None` for a user

@@ -18,7 +18,6 @@ use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use presence_core::Instant;
 use presence_store::{DueIndex, Lease, RedisStore};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
@@ -99,10 +98,6 @@ impl Ownership {
         self.owned
             .lock()
             .unwrap_or_else(|poison| poison.into_inner())
-    }
-
-    pub fn node(&self) -> &str {
-        &self.node
     }
 
     /// Whether this node holds `partition`'s lease (as far as it knows)
@@ -224,14 +219,6 @@ impl Ownership {
             tracing::warn!(%error, "could not leave the heartbeat set; this node is forgotten once its heartbeat lapses");
         }
         metrics::gauge!("presenced_partitions_owned").set(0.0);
-    }
-
-    /// The instant a lease taken now would lapse (for leases taken outside
-    /// the rounds, by the manual clock's advance).
-    pub fn until(&self, now: Instant) -> Instant {
-        now.saturating_add(presence_core::Duration::from_millis(
-            self.lease.as_millis() as i64
-        ))
     }
 }
 

@@ -78,7 +78,8 @@ pub struct Healing {
 /// replaced.
 const HEAL_AFTER: Duration = Duration::from_secs(3);
 
-fn wall_millis() -> u64 {
+/// The wall clock in ms since the epoch.
+pub(super) fn wall_millis() -> u64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |since| since.as_millis() as u64)

@@ -153,7 +153,6 @@ struct Inner {
     earlier_entry: Notify,
     users: AtomicU64,
     sessions: AtomicU64,
-    pending: AtomicUsize,
     /// When the last "written without replicas" warning was logged (ms).
     warned: AtomicU64,
 }
@@ -243,10 +242,6 @@ pub async fn inspect(options: RedisOptions) -> Result<Inspection, StoreError> {
     })
 }
 
-fn key_bytes(key: &UserKey) -> Vec<u8> {
-    key.to_bytes()
-}
-
 fn version_of(value: &[u8]) -> u64 {
     value
         .get(..8)
@@ -324,7 +319,6 @@ impl RedisStore {
             earlier_entry: Notify::new(),
             users: AtomicU64::new(0),
             sessions: AtomicU64::new(0),
-            pending: AtomicUsize::new(0),
             warned: AtomicU64::new(0),
             layout,
         });
@@ -413,21 +407,6 @@ impl RedisStore {
         conn.hgetall(self.inner.layout.global("settings"))
             .await
             .map_err(unavailable)
-    }
-
-    /// Each partition's lease holder (`node/fence`), if any.
-    pub async fn owners(&self) -> Result<Vec<Option<String>>, StoreError> {
-        let layout = &self.inner.layout;
-        let mut owners = Vec::new();
-        for partition in 0..layout.partitions() {
-            let mut conn = self.reads();
-            let owner: Option<String> = conn
-                .get(layout.lease(partition))
-                .await
-                .map_err(unavailable)?;
-            owners.push(owner);
-        }
-        Ok(owners)
     }
 
     /// A partition's lease as it stands, for work serialized otherwise (the
@@ -686,16 +665,15 @@ impl RedisStore {
         Ok(())
     }
 
-    /// Waits for a write's replicas, per `--redis-durability`.
+    /// The replicas last seen connected to `partition`'s shard ([`UNKNOWN`]
+    /// before its first replicated write).
     fn partition_replicas(&self, partition: u32) -> u8 {
         self.inner.replicas[partition as usize].load(Ordering::Relaxed)
     }
 
     fn note_unreplicated(&self) {
         metrics::counter!("presenced_redis_unreplicated_writes_total").increment(1);
-        let now = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |since| since.as_millis() as u64);
+        let now = conn::wall_millis();
         let last = self.inner.warned.load(Ordering::Relaxed);
         if now.saturating_sub(last) > 10_000
             && self
@@ -723,7 +701,7 @@ impl RedisStore {
         let known = self.partition_replicas(partition);
         let replicated = wait && self.inner.durability == RedisDurability::Replicated;
         let mut pipe = redis::pipe();
-        pipe.add_command(invocation.clone());
+        pipe.add_command(invocation);
         if replicated {
             if known != UNKNOWN && known > 0 {
                 pipe.cmd("WAIT")
@@ -782,9 +760,8 @@ impl RedisStore {
         }
         let wanted = connected.unwrap_or(0);
         match acknowledged {
-            Some(acknowledged) if acknowledged >= i64::from(known.min(wanted)) && known > 0 => {
-                Ok(reply)
-            }
+            // (Some only when `known` replicas were waited for.)
+            Some(acknowledged) if acknowledged >= i64::from(known.min(wanted)) => Ok(reply),
             Some(acknowledged) => Err(StoreError::Unavailable(format!(
                 "the write reached the Redis primary but only {acknowledged} of its {known} replicas confirmed it in time; its outcome is unknown, and retrying it is safe"
             ))),
@@ -825,7 +802,7 @@ impl RedisStore {
         let layout = &self.inner.layout;
         let partition = layout.partition_of(key);
         let facts_key = layout.facts(key);
-        let member = key_bytes(key);
+        let member = key.to_bytes();
         let mut conn = self.reads();
         let mut current: Option<Vec<u8>> = conn.get(&facts_key).await.map_err(unavailable)?;
         let mut indexed = false;
@@ -969,7 +946,7 @@ impl RedisStore {
                 .arg(&plan.value)
                 .arg(&plan.due_at)
                 .arg(plan.due_mode)
-                .arg(key_bytes(key))
+                .arg(key.to_bytes())
                 .arg(if plan.visible { "1" } else { "0" });
             plans.push(plan);
         }
@@ -1293,16 +1270,15 @@ impl Facts for RedisStore {
         timeouts: Timeouts,
     ) -> Vec<Result<(), StoreError>> {
         // Chunks of one partition's users, a few at once.
-        use futures_util::StreamExt;
         let ticks: Vec<_> = keys
             .chunks(TICK_CHUNK)
             .map(|chunk| self.tick_chunk(lease, chunk, now, timeouts))
             .collect();
-        let chunks: Vec<Vec<Result<(), StoreError>>> = futures_util::stream::iter(ticks)
-            .buffered(TICK_CHUNKS_IN_FLIGHT)
+        crate::in_order(ticks, TICK_CHUNKS_IN_FLIGHT)
+            .await
+            .into_iter()
+            .flatten()
             .collect()
-            .await;
-        chunks.into_iter().flatten().collect()
     }
 
     async fn read(
@@ -1554,7 +1530,7 @@ impl DueIndex for RedisStore {
             by_partition
                 .entry(layout.partition_of(key))
                 .or_default()
-                .push(key_bytes(key));
+                .push(key.to_bytes());
         }
         let writes = by_partition.into_iter().map(|(partition, members)| {
             let mut conn = self.writes();
@@ -1622,8 +1598,10 @@ impl DueIndex for RedisStore {
         &self.inner.earlier_entry
     }
 
+    /// Not counted over Redis (it would take a ZCARD of every partition):
+    /// the scheduler lag gauge tells how far behind the ticks are.
     fn pending(&self) -> usize {
-        self.inner.pending.load(Ordering::Relaxed)
+        0
     }
 }
 

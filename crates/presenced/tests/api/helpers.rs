@@ -408,18 +408,21 @@ pub fn graph_instant(timestamp: jiff::Timestamp) -> String {
     )
 }
 
+/// The value of the series `name` (with its labels, if any) in Prometheus
+/// text, if it is there.
+fn metric(metrics: &str, name: &str) -> Option<f64> {
+    metrics.lines().find_map(|line| {
+        line.strip_prefix(name)?
+            .strip_prefix(' ')?
+            .trim()
+            .parse()
+            .ok()
+    })
+}
+
 /// The value of an unlabelled gauge in Prometheus text.
 pub fn gauge(metrics: &str, name: &str) -> f64 {
-    metrics
-        .lines()
-        .find_map(|line| {
-            line.strip_prefix(name)?
-                .strip_prefix(' ')?
-                .trim()
-                .parse()
-                .ok()
-        })
-        .unwrap_or_else(|| panic!("{name} is not in /metrics:\n{metrics}"))
+    metric(metrics, name).unwrap_or_else(|| panic!("{name} is not in /metrics:\n{metrics}"))
 }
 
 /// Runs the binary with `args` to completion (a run that must not start
@@ -493,14 +496,5 @@ impl TestServer {
 /// with labels, e.g. `presenced_lease_changes_total{change="lost"}`; 0 when
 /// it was never incremented (absent).
 pub fn counter(metrics: &str, name: &str) -> f64 {
-    metrics
-        .lines()
-        .find_map(|line| {
-            line.strip_prefix(name)?
-                .strip_prefix(' ')?
-                .trim()
-                .parse()
-                .ok()
-        })
-        .unwrap_or(0.0)
+    metric(metrics, name).unwrap_or(0.0)
 }

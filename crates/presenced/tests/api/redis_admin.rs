@@ -94,16 +94,7 @@ async fn an_embedded_store_moves_into_redis_and_check_reports_it() {
     }
 
     // A node over Redis serves what the embedded store held.
-    let node = TestServer::start_with(&[
-        "serve",
-        "--listen",
-        "127.0.0.1:0",
-        "--store",
-        "redis",
-        "--redis-url",
-        &url,
-    ])
-    .await;
+    let node = TestServer::start_node(std::slice::from_ref(&url), &[]).await;
     assert_eq!(node.presence("ben").await["availability"], "Busy");
     let listed = node.get("/v1.0/subscriptions").await;
     assert_eq!(
@@ -185,18 +176,7 @@ async fn a_node_reaches_redis_over_tls_with_a_private_ca() {
     assert!(!untrusted.status.success(), "{}", stdout(&untrusted));
     let refusal = String::from_utf8_lossy(&untrusted.stderr);
     assert!(refusal.contains("cannot read Redis"), "{refusal}");
-    let node = TestServer::start_with(&[
-        "serve",
-        "--listen",
-        "127.0.0.1:0",
-        "--store",
-        "redis",
-        "--redis-url",
-        &url,
-        "--redis-ca-file",
-        cert,
-    ])
-    .await;
+    let node = TestServer::start_node(std::slice::from_ref(&url), &["--redis-ca-file", cert]).await;
     node.set_presence("tls", "app", "Busy", "InACall", Some("PT1H"))
         .await
         .assert_ok_empty();
