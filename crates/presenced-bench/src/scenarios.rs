@@ -224,6 +224,10 @@ impl ServerVariant {
                 "hs256",
                 "--jwt-secret",
                 secret,
+                // Graph's limit would refuse most of a closed loop; what
+                // a limit costs is measured by the variant below.
+                "--throttle-app",
+                "off",
             ]
             .map(String::from)
             .to_vec(),
@@ -232,6 +236,26 @@ impl ServerVariant {
             fresh_data_dir: false,
             redis: None,
         })
+    }
+
+    /// [`ServerVariant::memory_hs256`] with both throttling limits on, per
+    /// application and per tenant, so high that nothing is refused: what
+    /// counting every request costs. GET presence only.
+    pub fn memory_hs256_throttled(presenced: &std::path::Path) -> Result<ServerVariant, String> {
+        let mut variant = ServerVariant::memory_hs256(presenced)?;
+        variant.label = "memory, hs256, throttled".into();
+        variant.server_args.truncate(variant.server_args.len() - 2);
+        variant.server_args.extend(
+            [
+                "--throttle-app",
+                UNREACHED_LIMIT,
+                "--throttle-tenant",
+                UNREACHED_LIMIT,
+            ]
+            .map(String::from),
+        );
+        variant.parts = vec![Part::GetPresence];
+        Ok(variant)
     }
 
     /// The full `presenced ...` argument list.
@@ -243,6 +267,9 @@ impl ServerVariant {
         args
     }
 }
+
+/// A throttling limit no closed loop here reaches: a billion a second.
+const UNREACHED_LIMIT: &str = "1000000000/PT1S";
 
 /// Which scenario, as named on the command line (`--only`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]

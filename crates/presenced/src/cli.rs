@@ -39,6 +39,7 @@ use crate::auth::{AuthMode, AuthSettings};
 use crate::clock::ClockKind;
 use crate::notify::NotifySettings;
 use crate::server::{ServeConfig, StoreKind, StoreSettings};
+use crate::throttle::{Rate, ThrottleSettings};
 use crate::tls::TlsFiles;
 use crate::token::{KeySource, MIN_SECRET_BYTES, Secret};
 use crate::wire_time::parse_duration;
@@ -415,8 +416,9 @@ pub enum LogFormat {
 #[derive(Debug, Default, Args, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct ServeArgs {
-    /// The address to listen on. Port 0 picks a free port; the bound address is
-    /// printed on standard output as `presenced listening on http://ADDR`.
+    /// The address to listen on. Port 0 picks a free port. Once requests are
+    /// served (the store loaded, or Redis reached), the port opens and its
+    /// address is printed on standard output as `presenced listening on http://ADDR`.
     #[arg(long, env = "PRESENCED_LISTEN", value_name = "ADDR")]
     pub listen: Option<SocketAddr>,
 
@@ -534,6 +536,28 @@ pub struct ServeArgs {
         requires = "tls_cert"
     )]
     pub tls_key: Option<PathBuf>,
+
+    /// Requests each application may make in each tenant, as N/PERIOD (a rate
+    /// with a burst of N), or `off`. Beyond it: 429 with Retry-After, nothing
+    /// applied. Shared by the nodes over Redis [default: off, and 10000/PT30S
+    /// (Graph's presence limit) with --auth hs256 or jwks].
+    #[arg(long, env = "PRESENCED_THROTTLE_APP", value_name = "N/PERIOD")]
+    pub throttle_app: Option<String>,
+
+    /// Requests each tenant's applications may make together, as N/PERIOD, or
+    /// `off` [default: off].
+    #[arg(long, env = "PRESENCED_THROTTLE_TENANT", value_name = "N/PERIOD")]
+    pub throttle_tenant: Option<String>,
+
+    /// Requests without a valid token each client address may make, as
+    /// N/PERIOD, or `off`; beyond it they are answered 429 instead of 401
+    /// [default: 600/PT1M].
+    #[arg(
+        long,
+        env = "PRESENCED_THROTTLE_UNAUTHENTICATED",
+        value_name = "N/PERIOD"
+    )]
+    pub throttle_unauthenticated: Option<String>,
 
     /// Allow `--auth none` on an address other than loopback.
     #[arg(long, env = "PRESENCED_ALLOW_INSECURE")]
@@ -671,6 +695,26 @@ impl ServeArgs {
                 "PT1H",
             )?,
         };
+        let rate = |flag: &str, given: Option<String>, default: Option<Rate>| match given {
+            None => Ok(default),
+            Some(text) => Rate::parse(flag, &text),
+        };
+        let throttle = ThrottleSettings {
+            app: rate(
+                "--throttle-app",
+                self.throttle_app,
+                (mode != AuthMode::None).then_some(Rate::GRAPH),
+            )?,
+            tenant: rate("--throttle-tenant", self.throttle_tenant, None)?,
+            unauthenticated: rate(
+                "--throttle-unauthenticated",
+                self.throttle_unauthenticated,
+                Rate::parse(
+                    "--throttle-unauthenticated",
+                    DEFAULT_THROTTLE_UNAUTHENTICATED,
+                )?,
+            )?,
+        };
         let tls = match (self.tls_cert, self.tls_key) {
             (Some(cert), Some(key)) => Some(TlsFiles { cert, key }),
             (None, None) => None,
@@ -724,6 +768,7 @@ impl ServeArgs {
             clock: self.clock.map_or(defaults.clock, ClockKind::from),
             idle_timeout,
             notify,
+            throttle,
         };
         Ok(Resolved {
             server,
@@ -731,6 +776,9 @@ impl ServeArgs {
         })
     }
 }
+
+/// Requests without a valid token one address may make.
+const DEFAULT_THROTTLE_UNAUTHENTICATED: &str = "600/PT1M";
 
 /// The settings of a `--config` file; unknown keys are refused, naming them.
 fn read_config_file(path: &Path) -> Result<ServeArgs, String> {
@@ -824,6 +872,38 @@ mod tests {
 
     fn resolve(arguments: &[&str]) -> Result<ServeConfig, String> {
         resolve_all(arguments).map(|resolved| resolved.server)
+    }
+
+    #[test]
+    fn throttling_is_graphs_limit_with_tokens_and_off_without() {
+        let secret = "a shared secret of at least 32 bytes, for tests";
+        let tokens = resolve(&["--auth", "hs256", "--jwt-secret", secret]).expect("resolves");
+        assert_eq!(tokens.throttle.app, Some(Rate::GRAPH));
+        assert_eq!(tokens.throttle.tenant, None);
+        let open = resolve(&[]).expect("resolves");
+        assert_eq!(open.throttle.app, None);
+        assert!(open.throttle.unauthenticated.is_some());
+        let given = resolve(&[
+            "--auth",
+            "hs256",
+            "--jwt-secret",
+            secret,
+            "--throttle-app",
+            "off",
+            "--throttle-tenant",
+            "50/PT1M",
+            "--throttle-unauthenticated",
+            "off",
+        ])
+        .expect("resolves");
+        assert_eq!(given.throttle.app, None);
+        assert_eq!(
+            given.throttle.tenant.map(|rate| rate.to_string()),
+            Some("50/PT1M".into())
+        );
+        assert_eq!(given.throttle.unauthenticated, None);
+        let error = resolve(&["--throttle-tenant", "lots"]).expect_err("refused");
+        assert!(error.contains("N/PERIOD"), "{error}");
     }
 
     #[test]

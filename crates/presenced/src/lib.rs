@@ -11,6 +11,7 @@
 //! - [`auth`]: who is calling and what Graph lets them do.
 //! - [`token`]: verifying bearer tokens (hs256, JWKS) and minting dev tokens.
 //! - [`tls`]: serving HTTPS with rustls.
+//! - [`throttle`]: the limits per application, tenant and address (429).
 //! - [`service`]: the presence service every edge calls: reads for a
 //!   viewer, commands, the one render path.
 //! - [`timeline`]: the one due-time engine; [`scheduler`] (users' fades and
@@ -34,6 +35,7 @@ pub mod server;
 pub mod service;
 pub mod state;
 pub mod tasks;
+pub mod throttle;
 pub mod timeline;
 pub mod tls;
 pub mod token;

@@ -189,16 +189,23 @@ fn serve(args: ServeArgs) -> ExitCode {
         if let Err(error) = presenced::server::check_config(&config) {
             return Err(error.to_string());
         }
-        let listener = tokio::net::TcpListener::bind(config.listen)
-            .await
+        // Bound at once, so that a taken port fails the start before the
+        // store is read; the port opens (and the line is printed) only once
+        // requests are served.
+        let socket = presenced::server::bind(config.listen)
             .map_err(|error| format!("cannot listen on {}: {error}", config.listen))?;
-        let address = listener.local_addr().map_err(|error| error.to_string())?;
         let scheme = if config.tls.is_some() {
             "https"
         } else {
             "http"
         };
-        println!("presenced listening on {scheme}://{address}");
+        let serving = move |address| {
+            use std::io::Write;
+            let mut out = std::io::stdout().lock();
+            // Whoever started presenced reads this line to know where it is.
+            let _ = writeln!(out, "presenced listening on {scheme}://{address}");
+            let _ = out.flush();
+        };
         let shutdown = CancellationToken::new();
         // The one task outside `server::run`'s tracker, on purpose: it is
         // how `main` produces `run`'s `shutdown` input, so it must listen
@@ -208,7 +215,7 @@ fn serve(args: ServeArgs) -> ExitCode {
         // nothing to drain; it ends with the signal or the token, or is
         // dropped with the runtime when `serve` returns.
         tokio::spawn(watch_signals(shutdown.clone()));
-        presenced::server::run(listener, config, shutdown, metrics)
+        presenced::server::run(socket, config, shutdown, metrics, Box::new(serving))
             .await
             .map_err(|error| error.to_string())
     });

@@ -1,10 +1,11 @@
-//! The server as a function of its inputs: `run(listener, config, shutdown)`.
+//! The server as a function of its inputs: `run(socket, config, shutdown)`.
 //! Tests and `main` call the same function; nothing here reads globals.
 //!
-//! HTTP is served from the first moment, while the store is still being
-//! read back from disk: until it is, `/healthz` answers, and `/readyz` and
-//! every other request answer 503 (the presence service has no store yet),
-//! so that a load balancer or a test can tell starting from stuck.
+//! The port is bound at once but opened only once requests can be served:
+//! the store read back from disk, or Redis reached and the node joined.
+//! Until then a connection is refused, so that whoever waits for the port
+//! (or for the `listening` line `main` prints then) never meets a server
+//! that cannot answer yet.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -15,7 +16,7 @@ use presence_core::{Duration, Timeouts};
 use presence_store::{
     Durability, EmbeddedStore, Facts, MemoryStore, RedisOptions, RedisStore, Store, StoreError,
 };
-use tokio::net::TcpListener;
+use tokio::net::{TcpListener, TcpSocket};
 use tokio_util::sync::CancellationToken;
 
 use crate::auth::{AuthMode, AuthSettings, Authenticator};
@@ -27,6 +28,7 @@ use crate::scheduler::Scheduler;
 use crate::service::PresenceService;
 use crate::state::{AppState, Shared};
 use crate::tasks::{TaskFailure, Tasks};
+use crate::throttle::{Throttle, ThrottleSettings};
 use crate::timeline::{DueWork, Timeline};
 use crate::tls::TlsFiles;
 
@@ -48,6 +50,8 @@ pub struct ServeConfig {
     pub notify: NotifySettings,
     /// How long a stopping server waits for requests in flight.
     pub drain_timeout: Duration,
+    /// The throttling limits.
+    pub throttle: ThrottleSettings,
 }
 
 impl Default for ServeConfig {
@@ -62,6 +66,7 @@ impl Default for ServeConfig {
             idle_timeout: Timeouts::default().idle,
             notify: NotifySettings::default(),
             drain_timeout: Duration::from_secs(30),
+            throttle: ThrottleSettings::default(),
         }
     }
 }
@@ -446,16 +451,37 @@ async fn abandon(tasks: &Tasks, error: ServeError) -> ServeError {
     error
 }
 
-/// Serves on `listener` until `shutdown` is cancelled, then drains in-flight
-/// requests and stops every task it started. Every task is owned by one
+/// Binds a socket to `address` without listening on it yet (port 0 picks
+/// one; its `local_addr` says which).
+pub fn bind(address: SocketAddr) -> std::io::Result<TcpSocket> {
+    let socket = if address.is_ipv4() {
+        TcpSocket::new_v4()?
+    } else {
+        TcpSocket::new_v6()?
+    };
+    // As every listener does, so that a restart does not wait out the
+    // previous process's closed connections.
+    socket.set_reuseaddr(true)?;
+    socket.bind(address)?;
+    Ok(socket)
+}
+
+/// How many connections the kernel queues before they are accepted.
+const LISTEN_BACKLOG: u32 = 1024;
+
+/// Serves on `socket` (bound by [`bind`]) until `shutdown` is cancelled,
+/// then drains in-flight requests and stops every task it started. It
+/// starts listening once requests can be served, and then calls `serving`
+/// with the address. Every task is owned by one
 /// [`Tasks`]; if one that should run until shutdown ends first (or fails, or
 /// panics), `run` cancels `shutdown` itself, stops the rest, and returns an
 /// error naming it.
 pub async fn run(
-    listener: TcpListener,
+    socket: TcpSocket,
     config: ServeConfig,
     shutdown: CancellationToken,
     metrics: Option<PrometheusHandle>,
+    serving: Box<dyn FnOnce(SocketAddr) + Send>,
 ) -> Result<(), ServeError> {
     check_config(&config)?;
     if config.auth.mode == AuthMode::None {
@@ -491,6 +517,13 @@ pub async fn run(
     let openapi = serde_json::to_vec(&http::openapi_document()).map_err(|error| {
         ServeError::Config(format!("cannot render the OpenAPI document: {error}"))
     })?;
+    let throttle = Arc::new(Throttle::new(config.throttle));
+    if throttle.is_on() {
+        tasks.spawn(
+            "throttle upkeep",
+            throttle.clone().run(tasks.shutdown().clone()),
+        );
+    }
     let state = AppState::new(Shared {
         service: service.clone(),
         clock: clock.clone(),
@@ -499,6 +532,7 @@ pub async fn run(
         metrics: metrics.clone(),
         openapi: openapi.into(),
         auth,
+        throttle: throttle.clone(),
         scheme: if tls.is_some() { "https" } else { "http" },
         notifier: notifier.clone(),
         redis: std::sync::OnceLock::new(),
@@ -524,18 +558,6 @@ pub async fn run(
             drain_histograms(handle, tasks.shutdown().clone()),
         );
     }
-    let address = listener.local_addr()?;
-    {
-        let app = http::app(state.clone());
-        let owner = tasks.clone();
-        let drain =
-            std::time::Duration::from_millis(config.drain_timeout.as_millis().max(0) as u64);
-        tasks.spawn("http", async move {
-            serve_http(listener, app, tls, &owner, drain)
-                .await
-                .map_err(|error| format!("serving HTTP failed: {error}"))
-        });
-    }
     let (loaded, redis) = match open_store(&config.store, tasks.shutdown()).await {
         Ok(opened) => opened,
         Err(error) => return Err(abandon(&tasks, error).await),
@@ -555,6 +577,7 @@ pub async fn run(
             Ok((ownership, gained)) => {
                 inboxes.gained = Some(gained);
                 let _ = state.redis.set(redis.clone());
+                throttle.share(redis.clone());
                 if clock.is_manual() {
                     Scheduler::on_demand(loaded.clone(), timeouts, redis.clone())
                 } else {
@@ -593,6 +616,23 @@ pub async fn run(
     }
     let _ = state.timeline.set(timeline);
     service.attach(loaded);
+    let listener = match socket.listen(LISTEN_BACKLOG) {
+        Ok(listener) => listener,
+        Err(error) => return Err(abandon(&tasks, error.into()).await),
+    };
+    let address = listener.local_addr()?;
+    {
+        let app = http::app(state.clone());
+        let owner = tasks.clone();
+        let drain =
+            std::time::Duration::from_millis(config.drain_timeout.as_millis().max(0) as u64);
+        tasks.spawn("http", async move {
+            serve_http(listener, app, tls, &owner, drain)
+                .await
+                .map_err(|error| format!("serving HTTP failed: {error}"))
+        });
+    }
+    serving(address);
     tracing::info!(%address, store = ?config.store.kind, clock = ?config.clock, "presenced started");
     // Serves until shutdown is requested, by the caller or by a task that
     // failed; then waits for every task and logs how each ended.

@@ -28,6 +28,8 @@ pub struct Shared {
     pub openapi: bytes::Bytes,
     /// Turns each request's token into a principal.
     pub auth: Arc<crate::auth::Authenticator>,
+    /// The throttling limits, checked where the caller is known.
+    pub throttle: Arc<crate::throttle::Throttle>,
     /// `http` or `https`, for the addresses presenced writes about itself.
     pub scheme: &'static str,
     /// Subscriptions, webhook delivery and the live stream.

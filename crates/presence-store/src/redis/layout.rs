@@ -18,7 +18,9 @@
 //!   `UserId::to_bytes` (the per-tenant index);
 //! - `{X}meta`, `{X}tenants`, `{X}subs`, `{X}subs:v`, `{X}timers`,
 //!   `{X}clock`, `{X}nodes`: small global keys, in one slot;
-//! - `{X:m:SUBSCRIPTION}`: a HASH of a subscription's marks, user → sequence.
+//! - `{X:m:SUBSCRIPTION}`: a HASH of a subscription's marks, user → sequence;
+//! - `{X:thr:LIMIT}`: a STRING, a throttling limit's theoretical arrival
+//!   time (µs), expiring once the limit is back to full.
 
 use presence_core::{TenantId, UserKey};
 
@@ -129,6 +131,13 @@ impl Layout {
 
     pub fn marks(&self, subscription: &str) -> String {
         format!("{{{}:m:{subscription}}}", self.prefix)
+    }
+
+    /// A throttling limit's key; `identity` names the limit and what it
+    /// counts (`app`, a tenant and an application), and is its own hash tag,
+    /// so that the limits spread over the cluster's slots.
+    pub fn throttle(&self, identity: &str) -> String {
+        format!("{{{}:thr:{identity}}}", self.prefix)
     }
 
     /// A global key: all of them share one slot.

@@ -509,6 +509,36 @@ impl RedisStore {
         Ok(Instant::from_unix_millis(millis))
     }
 
+    /// Takes up to `want` requests from the throttling limit `identity`
+    /// (`limit` requests per `period`, GCRA on Redis's clock). Answers how
+    /// many were granted, or, with none, how long until one would be.
+    pub async fn throttle(
+        &self,
+        identity: &str,
+        limit: u32,
+        period: StdDuration,
+        want: u32,
+    ) -> Result<Result<u32, StdDuration>, StoreError> {
+        let emission = (period.as_micros() / u128::from(limit.max(1))).max(1) as u64;
+        let mut conn = self.reads();
+        let (taken, retry): (u32, u64) = self
+            .inner
+            .scripts
+            .throttle
+            .key(self.inner.layout.throttle(identity))
+            .arg(emission)
+            .arg(limit)
+            .arg(want.max(1))
+            .invoke_async(&mut conn)
+            .await
+            .map_err(unavailable)?;
+        Ok(if taken > 0 {
+            Ok(taken)
+        } else {
+            Err(StdDuration::from_micros(retry))
+        })
+    }
+
     /// Takes a short cluster-wide lock (`SET NX PX`), for work that must be
     /// serialized across nodes (advancing the shared manual clock). Answers
     /// the token to release it with, or `None` when another holds it.

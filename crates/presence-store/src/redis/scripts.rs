@@ -178,6 +178,33 @@ end
 return current
 ";
 
+/// Takes up to `want` requests from one throttling limit: GCRA, the
+/// algorithm governor implements in process, on Redis's own clock (so that
+/// the nodes' clocks do not matter), in microseconds.
+///
+/// KEYS: the limit's theoretical arrival time. ARGV: the emission interval
+/// (the period divided by the limit, µs), the burst (the limit), how many
+/// requests to take. Answers `{taken, retry}`: `taken` requests were
+/// granted (at most `want`, fewer near the limit); with none, `retry` is
+/// how long (µs) until one would be.
+pub const THROTTLE: &str = r"#!lua
+local time = redis.call('TIME')
+local now = tonumber(time[1]) * 1000000 + tonumber(time[2])
+local emission = tonumber(ARGV[1])
+local burst = tonumber(ARGV[2])
+local want = tonumber(ARGV[3])
+local tat = tonumber(redis.call('GET', KEYS[1]) or '0')
+if tat < now then tat = now end
+local free = math.floor((burst * emission - (tat - now)) / emission)
+local taken = math.min(want, free)
+if taken < 1 then
+  return {0, tat - now - (burst - 1) * emission}
+end
+tat = tat + taken * emission
+redis.call('SET', KEYS[1], string.format('%d', tat), 'PX', math.ceil((tat - now) / 1000) + 1)
+return {taken, 0}
+";
+
 /// Every script, compiled once.
 #[derive(Debug)]
 pub struct Scripts {
@@ -189,6 +216,7 @@ pub struct Scripts {
     pub raise_marks: Script,
     pub take_timers: Script,
     pub clock: Script,
+    pub throttle: Script,
 }
 
 impl Scripts {
@@ -202,6 +230,7 @@ impl Scripts {
             raise_marks: Script::new(RAISE_MARKS),
             take_timers: Script::new(TAKE_TIMERS),
             clock: Script::new(CLOCK),
+            throttle: Script::new(THROTTLE),
         }
     }
 }

@@ -59,6 +59,7 @@ async fn shows_everything(urls: Vec<String>) {
     assert_eq!(scan(other.clone()).await, held);
     assert_eq!(other.counts(), store.counts());
 
+    throttling_limits_are_shared(&store, &other).await;
     concurrent_writers_on_two_nodes_lose_nothing(&options(urls.clone())).await;
     a_stale_owner_is_fenced(&options(urls.clone())).await;
     a_taken_user_comes_back_if_never_ticked(&options(urls.clone())).await;
@@ -280,6 +281,31 @@ async fn settings_are_recorded_and_checked(options: &RedisOptions) {
     assert_eq!(
         second.recorded_settings().await.expect("works").get("idle"),
         Some(&"PT5M".to_string())
+    );
+}
+
+/// A limit taken from two nodes is one limit: five per hour grants five in
+/// all, then says how long until the next; another limit is untouched.
+async fn throttling_limits_are_shared(one: &RedisStore, other: &RedisStore) {
+    let hour = StdDuration::from_secs(3600);
+    assert_eq!(
+        one.throttle("app:t:a", 5, hour, 3).await.expect("works"),
+        Ok(3)
+    );
+    assert_eq!(
+        other.throttle("app:t:a", 5, hour, 3).await.expect("works"),
+        Ok(2)
+    );
+    let refused = one.throttle("app:t:a", 5, hour, 1).await.expect("works");
+    let retry = refused.expect_err("the limit is spent");
+    // One request comes back every 12 minutes.
+    assert!(
+        retry > StdDuration::from_secs(600) && retry <= StdDuration::from_secs(720),
+        "{retry:?}"
+    );
+    assert_eq!(
+        other.throttle("app:t:b", 5, hour, 9).await.expect("works"),
+        Ok(5)
     );
 }
 

@@ -21,9 +21,14 @@
 //! allocating, and only a token seen for the first time is verified inside
 //! the frame's one boxed future.
 
+use std::net::SocketAddr;
+use std::sync::Arc;
+
 use axum::extract::Request;
+use axum::extract::connect_info::ConnectInfo;
 
 use crate::auth::{AuthError, Authenticator, Principal, Resolution};
+use crate::throttle::Throttle;
 
 /// Why a request has no principal: answered by the `Principal` extractor
 /// when (and only when) a handler asks for one.
@@ -61,8 +66,13 @@ pub async fn verify_into(auth: &Authenticator, token: &str, request: &mut Reques
 }
 
 /// The principal the frame resolved for the request, taken out of the
-/// request's extensions (the handler is the last to need it); or its
-/// refusal.
+/// request's extensions (the handler is the last to need it), counted
+/// against its throttling limits; or its refusal, counted against its
+/// address's.
+///
+/// Here, because this is where the SPEC's order puts throttling: after the
+/// token (401), before the body (413, 415, 400) and permissions (403); and
+/// only requests to routes that need a caller are counted.
 impl<S: Send + Sync> axum::extract::FromRequestParts<S> for Principal {
     type Rejection = crate::http::error::ApiError;
 
@@ -70,10 +80,27 @@ impl<S: Send + Sync> axum::extract::FromRequestParts<S> for Principal {
         parts: &mut axum::http::request::Parts,
         _state: &S,
     ) -> Result<Principal, crate::http::error::ApiError> {
+        let throttle = parts.extensions.remove::<Arc<Throttle>>();
         if let Some(principal) = parts.extensions.remove::<Principal>() {
+            if let Some(throttle) = throttle {
+                throttle
+                    .check(&principal)
+                    .await
+                    .map_err(crate::http::error::ApiError::TooManyRequests)?;
+            }
             return Ok(principal);
         }
         if let Some(Refusal(refused)) = parts.extensions.remove::<Refusal>() {
+            if let Some(throttle) = throttle {
+                let address = parts
+                    .extensions
+                    .get::<ConnectInfo<SocketAddr>>()
+                    .map(|ConnectInfo(peer)| peer.ip());
+                throttle
+                    .check_unauthenticated(address)
+                    .await
+                    .map_err(crate::http::error::ApiError::TooManyRequests)?;
+            }
             return Err(refused.into());
         }
         // Only a request that bypassed the frame gets here: refused, never
@@ -156,6 +183,7 @@ mod tests {
         let frame = crate::http::frame::FrameLayer::new(
             crate::http::ops::RequestMetrics::register(&served),
             auth,
+            Arc::new(crate::throttle::Throttle::new(Default::default())),
         );
         Router::new()
             .route(

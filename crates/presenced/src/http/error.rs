@@ -37,6 +37,9 @@ pub enum ApiError {
     /// A body sent as something other than JSON.
     #[error("{0}")]
     UnsupportedMediaType(String),
+    /// Beyond a throttling limit (429, with `Retry-After`).
+    #[error("{}", .0.message())]
+    TooManyRequests(crate::throttle::Throttled),
     /// A 400 under a code of Graph's own for the case, such as
     /// `ValidationError` for a failed subscription handshake.
     #[error("{1}")]
@@ -59,6 +62,7 @@ impl ApiError {
             ApiError::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::RequestTimeout(_) => StatusCode::REQUEST_TIMEOUT,
             ApiError::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            ApiError::TooManyRequests(_) => StatusCode::TOO_MANY_REQUESTS,
             ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
         }
     }
@@ -74,6 +78,7 @@ impl ApiError {
             ApiError::PayloadTooLarge(_) => "RequestEntityTooLarge",
             ApiError::RequestTimeout(_) => "RequestTimeout",
             ApiError::UnsupportedMediaType(_) => "UnsupportedMediaType",
+            ApiError::TooManyRequests(_) => "TooManyRequests",
             ApiError::Refused(code, _) => code,
             ApiError::Unavailable(_) => "ServiceUnavailable",
         }
@@ -135,11 +140,20 @@ impl IntoResponse for ApiError {
                 .headers_mut()
                 .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
         }
-        if matches!(self, ApiError::Unavailable(_)) {
-            // Graph's SDKs retry a 503 by themselves after Retry-After.
-            response
-                .headers_mut()
-                .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+        // Graph's SDKs retry a 429 and a 503 by themselves after Retry-After.
+        match &self {
+            ApiError::Unavailable(_) => {
+                response
+                    .headers_mut()
+                    .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+            }
+            ApiError::TooManyRequests(throttled) => {
+                response.headers_mut().insert(
+                    header::RETRY_AFTER,
+                    HeaderValue::from(throttled.retry_after),
+                );
+            }
+            _ => {}
         }
         response
     }

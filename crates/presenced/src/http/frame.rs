@@ -24,19 +24,28 @@ use crate::auth::Authenticator;
 use crate::http::authenticate;
 use crate::http::error::{self, RequestIds};
 use crate::http::ops::RequestMetrics;
+use crate::throttle::Throttle;
 
 /// Wraps every route (and the fallback) in a [`Frame`].
 #[derive(Clone, Debug)]
 pub struct FrameLayer {
     metrics: Arc<RequestMetrics>,
     auth: Arc<Authenticator>,
+    throttle: Option<Arc<Throttle>>,
 }
 
 impl FrameLayer {
-    pub fn new(metrics: RequestMetrics, auth: Arc<Authenticator>) -> FrameLayer {
+    /// `throttle` is passed on to the `Principal` extractor (in the
+    /// request's extensions) when any of its limits is on.
+    pub fn new(
+        metrics: RequestMetrics,
+        auth: Arc<Authenticator>,
+        throttle: Arc<Throttle>,
+    ) -> FrameLayer {
         FrameLayer {
             metrics: Arc::new(metrics),
             auth,
+            throttle: throttle.is_on().then_some(throttle),
         }
     }
 }
@@ -49,6 +58,7 @@ impl<S> Layer<S> for FrameLayer {
             inner,
             metrics: self.metrics.clone(),
             auth: self.auth.clone(),
+            throttle: self.throttle.clone(),
         }
     }
 }
@@ -58,6 +68,7 @@ pub struct Frame<S> {
     inner: S,
     metrics: Arc<RequestMetrics>,
     auth: Arc<Authenticator>,
+    throttle: Option<Arc<Throttle>>,
 }
 
 impl<S> Service<Request> for Frame<S>
@@ -80,6 +91,9 @@ where
         let route = request.extensions().get::<MatchedPath>().cloned();
         let method = request.method().clone();
         let metrics = self.metrics.clone();
+        if let Some(throttle) = &self.throttle {
+            request.extensions_mut().insert(throttle.clone());
+        }
         let answer = match authenticate::attach(&self.auth, &mut request) {
             None => futures_util::future::Either::Left(self.inner.call(request)),
             Some(token) => {

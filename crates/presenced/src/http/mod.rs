@@ -398,7 +398,11 @@ pub fn app(state: AppState) -> Router {
         ))
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
         .layer(tower_http::catch_panic::CatchPanicLayer::new())
-        .layer(frame::FrameLayer::new(request_metrics, state.auth.clone()))
+        .layer(frame::FrameLayer::new(
+            request_metrics,
+            state.auth.clone(),
+            state.throttle.clone(),
+        ))
         .with_state(state)
 }
 

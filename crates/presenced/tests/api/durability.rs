@@ -475,7 +475,7 @@ async fn check_refuses_a_directory_of_a_newer_format_and_leaves_it_alone() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn readyz_answers_503_until_the_store_is_loaded() {
+async fn the_port_opens_and_the_line_is_printed_only_once_the_store_is_loaded() {
     use presence_core::{
         Command, Duration as ModelDuration, SessionExpiration, SessionId, SessionState, TenantId,
         Timeouts, UserId, UserKey,
@@ -516,30 +516,46 @@ async fn readyz_answers_503_until_the_store_is_loaded() {
         }
     }
 
-    let server = TestServer::spawn_on(dir.path()).await;
-    let mut answers = Vec::new();
-    loop {
-        let response = server
-            .client()
-            .get(server.url("/readyz"))
-            .send()
-            .await
-            .expect("answered while loading");
-        let status = response.status().as_u16();
-        if answers.last() != Some(&status) {
-            answers.push(status);
+    // A port of the test's choosing, so that it can be tried before
+    // presenced prints it.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .expect("a free port")
+        .local_addr()
+        .expect("bound")
+        .port();
+    let listen = format!("127.0.0.1:{port}");
+    let data_dir = dir.path().to_str().expect("a UTF-8 path");
+    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_presenced"))
+        .args(["serve", "--listen", &listen, "--data-dir", data_dir])
+        .env("RUST_LOG", "warn")
+        .stdout(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("presenced starts");
+    // Until the store is loaded the port is closed; the first request that
+    // reaches presenced is served.
+    let client = reqwest::Client::new();
+    let mut refused = 0;
+    let first = loop {
+        match client.get(format!("http://{listen}/readyz")).send().await {
+            Ok(response) => break response.status().as_u16(),
+            Err(error) => {
+                assert!(error.is_connect(), "{error}");
+                refused += 1;
+                tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+            }
         }
-        if status == 200 {
-            break;
-        }
-        assert_eq!(status, 503, "{:?}", response.text().await);
-        assert!(answers.len() < 3, "{answers:?}");
-    }
-    assert_eq!(
-        answers,
-        vec![503, 200],
-        "/readyz answers 503 while the store loads, then 200"
-    );
+    };
+    assert_eq!(first, 200, "the first answer is ready, never 503");
+    assert!(refused > 0, "the port was closed while the store loaded");
+    let stdout = child.stdout.take().expect("stdout is piped");
+    let line = tokio::io::AsyncBufReadExt::lines(tokio::io::BufReader::new(stdout))
+        .next_line()
+        .await
+        .expect("readable")
+        .expect("a line");
+    assert_eq!(line, format!("presenced listening on http://{listen}"));
+    let server = TestServer::attach(child, format!("http://{listen}"));
     assert_eq!(
         server.shown(&format!("user{}", users - 1)).await,
         ("Busy".to_owned(), "InACall".to_owned())

@@ -237,15 +237,14 @@ impl TestServer {
         server
     }
 
-    /// Starts presenced on `data_dir` and returns as soon as it listens,
-    /// before its store is loaded.
-    pub async fn spawn_on(data_dir: &std::path::Path) -> TestServer {
-        let data_dir = data_dir.to_str().expect("a UTF-8 path");
-        TestServer::spawn(
-            &["serve", "--listen", "127.0.0.1:0", "--data-dir", data_dir],
-            &[],
-        )
-        .await
+    /// A server the test started itself, serving at `base`.
+    pub fn attach(child: Child, base: String) -> TestServer {
+        TestServer {
+            child,
+            base,
+            client: reqwest::Client::new(),
+            _data_dir: None,
+        }
     }
 
     async fn spawn(args: &[&str], env: &[(&str, &str)]) -> TestServer {
@@ -296,8 +295,8 @@ impl TestServer {
         }
     }
 
-    /// Polls `/readyz` until it answers 200: until the store is loaded,
-    /// presenced answers 503.
+    /// Polls `/readyz` until it answers 200 (a node over Redis answers 503
+    /// while Redis cannot be reached).
     pub async fn wait_until_ready(&self) {
         let deadline = std::time::Instant::now() + Duration::from_secs(60);
         loop {

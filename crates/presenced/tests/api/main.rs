@@ -20,4 +20,5 @@ mod receiver;
 mod redis_admin;
 mod scheduler;
 mod sdk_python;
+mod throttle;
 mod timeline;

@@ -27,8 +27,14 @@ fn run(command: &mut Command, what: &str) {
     );
 }
 
-/// A virtual environment with the pinned SDK; returns its python.
+/// A virtual environment with the pinned SDK; returns its python. Made
+/// once per test process: the tests that use it run at the same time.
 fn sdk_python() -> PathBuf {
+    static PYTHON: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+    PYTHON.get_or_init(install_sdk).clone()
+}
+
+fn install_sdk() -> PathBuf {
     let requirements = sdk_dir().join("requirements.txt");
     let pinned = std::fs::read_to_string(&requirements).expect("requirements.txt is readable");
     let venv = Path::new(env!("CARGO_TARGET_TMPDIR")).join("graph-sdk-venv");
@@ -116,4 +122,60 @@ async fn the_official_python_sdk_works_with_a_real_token_by_changing_only_the_ba
             >= 19,
         "{stdout}"
     );
+}
+
+/// The SDK's own retry handler backs off after a 429's Retry-After and
+/// succeeds by itself: a limit of one request every two seconds (a burst
+/// of two), and a script that makes six in a row with no retry code of its
+/// own.
+#[tokio::test]
+async fn the_official_python_sdk_retries_a_429_by_itself_after_retry_after() {
+    let python = tokio::task::spawn_blocking(sdk_python)
+        .await
+        .expect("the installer ran");
+    let secret = "the hs256 secret of the SDK test, 32+ bytes long";
+    let server = TestServer::start(&[
+        "--auth",
+        "hs256",
+        "--jwt-secret",
+        secret,
+        "--throttle-app",
+        "2/PT4S",
+    ])
+    .await;
+    let token = presenced::token::mint(
+        &presenced::token::MintRequest {
+            tenant: "contoso".into(),
+            user: None,
+            app: "22553876-f5ab-4529-bffb-cfe50aa89f87".into(),
+            scopes: Vec::new(),
+            roles: vec!["Presence.ReadWrite.All".into()],
+            ttl_seconds: 3600,
+            issuer: None,
+            audience: None,
+            secret: presenced::token::Secret(secret.into()),
+        },
+        jiff::Timestamp::now().as_second(),
+    )
+    .expect("the token is signed");
+    let base_url = format!("{}/v1.0", server.base);
+    let output = tokio::process::Command::new(&python)
+        .arg(sdk_dir().join("graph_sdk_throttled.py"))
+        .arg(&base_url)
+        .arg(&token)
+        .arg("6")
+        .output()
+        .await
+        .expect("python runs");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success(),
+        "the SDK script failed:\n{stdout}\n{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(stdout.contains("ok: 6 requests answered"), "{stdout}");
+    // It did meet the limit: the server refused some of them first.
+    let metrics = server.metrics().await;
+    let refused = crate::helpers::counter(&metrics, "presenced_throttled_total{limit=\"app\"}");
+    assert!(refused >= 1.0, "no request was throttled:\n{metrics}");
 }
