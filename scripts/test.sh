@@ -33,11 +33,27 @@ if ! command -v redis-server >/dev/null 2>&1 || ! command -v redis-cli >/dev/nul
     fi
 fi
 
-cargo fmt --all -- --check
-cargo clippy --workspace --all-targets --locked -- -D warnings
-cargo test --workspace --locked
+# Each step's time is printed at the end (the README's CI table comes from it).
+timings=()
+step() {
+    local name=$1 started=$SECONDS
+    shift
+    echo "== $name"
+    "$@"
+    timings+=("$(printf '%5d s  %s' $((SECONDS - started)) "$name")")
+}
+report() {
+    echo "== step times"
+    printf '%s\n' "${timings[@]}"
+    printf '%5d s  in all\n' "$SECONDS"
+}
+trap report EXIT
+
+step "format" cargo fmt --all -- --check
+step "clippy" cargo clippy --workspace --all-targets --locked -- -D warnings
+step "tests (unit, property, integration, SDK)" cargo test --workspace --locked
 
 # The benchmark harness in its quick mode, so that it never rots. Its
 # targets are for the full run on a quiet machine and are not asserted
 # here; it fails only if a request or a measurement fails.
-cargo run --release --locked -p presenced-bench -- --quick
+step "quick bench (release build and run)" cargo run --release --locked -p presenced-bench -- --quick
