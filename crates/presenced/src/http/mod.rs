@@ -18,6 +18,7 @@ pub mod frame;
 pub mod legacy;
 pub mod ops;
 pub mod presence;
+pub mod strict;
 pub mod subscriptions;
 pub mod wire;
 

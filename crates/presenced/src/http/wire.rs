@@ -74,13 +74,6 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for JsonBody<T> {
         } else {
             &bytes
         };
-        // serde's derive would also read a JSON array as the fields in order;
-        // Graph's parameters are always an object.
-        if text.iter().find(|byte| !byte.is_ascii_whitespace()) != Some(&b'{') {
-            return Err(ApiError::BadRequest(
-                "The request body must be a JSON object of this action's parameters, such as {\"sessionId\": \"...\"}.".into(),
-            ));
-        }
         parse_json(text).map(JsonBody)
     }
 }
@@ -94,19 +87,28 @@ fn is_json_media_type(value: &str) -> bool {
         .is_some_and(|media| media.trim().eq_ignore_ascii_case("application/json"))
 }
 
-/// Parses JSON, naming the path of the first offending value.
+/// Parses a request body, naming the path of the first offending value.
+///
+/// Every struct, at any depth, is read only from a JSON object
+/// ([`Strict`](crate::http::strict::Strict)): Graph's parameters and their
+/// complex values are objects, and an array in their place is refused, not
+/// read as the fields in order. A value of another wrong type (a number
+/// where a string belongs, a string where a boolean belongs, an object
+/// where an array belongs) is refused as serde refuses it. Both name the
+/// field and what it must be.
 pub fn parse_json<T: DeserializeOwned>(text: &[u8]) -> Result<T, ApiError> {
     let mut deserializer = serde_json::Deserializer::from_slice(text);
-    let value = serde_path_to_error::deserialize(&mut deserializer).map_err(|error| {
+    let strict = crate::http::strict::Strict(&mut deserializer);
+    let value = serde_path_to_error::deserialize(strict).map_err(|error| {
         let path = error.path().to_string();
         let inner = error.into_inner();
         if path == "." || path.is_empty() {
             ApiError::BadRequest(format!(
-                "The request body is not valid JSON for this action: {inner}."
+                "The request body is not valid for this endpoint: {inner}. Send one JSON object of its parameters, as /openapi.json describes it."
             ))
         } else {
             ApiError::BadRequest(format!(
-                "The request body's '{path}' is not valid: {inner}."
+                "The request body's '{path}' is not valid: {inner}. Send '{path}' as /openapi.json describes it."
             ))
         }
     })?;

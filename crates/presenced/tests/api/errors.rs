@@ -1252,3 +1252,267 @@ async fn routes_that_take_no_body_ignore_any_body_and_its_type() {
         }
     }
 }
+
+/// A body sent to one route, and the field its refusal must name.
+struct WrongShape {
+    method: &'static str,
+    /// The path, with `{user}` where the user goes.
+    path: &'static str,
+    body: &'static str,
+    field: &'static str,
+}
+
+const fn wrong(
+    method: &'static str,
+    path: &'static str,
+    body: &'static str,
+    field: &'static str,
+) -> WrongShape {
+    WrongShape {
+        method,
+        path,
+        body,
+        field,
+    }
+}
+
+/// For each route that takes a body, bodies whose other fields are valid and
+/// one field has the wrong JSON type: an array or a number where a string
+/// or an object belongs, an object where a string or an array belongs, a
+/// string where a boolean belongs, a null where a value is required. A
+/// route served under several addresses is listed once with `{presence}`,
+/// which the test expands to each of them.
+#[rustfmt::skip]
+const WRONG_SHAPES: &[WrongShape] = &[
+    // setPresence
+    wrong("POST", "{presence}/setPresence", r#"{"sessionId": ["app"], "availability": "Busy", "activity": "InACall"}"#, "sessionId"),
+    wrong("POST", "{presence}/setPresence", r#"{"sessionId": 7, "availability": "Busy", "activity": "InACall"}"#, "sessionId"),
+    wrong("POST", "{presence}/setPresence", r#"{"sessionId": null, "availability": "Busy", "activity": "InACall"}"#, "sessionId"),
+    wrong("POST", "{presence}/setPresence", r#"{"sessionId": "app", "availability": {"value": "Busy"}, "activity": "InACall"}"#, "availability"),
+    wrong("POST", "{presence}/setPresence", r#"{"sessionId": "app", "availability": "Busy", "activity": null}"#, "activity"),
+    wrong("POST", "{presence}/setPresence", r#"{"sessionId": "app", "availability": "Busy", "activity": "InACall", "expirationDuration": 3600}"#, "expirationDuration"),
+    wrong("POST", "{presence}/setPresence", r#"{"sessionId": "app", "availability": "Busy", "activity": "InACall", "expirationDuration": ["PT1H"]}"#, "expirationDuration"),
+    // clearPresence
+    wrong("POST", "{presence}/clearPresence", r#"{"sessionId": ["app"]}"#, "sessionId"),
+    wrong("POST", "{presence}/clearPresence", r#"{"sessionId": true}"#, "sessionId"),
+    wrong("POST", "{presence}/clearPresence", r#"{"sessionId": null}"#, "sessionId"),
+    // setUserPreferredPresence
+    wrong("POST", "{presence}/setUserPreferredPresence", r#"{"availability": ["DoNotDisturb"], "activity": "DoNotDisturb"}"#, "availability"),
+    wrong("POST", "{presence}/setUserPreferredPresence", r#"{"availability": "DoNotDisturb", "activity": 4}"#, "activity"),
+    wrong("POST", "{presence}/setUserPreferredPresence", r#"{"availability": null, "activity": "DoNotDisturb"}"#, "availability"),
+    wrong("POST", "{presence}/setUserPreferredPresence", r#"{"availability": "DoNotDisturb", "activity": "DoNotDisturb", "expirationDuration": {"hours": 8}}"#, "expirationDuration"),
+    // setStatusMessage: the complex values nest two levels deep.
+    wrong("POST", "{presence}/setStatusMessage", r#"{"statusMessage": ["x", null]}"#, "statusMessage"),
+    wrong("POST", "{presence}/setStatusMessage", r#"{"statusMessage": [{"content": "new"}, null]}"#, "statusMessage"),
+    wrong("POST", "{presence}/setStatusMessage", r#"{"statusMessage": []}"#, "statusMessage"),
+    wrong("POST", "{presence}/setStatusMessage", r#"{"statusMessage": "new"}"#, "statusMessage"),
+    wrong("POST", "{presence}/setStatusMessage", r#"{"statusMessage": 5}"#, "statusMessage"),
+    wrong("POST", "{presence}/setStatusMessage", r#"{"statusMessage": {"message": ["new", "text"]}}"#, "statusMessage.message"),
+    wrong("POST", "{presence}/setStatusMessage", r#"{"statusMessage": {"message": "new"}}"#, "statusMessage.message"),
+    wrong("POST", "{presence}/setStatusMessage", r#"{"statusMessage": {"message": {"content": 42}}}"#, "statusMessage.message.content"),
+    wrong("POST", "{presence}/setStatusMessage", r#"{"statusMessage": {"message": {"content": ["new"]}}}"#, "statusMessage.message.content"),
+    wrong("POST", "{presence}/setStatusMessage", r#"{"statusMessage": {"message": {"content": "new", "contentType": false}}}"#, "statusMessage.message.contentType"),
+    wrong("POST", "{presence}/setStatusMessage", r#"{"statusMessage": {"message": {"content": "new"}, "expiryDateTime": ["2099-01-01T00:00:00", "UTC"]}}"#, "statusMessage.expiryDateTime"),
+    wrong("POST", "{presence}/setStatusMessage", r#"{"statusMessage": {"message": {"content": "new"}, "expiryDateTime": "2099-01-01T00:00:00"}}"#, "statusMessage.expiryDateTime"),
+    wrong("POST", "{presence}/setStatusMessage", r#"{"statusMessage": {"message": {"content": "new"}, "expiryDateTime": {"dateTime": 2099}}}"#, "statusMessage.expiryDateTime.dateTime"),
+    wrong("POST", "{presence}/setStatusMessage", r#"{"statusMessage": {"message": {"content": "new"}, "expiryDateTime": {"dateTime": null}}}"#, "statusMessage.expiryDateTime.dateTime"),
+    wrong("POST", "{presence}/setStatusMessage", r#"{"statusMessage": {"message": {"content": "new"}, "expiryDateTime": {"dateTime": "2099-01-01T00:00:00", "timeZone": ["UTC"]}}}"#, "statusMessage.expiryDateTime.timeZone"),
+    // The work-location actions.
+    wrong("POST", "{presence}/setManualLocation", r#"{"workLocationType": ["remote"]}"#, "workLocationType"),
+    wrong("POST", "{presence}/setManualLocation", r#"{"workLocationType": null}"#, "workLocationType"),
+    wrong("POST", "{presence}/setManualLocation", r#"{"workLocationType": "remote", "placeId": 7}"#, "placeId"),
+    wrong("POST", "{presence}/setAutomaticLocation", r#"{"workLocationType": {"type": "remote"}}"#, "workLocationType"),
+    wrong("POST", "{presence}/setAutomaticLocation", r#"{"workLocationType": "remote", "placeId": ["home"]}"#, "placeId"),
+    // getPresencesByUserId (a read: nothing to write, still a 400).
+    wrong("POST", "{version}/communications/getPresencesByUserId", r#"{"ids": "{user}"}"#, "ids"),
+    wrong("POST", "{version}/communications/getPresencesByUserId", r#"{"ids": [["{user}"]]}"#, "ids[0]"),
+    wrong("POST", "{version}/communications/getPresencesByUserId", r#"{"ids": [null]}"#, "ids[0]"),
+    wrong("POST", "{version}/communications/getPresencesByUserId", r#"{"ids": {"0": "{user}"}}"#, "ids"),
+    wrong("POST", "{version}/communications/getPresencesByUserId", r#"{"ids": null}"#, "ids"),
+    // Subscriptions: create and update.
+    wrong("POST", "{version}/subscriptions", r#"{"changeType": ["updated"], "notificationUrl": "{receiver}/other", "resource": "/communications/presences/{user}", "expirationDateTime": "{expiry}"}"#, "changeType"),
+    wrong("POST", "{version}/subscriptions", r#"{"changeType": "updated", "notificationUrl": {"url": "{receiver}/other"}, "resource": "/communications/presences/{user}", "expirationDateTime": "{expiry}"}"#, "notificationUrl"),
+    wrong("POST", "{version}/subscriptions", r#"{"changeType": "updated", "notificationUrl": "{receiver}/other", "resource": ["/communications/presences/{user}"], "expirationDateTime": "{expiry}"}"#, "resource"),
+    wrong("POST", "{version}/subscriptions", r#"{"changeType": "updated", "notificationUrl": "{receiver}/other", "resource": null, "expirationDateTime": "{expiry}"}"#, "resource"),
+    wrong("POST", "{version}/subscriptions", r#"{"changeType": "updated", "notificationUrl": "{receiver}/other", "resource": "/communications/presences/{user}", "expirationDateTime": 4102444800}"#, "expirationDateTime"),
+    wrong("POST", "{version}/subscriptions", r#"{"changeType": "updated", "notificationUrl": "{receiver}/other", "resource": "/communications/presences/{user}", "expirationDateTime": "{expiry}", "includeResourceData": "false"}"#, "includeResourceData"),
+    wrong("POST", "{version}/subscriptions", r#"{"changeType": "updated", "notificationUrl": "{receiver}/other", "resource": "/communications/presences/{user}", "expirationDateTime": "{expiry}", "clientState": 12}"#, "clientState"),
+    wrong("PATCH", "{version}/subscriptions/{subscription}", r#"{"expirationDateTime": ["{expiry}"]}"#, "expirationDateTime"),
+    wrong("PATCH", "{version}/subscriptions/{subscription}", r#"{"expirationDateTime": {"dateTime": "{expiry}"}}"#, "expirationDateTime"),
+    wrong("PATCH", "{version}/subscriptions/{subscription}", r#"{"notificationUrl": 5}"#, "notificationUrl"),
+    wrong("PATCH", "{version}/subscriptions/{subscription}", r#"{"expirationDateTime": null}"#, "expirationDateTime"),
+    // The legacy session PUT (beta only), in both of its addresses.
+    wrong("PUT", "/beta/users/{user}/presence/sessions/legacy", r#"{"availability": ["Busy"], "activity": "InACall"}"#, "availability"),
+    wrong("PUT", "/beta/users/{user}/presence/sessions/legacy", r#"{"availability": "Busy", "activity": 1}"#, "activity"),
+    wrong("PUT", "/beta/users/{user}/presence/legacy", r#"{"availability": null, "activity": "InACall"}"#, "availability"),
+    wrong("PUT", "/beta/users/{user}/presence/legacy", r#"{"availability": "Busy", "activity": {"name": "InACall"}}"#, "activity"),
+    // outOfOffice
+    wrong("PUT", "/_presenced/users/{user}/outOfOffice", r#"{"isOutOfOffice": "false"}"#, "isOutOfOffice"),
+    wrong("PUT", "/_presenced/users/{user}/outOfOffice", r#"{"isOutOfOffice": 0}"#, "isOutOfOffice"),
+    wrong("PUT", "/_presenced/users/{user}/outOfOffice", r#"{"isOutOfOffice": null, "message": "back"}"#, "isOutOfOffice"),
+    wrong("PUT", "/_presenced/users/{user}/outOfOffice", r#"{"isOutOfOffice": false, "message": ["back"]}"#, "message"),
+    wrong("PUT", "/_presenced/users/{user}/outOfOffice", r#"{"isOutOfOffice": false, "message": {"content": "back"}}"#, "message"),
+    // The manual clock.
+    wrong("POST", "/_presenced/clock/advance", r#"{"by": 300}"#, "by"),
+    wrong("POST", "/_presenced/clock/advance", r#"{"by": ["PT5M"]}"#, "by"),
+    wrong("POST", "/_presenced/clock/advance", r#"{"by": {"minutes": 5}}"#, "by"),
+    wrong("POST", "/_presenced/clock/advance", r#"{"by": null}"#, "by"),
+];
+
+/// What a request could have changed: the user's presence, the sessions
+/// and preferred presence behind it (with their set instants and expiries),
+/// the subscriptions, and the manual clock.
+async fn everything_visible(server: &TestServer, user: &str) -> Vec<Value> {
+    let mut seen = Vec::new();
+    for path in [
+        format!("/v1.0/users/{user}/presence"),
+        format!("/_presenced/users/{user}/sessions"),
+        "/v1.0/subscriptions".to_owned(),
+        "/_presenced/clock".to_owned(),
+    ] {
+        let reply = server.get(&path).await;
+        assert_eq!(reply.status, 200, "GET {path}: {}", reply.text);
+        seen.push(reply.body);
+    }
+    seen
+}
+
+#[tokio::test]
+async fn a_field_of_the_wrong_json_type_is_a_400_naming_it_on_every_body_route_and_writes_nothing()
+{
+    let receiver = crate::receiver::Receiver::start().await;
+    let server = TestServer::start(&["--allow-private-webhooks"]).await;
+    let user = "u1";
+    // Every fact a wrong body could change, set to something it would not
+    // write.
+    let setup: [(&str, String, Value); 8] = [
+        (
+            "POST",
+            format!("/v1.0/users/{user}/presence/setPresence"),
+            json!({"sessionId": "app", "availability": "Away", "activity": "Away", "expirationDuration": "PT1H"}),
+        ),
+        (
+            "POST",
+            format!("/v1.0/users/{user}/presence/setUserPreferredPresence"),
+            json!({"availability": "BeRightBack", "activity": "BeRightBack"}),
+        ),
+        (
+            "POST",
+            format!("/v1.0/users/{user}/presence/setStatusMessage"),
+            json!({"statusMessage": {"message": {"content": "keep me"}}}),
+        ),
+        (
+            "POST",
+            format!("/v1.0/users/{user}/presence/setManualLocation"),
+            json!({"workLocationType": "office", "placeId": "b40"}),
+        ),
+        (
+            "POST",
+            format!("/v1.0/users/{user}/presence/setAutomaticLocation"),
+            json!({"workLocationType": "office", "placeId": "b41"}),
+        ),
+        (
+            "PUT",
+            format!("/_presenced/users/{user}/outOfOffice"),
+            json!({"isOutOfOffice": true, "message": "away this week"}),
+        ),
+        (
+            "PUT",
+            format!("/beta/users/{user}/presence/sessions/legacy"),
+            json!({"availability": "Available", "activity": "Available"}),
+        ),
+        (
+            "PUT",
+            format!("/beta/users/{user}/presence/sessions/other"),
+            json!({"availability": "Available", "activity": "Available"}),
+        ),
+    ];
+    for (method, path, body) in setup {
+        let request = server
+            .client()
+            .request(method.parse().expect("a method"), server.url(&path))
+            .json(&body);
+        server.send(request).await.assert_ok_empty();
+    }
+    let now = server.now().await;
+    let expiry = graph_instant_in(now, 30);
+    let created = server
+        .post(
+            "/v1.0/subscriptions",
+            json!({
+                "changeType": "updated",
+                "notificationUrl": receiver.url("/notify"),
+                "resource": format!("/communications/presences/{user}"),
+                "expirationDateTime": graph_instant_in(now, 45),
+                "clientState": "kept",
+            }),
+        )
+        .await;
+    assert_eq!(created.status, 201, "{}", created.text);
+    let subscription = created.body["id"].as_str().expect("an id").to_owned();
+    let before = everything_visible(&server, user).await;
+
+    let mut sent = 0;
+    for case in WRONG_SHAPES {
+        let paths: Vec<String> = if case.path.starts_with("{presence}") {
+            VERSIONS
+                .iter()
+                .flat_map(|version| FORMS.iter().map(move |form| form.path(version, user)))
+                .map(|presence| case.path.replace("{presence}", &presence))
+                .collect()
+        } else if case.path.starts_with("{version}") {
+            VERSIONS
+                .iter()
+                .map(|version| case.path.replace("{version}", version))
+                .collect()
+        } else {
+            vec![case.path.to_owned()]
+        };
+        let body = case
+            .body
+            .replace("{user}", user)
+            .replace("{receiver}", &receiver.base)
+            .replace("{expiry}", &expiry);
+        for path in paths {
+            let path = path
+                .replace("{user}", user)
+                .replace("{subscription}", &subscription);
+            let mut request = server
+                .client()
+                .request(case.method.parse().expect("a method"), server.url(&path))
+                .header("content-type", "application/json")
+                .body(body.clone());
+            if path.contains("/me/") {
+                request = request.bearer_auth(dev_token(user));
+            }
+            let reply = server.send(request).await;
+            let what = format!("{} {path} {body}", case.method);
+            assert_eq!(reply.status, 400, "{what}: {}", reply.text);
+            let code = reply.body["error"]["code"].as_str().unwrap_or_default();
+            assert!(
+                ["BadRequest", "InvalidArgument", "InvalidRequest"].contains(&code),
+                "{what}: {}",
+                reply.text
+            );
+            let message = reply.assert_error(400, code);
+            assert!(
+                message.to_lowercase().contains(&case.field.to_lowercase()),
+                "{what}: the message names {}: {message}",
+                case.field
+            );
+            sent += 1;
+        }
+    }
+    // Every action under six addresses, the rest under one or two.
+    assert!(sent > 200, "{sent} requests");
+    assert_eq!(
+        everything_visible(&server, user).await,
+        before,
+        "a refused body changed something"
+    );
+    assert_eq!(receiver.tokens().len(), 1, "only the setup's handshake");
+}
+
+fn graph_instant_in(now: jiff::Timestamp, minutes: i64) -> String {
+    crate::helpers::graph_instant(now + jiff::SignedDuration::from_mins(minutes))
+}
