@@ -51,6 +51,8 @@ pub enum Stage {
 }
 
 impl Stage {
+    pub const ALL: &'static [Stage] = &[Stage::Active, Stage::Inactive, Stage::Away, Stage::Steady];
+
     pub const fn as_str(self) -> &'static str {
         match self {
             Stage::Active => "active",

@@ -29,7 +29,7 @@ pub use facts::{
     Extras, OutOfOffice, PreferredPresence, SequenceBase, Session, SessionKind, Stage,
     StatusMessage, StatusMessageExpiry, Timeouts, UserFacts, WorkLocation, WorkLocationLayers,
 };
-pub use id::{IdError, SessionId, TenantId, UserId, UserKey};
+pub use id::{IdError, MAX_ID_LENGTH, SessionId, TenantId, UserId, UserKey};
 pub use presence::{
     Decision, Presence, format_sequence, next_change, next_transition, presence_at, sequence_at,
     strongest_session,

@@ -229,6 +229,12 @@ pub enum WorkLocationSource {
 }
 
 impl WorkLocationSource {
+    pub const ALL: &'static [WorkLocationSource] = &[
+        WorkLocationSource::None,
+        WorkLocationSource::Manual,
+        WorkLocationSource::Automatic,
+    ];
+
     pub const fn as_str(self) -> &'static str {
         match self {
             WorkLocationSource::None => "none",

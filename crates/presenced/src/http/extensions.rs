@@ -5,26 +5,122 @@
 use axum::Json;
 use axum::extract::{RawPathParams, State};
 use axum::http::{Extensions, StatusCode};
+use axum::response::Response;
 use presence_core::{
     Command, Duration, OutOfOffice, SessionKind, UserKey, next_change, presence_at,
 };
-use serde_json::{Value, json};
+use serde::Serialize;
+use utoipa::ToSchema;
 
 use crate::auth::{Access, Principal};
 use crate::http::error::ApiError;
 use crate::http::ops::local_only_with_tokens;
 use crate::http::presence::target_user;
-use crate::http::wire::{ClockAdvanceBody, JsonBody, OutOfOfficeBody, decision_json, required};
+use crate::http::wire::{ClockAdvanceBody, JsonBody, OutOfOfficeBody, json_answer, required};
 use crate::state::AppState;
+use crate::wire::presence::DecisionJson;
+use crate::wire::schema;
 use crate::wire_time::{format_instant, parse_duration};
 
 /// The longest single manual clock advance: ten years of 365 days.
 const MAX_ADVANCE: Duration = Duration::from_days(3_650);
 
-fn instant_or_null(instant: Option<presence_core::Instant>) -> Value {
-    instant.map_or(Value::Null, |instant| {
-        Value::String(format_instant(instant))
-    })
+/// What `GET /_presenced/users/{id}/sessions` answers: the presence, the
+/// rule that decided it, and the facts behind it.
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct SessionsJson {
+    id: String,
+    #[schema(schema_with = schema::availability)]
+    availability: &'static str,
+    #[schema(schema_with = schema::activity)]
+    activity: &'static str,
+    sequence_number: String,
+    decided_by: DecisionJson,
+    /// The next instant the presence shown changes by itself; `null` if never.
+    #[schema(required = true, schema_with = nullable_instant)]
+    next_change_date_time: Option<String>,
+    /// `null` when none is set (or it has ended).
+    #[schema(required = true)]
+    user_preferred_presence: Option<PreferredJson>,
+    /// The live sessions, strongest first.
+    sessions: Vec<SessionJson>,
+    #[schema(schema_with = now)]
+    now: String,
+}
+
+/// One live session, as `GET /_presenced/users/{id}/sessions` shows it.
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct SessionJson {
+    session_id: String,
+    #[schema(schema_with = schema::session_kind)]
+    kind: &'static str,
+    /// What the session was set to.
+    #[schema(schema_with = schema::availability)]
+    set_availability: &'static str,
+    #[schema(schema_with = schema::activity)]
+    set_activity: &'static str,
+    /// What it shows now.
+    #[schema(schema_with = schema::availability)]
+    availability: &'static str,
+    #[schema(schema_with = schema::activity)]
+    activity: &'static str,
+    #[schema(schema_with = schema::stage)]
+    stage: &'static str,
+    #[schema(schema_with = set_date_time)]
+    set_date_time: String,
+    /// `null` for a session that does not fade (any more).
+    #[schema(required = true, schema_with = nullable_instant)]
+    next_fade_date_time: Option<String>,
+    #[schema(schema_with = expiration_date_time)]
+    expiration_date_time: String,
+    decides_presence: bool,
+}
+
+/// The user-preferred presence, as `GET /_presenced/users/{id}/sessions`
+/// shows it.
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct PreferredJson {
+    #[schema(schema_with = schema::availability)]
+    availability: &'static str,
+    #[schema(schema_with = schema::activity)]
+    activity: &'static str,
+    #[schema(schema_with = set_date_time)]
+    set_date_time: String,
+    #[schema(schema_with = expiration_date_time)]
+    expiration_date_time: String,
+    /// Whether it decides the presence: only while a session exists.
+    in_effect: bool,
+}
+
+/// The manual clock's now.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ClockJson {
+    #[schema(schema_with = now)]
+    now: String,
+}
+
+fn now() -> utoipa::openapi::schema::Object {
+    schema::instant("The server's now.")
+}
+
+fn set_date_time() -> utoipa::openapi::schema::Object {
+    schema::instant("When it was last set.")
+}
+
+fn expiration_date_time() -> utoipa::openapi::schema::Object {
+    schema::instant("The first instant at which it no longer exists.")
+}
+
+fn nullable_instant() -> utoipa::openapi::schema::Object {
+    let mut instant = schema::instant("An instant, or null.");
+    instant.schema_type = utoipa::openapi::schema::SchemaType::from_iter([
+        utoipa::openapi::schema::Type::String,
+        utoipa::openapi::schema::Type::Null,
+    ]);
+    instant
 }
 
 /// `GET /_presenced/users/{id}/sessions`: each live session with what it
@@ -34,14 +130,13 @@ pub async fn get_sessions(
     State(state): State<AppState>,
     principal: Principal,
     params: RawPathParams,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Response, ApiError> {
     let user = target_user(&principal, &params)?;
     principal.authorize(Access::Read, &user)?;
     let key = UserKey::new(principal.tenant.clone(), user.clone());
     let timeouts = state.timeouts;
     let (facts, now) = state.service.facts(&key).await?;
     let presence = presence_at(&facts, now, timeouts);
-    let decided_by = decision_json(&presence.decided_by);
     let mut live: Vec<_> = facts
         .sessions
         .iter()
@@ -52,53 +147,55 @@ pub async fn get_sessions(
             .cmp(&a.strength(now, timeouts))
             .then(b.set_at.cmp(&a.set_at))
     });
-    let sessions: Vec<Value> = live
+    let sessions = live
         .iter()
         .map(|session| {
             let (set_availability, set_activity) = session.state.pair();
             let (availability, activity) = session.shown(now, timeouts);
-            json!({
-                "sessionId": session.id.as_str(),
-                "kind": match session.kind {
+            SessionJson {
+                session_id: session.id.as_str().to_string(),
+                kind: match session.kind {
                     SessionKind::Application => "application",
                     SessionKind::Legacy => "legacy",
                 },
-                "setAvailability": set_availability.as_str(),
-                "setActivity": set_activity.as_str(),
-                "availability": availability.as_str(),
-                "activity": activity.as_str(),
-                "stage": session.stage(now, timeouts).as_str(),
-                "setDateTime": format_instant(session.set_at),
-                "nextFadeDateTime": instant_or_null(session.next_fade(now, timeouts)),
-                "expirationDateTime": format_instant(session.expires_at),
-                "decidesPresence": presence.decided_by == presence_core::Decision::Session(&session.id),
-            })
+                set_availability: set_availability.as_str(),
+                set_activity: set_activity.as_str(),
+                availability: availability.as_str(),
+                activity: activity.as_str(),
+                stage: session.stage(now, timeouts).as_str(),
+                set_date_time: format_instant(session.set_at),
+                next_fade_date_time: session.next_fade(now, timeouts).map(format_instant),
+                expiration_date_time: format_instant(session.expires_at),
+                decides_presence: presence.decided_by
+                    == presence_core::Decision::Session(&session.id),
+            }
         })
         .collect();
-    let preferred = facts
+    let user_preferred_presence = facts
         .preferred()
         .filter(|preferred| preferred.is_live(now))
         .map(|preferred| {
             let (availability, activity) = preferred.state.pair();
-            json!({
-                "availability": availability.as_str(),
-                "activity": activity.as_str(),
-                "setDateTime": format_instant(preferred.set_at),
-                "expirationDateTime": format_instant(preferred.expires_at),
-                "inEffect": !live.is_empty(),
-            })
+            PreferredJson {
+                availability: availability.as_str(),
+                activity: activity.as_str(),
+                set_date_time: format_instant(preferred.set_at),
+                expiration_date_time: format_instant(preferred.expires_at),
+                in_effect: !live.is_empty(),
+            }
         });
-    Ok(Json(json!({
-        "id": user.as_str(),
-        "availability": presence.availability.as_str(),
-        "activity": presence.activity.as_str(),
-        "sequenceNumber": presence_core::format_sequence(presence.sequence),
-        "decidedBy": decided_by,
-        "nextChangeDateTime": instant_or_null(next_change(&facts, now, timeouts)),
-        "userPreferredPresence": preferred.unwrap_or(Value::Null),
-        "sessions": sessions,
-        "now": format_instant(now),
-    })))
+    let answer = SessionsJson {
+        id: user.as_str().to_string(),
+        availability: presence.availability.as_str(),
+        activity: presence.activity.as_str(),
+        sequence_number: presence_core::format_sequence(presence.sequence),
+        decided_by: DecisionJson::new(&presence.decided_by),
+        next_change_date_time: next_change(&facts, now, timeouts).map(format_instant),
+        user_preferred_presence,
+        sessions,
+        now: format_instant(now),
+    };
+    Ok(json_answer(&answer, 1024))
 }
 
 /// `PUT /_presenced/users/{id}/outOfOffice`.
@@ -159,10 +256,12 @@ pub async fn get_clock(
     State(state): State<AppState>,
     _caller: Principal,
     extensions: Extensions,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<ClockJson>, ApiError> {
     local_only_with_tokens(&state, &extensions, CLOCK_SPANS_TENANTS)?;
     require_manual_clock(&state)?;
-    Ok(Json(json!({ "now": format_instant(state.clock.now()) })))
+    Ok(Json(ClockJson {
+        now: format_instant(state.clock.now()),
+    }))
 }
 
 /// `POST /_presenced/clock/advance {"by": "PT5M"}`: moves the clock through
@@ -173,7 +272,7 @@ pub async fn advance_clock(
     _caller: Principal,
     extensions: Extensions,
     JsonBody(body): JsonBody<ClockAdvanceBody>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<ClockJson>, ApiError> {
     local_only_with_tokens(&state, &extensions, CLOCK_SPANS_TENANTS)?;
     require_manual_clock(&state)?;
     let by = parse_duration("by", required(&body.by, "by")?).map_err(ApiError::InvalidArgument)?;
@@ -195,7 +294,9 @@ pub async fn advance_clock(
     let Some(redis) = state.redis.get() else {
         let target = state.clock.now().saturating_add(by);
         timeline.advance(&state.clock, target).await;
-        return Ok(Json(json!({ "now": format_instant(state.clock.now()) })));
+        return Ok(Json(ClockJson {
+            now: format_instant(state.clock.now()),
+        }));
     };
     // Many nodes share the clock in Redis: one advance at a time across
     // them, from the clock as Redis holds it.
@@ -214,7 +315,9 @@ pub async fn advance_clock(
     if let Err(error) = redis.unlock(ADVANCING, &token).await {
         tracing::warn!(%error, "could not unlock the clock's advance; it lapses by itself");
     }
-    Ok(Json(json!({ "now": format_instant(advanced?) })))
+    Ok(Json(ClockJson {
+        now: format_instant(advanced?),
+    }))
 }
 
 /// The cluster-wide lock of the shared clock's advances.

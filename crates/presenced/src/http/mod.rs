@@ -16,6 +16,7 @@ pub mod error;
 pub mod extensions;
 pub mod frame;
 pub mod legacy;
+pub mod openapi;
 pub mod ops;
 pub mod presence;
 pub mod strict;
@@ -25,49 +26,16 @@ pub mod wire;
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
 use axum::routing::{MethodRouter, delete, get, patch, post, put};
-use utoipa::openapi::path::{
-    HttpMethod, OperationBuilder, ParameterBuilder, ParameterIn, PathItem,
-};
-use utoipa::openapi::request_body::RequestBodyBuilder;
-use utoipa::openapi::{
-    ComponentsBuilder, ContentBuilder, InfoBuilder, OpenApiBuilder, PathsBuilder, Ref, Required,
-    ResponseBuilder,
-};
+use utoipa::openapi::PathsBuilder;
+use utoipa::openapi::path::{HttpMethod, PathItem};
 
 use crate::http::error::ApiError;
+use crate::http::openapi::{Answer, Doc, doc};
 use crate::state::AppState;
 
 /// The largest request body accepted: 650 ids of the longest accepted id
 /// fit with room to spare.
 pub const MAX_BODY_BYTES: usize = 128 * 1024;
-
-/// What a route answers, for the OpenAPI document.
-#[derive(Clone, Copy, Debug)]
-enum Answer {
-    /// `200` with an empty body (Graph's write actions).
-    Empty,
-    /// `200` with a JSON body of the named schema.
-    Schema(&'static str),
-    /// `200` with a JSON object described in the summary.
-    Object,
-    /// `200` with plain text.
-    Text,
-}
-
-#[derive(Clone, Copy, Debug)]
-struct Doc {
-    summary: &'static str,
-    request: Option<&'static str>,
-    answer: Answer,
-}
-
-const fn doc(summary: &'static str, request: Option<&'static str>, answer: Answer) -> Doc {
-    Doc {
-        summary,
-        request,
-        answer,
-    }
-}
 
 struct Api {
     router: Router<AppState>,
@@ -95,66 +63,9 @@ impl Api {
     /// Adds a route to the OpenAPI document and to the routes served.
     fn describe(mut self, method: HttpMethod, path: &str, doc: Doc) -> Api {
         self.served.push((http_method(&method), path.to_owned()));
-        let mut operation = OperationBuilder::new()
-            .summary(Some(doc.summary))
-            .operation_id(Some(operation_id(&method, path)));
-        for segment in path.split('/') {
-            if let Some(name) = segment
-                .strip_prefix('{')
-                .and_then(|rest| rest.strip_suffix('}'))
-            {
-                operation = operation.parameter(
-                    ParameterBuilder::new()
-                        .name(name)
-                        .parameter_in(ParameterIn::Path)
-                        .required(Required::True)
-                        .schema(Some(utoipa::openapi::schema::Object::with_type(
-                            utoipa::openapi::schema::Type::String,
-                        ))),
-                );
-            }
-        }
-        if let Some(schema) = doc.request {
-            operation = operation.request_body(Some(
-                RequestBodyBuilder::new()
-                    .content(
-                        "application/json",
-                        ContentBuilder::new()
-                            .schema(Some(Ref::from_schema_name(schema)))
-                            .build(),
-                    )
-                    .build(),
-            ));
-        }
-        let success = match doc.answer {
-            Answer::Empty => ResponseBuilder::new().description("Done; the body is empty."),
-            Answer::Schema(schema) => ResponseBuilder::new().description("Success.").content(
-                "application/json",
-                ContentBuilder::new()
-                    .schema(Some(Ref::from_schema_name(schema)))
-                    .build(),
-            ),
-            Answer::Object => ResponseBuilder::new()
-                .description("Success.")
-                .content("application/json", ContentBuilder::new().build()),
-            Answer::Text => ResponseBuilder::new()
-                .description("Success.")
-                .content("text/plain", ContentBuilder::new().build()),
-        };
-        let failure = ResponseBuilder::new()
-            .description("Graph's OData error envelope.")
-            .content(
-                "application/json",
-                ContentBuilder::new()
-                    .schema(Some(Ref::from_schema_name("ODataError")))
-                    .build(),
-            );
-        operation = operation
-            .response("200", success.build())
-            .response("default", failure.build());
-        self.paths = self
-            .paths
-            .path(path, PathItem::new(method, operation.build()));
+        let mut operation = openapi::operation(path, &doc);
+        operation.operation_id = Some(operation_id(&method, path));
+        self.paths = self.paths.path(path, PathItem::new(method, operation));
         self
     }
 }
@@ -208,7 +119,7 @@ fn graph_routes(mut api: Api, version: &str) -> Api {
                 doc(
                     "Get a user's aggregated presence.",
                     None,
-                    Answer::Schema("PresenceJson"),
+                    Answer::Json("PresenceJson"),
                 ),
             )
             .route(
@@ -229,7 +140,8 @@ fn graph_routes(mut api: Api, version: &str) -> Api {
                     "Delete the calling application's presence session (404 if it does not exist).",
                     Some("ClearPresenceBody"),
                     Answer::Empty,
-                ),
+                )
+                .also(&[404]),
             )
             .route(
                 Post,
@@ -301,18 +213,18 @@ fn graph_routes(mut api: Api, version: &str) -> Api {
         doc(
             "Get the presence of up to 650 users; one entry per requested id.",
             Some("GetPresencesBody"),
-            Answer::Schema("PresenceCollection"),
+            Answer::Json("PresenceCollection"),
         ),
     );
     use subscriptions::*;
     let one = format!("{version}/subscriptions/{{id}}");
     api = api
-        .route(Post, &format!("{version}/subscriptions"), post(create_subscription), doc("Subscribe to presence changes: validates notificationUrl (and lifecycleNotificationUrl) with Graph's handshake, then answers 201 with the subscription.", Some("SubscriptionBody"), Answer::Schema("SubscriptionJson")))
-        .route(Get, &format!("{version}/subscriptions"), get(list_subscriptions), doc("The calling application's subscriptions in its tenant.", None, Answer::Schema("SubscriptionCollection")))
-        .route(Get, &one, get(get_subscription), doc("One of the calling application's subscriptions.", None, Answer::Schema("SubscriptionJson")))
-        .route(HttpMethod::Patch, &one, patch(update_subscription), doc("Renew (expirationDateTime) or move (notificationUrl, validated again) a subscription.", Some("SubscriptionBody"), Answer::Schema("SubscriptionJson")))
-        .route(Delete, &one, delete(delete_subscription), doc("Delete a subscription (204).", None, Answer::Empty))
-        .route(Post, &format!("{one}/reauthorize"), post(reauthorize_subscription), doc("Reauthorize a subscription after reauthorizationRequired (204).", None, Answer::Empty));
+        .route(Post, &format!("{version}/subscriptions"), post(create_subscription), doc("Subscribe to presence changes: validates notificationUrl (and lifecycleNotificationUrl) with Graph's handshake, then answers 201 with the subscription.", Some("SubscriptionBody"), Answer::Created("SubscriptionJson")))
+        .route(Get, &format!("{version}/subscriptions"), get(list_subscriptions), doc("The calling application's subscriptions in its tenant.", None, Answer::Json("SubscriptionCollection")))
+        .route(Get, &one, get(get_subscription), doc("One of the calling application's subscriptions.", None, Answer::Json("SubscriptionJson")).also(&[404]))
+        .route(HttpMethod::Patch, &one, patch(update_subscription), doc("Renew (expirationDateTime) or move (notificationUrl, validated again) a subscription.", Some("SubscriptionUpdateBody"), Answer::Json("SubscriptionJson")).also(&[404]))
+        .route(Delete, &one, delete(delete_subscription), doc("Delete a subscription.", None, Answer::NoContent).also(&[404]))
+        .route(Post, &format!("{one}/reauthorize"), post(reauthorize_subscription), doc("Reauthorize a subscription after reauthorizationRequired.", None, Answer::NoContent).also(&[404]));
     if version == "/beta" {
         for path in [
             "/beta/users/{id}/presence/sessions/{sessionId}",
@@ -320,7 +232,7 @@ fn graph_routes(mut api: Api, version: &str) -> Api {
         ] {
             api = api
                 .route(Put, path, put(legacy::put_session), doc("Legacy: create or refresh a session that fades and ends at the third idle timeout.", Some("LegacySessionBody"), Answer::Empty))
-                .route(Delete, path, delete(legacy::delete_session), doc("Legacy: delete a session (404 if it does not exist).", None, Answer::Empty));
+                .route(Delete, path, delete(legacy::delete_session), doc("Legacy: delete a session (404 if it does not exist).", None, Answer::Empty).also(&[404]));
         }
     }
     api
@@ -335,50 +247,20 @@ fn routes() -> Api {
     };
     api = graph_routes(api, "/v1.0");
     api = graph_routes(api, "/beta");
-    api.route(Get, "/_presenced/users/{id}/sessions", get(extensions::get_sessions), doc("The sessions behind a presence: each one's set state, current stage, next fade and expiry, and the rule that decided the aggregate.", None, Answer::Object))
+    api.route(Get, "/_presenced/users/{id}/sessions", get(extensions::get_sessions), doc("The sessions behind a presence: each one's set state, current stage, next fade and expiry, and the rule that decided the aggregate.", None, Answer::Json("SessionsJson")))
         .route(Put, "/_presenced/users/{id}/outOfOffice", put(extensions::put_out_of_office), doc("Set outOfOfficeSettings, which Graph derives from a mailbox.", Some("OutOfOfficeBody"), Answer::Empty))
-        .route(Get, "/_presenced/stream", get(subscriptions::stream), doc("Server-Sent Events: a `presence` event for every visible change of the users in ?ids=a,b (or of the whole tenant, with Presence.Read.All); Last-Event-ID resumes.", None, Answer::Text))
-        .route(Get, "/_presenced/clock", get(extensions::get_clock), doc("The manual clock's now (only with --clock manual).", None, Answer::Object))
-        .route(Post, "/_presenced/clock/advance", post(extensions::advance_clock), doc("Advance the manual clock, firing every fade and expiry that falls due, each at its instant.", Some("ClockAdvanceBody"), Answer::Object))
-        .route(Get, "/healthz", get(ops::healthz), doc("Liveness: the process answers.", None, Answer::Object))
-        .route(Get, "/readyz", get(ops::readyz), doc("Readiness: the store answers.", None, Answer::Object))
-        .route(Get, "/metrics", get(ops::metrics), doc("Prometheus metrics.", None, Answer::Text))
-        .route(Get, "/openapi.json", get(ops::openapi), doc("This document.", None, Answer::Object))
+        .route(Get, "/_presenced/stream", get(subscriptions::stream), doc("Server-Sent Events: a `presence` event for every visible change of the users in ?ids=a,b (or of the whole tenant, with Presence.Read.All); Last-Event-ID resumes.", None, Answer::EventStream).query("ids", "Comma-separated user ids (at most 650); without it, the whole tenant."))
+        .route(Get, "/_presenced/clock", get(extensions::get_clock), doc("The manual clock's now (only with --clock manual; with tokens, only from the server's own machine).", None, Answer::Json("ClockJson")).also(&[404]))
+        .route(Post, "/_presenced/clock/advance", post(extensions::advance_clock), doc("Advance the manual clock, firing every fade and expiry that falls due, each at its instant.", Some("ClockAdvanceBody"), Answer::Json("ClockJson")).also(&[404]))
+        .route(Get, "/healthz", get(ops::healthz), doc("Liveness: the process answers.", None, Answer::Json("HealthJson")).open())
+        .route(Get, "/readyz", get(ops::readyz), doc("Readiness: the store answers.", None, Answer::Json("HealthJson")).open())
+        .route(Get, "/metrics", get(ops::metrics), doc("Prometheus metrics (with tokens, only to clients on the server's own machine).", None, Answer::Metrics).open().also(&[403]))
+        .route(Get, "/openapi.json", get(ops::openapi), doc("This document.", None, Answer::Document).open())
 }
 
-/// The OpenAPI document for every route [`app`] serves.
-pub fn openapi_document() -> utoipa::openapi::OpenApi {
-    use wire::*;
-    let components = ComponentsBuilder::new()
-        .schema_from::<PresenceJson>()
-        .schema_from::<presence::PresenceCollection>()
-        .schema_from::<SetPresenceBody>()
-        .schema_from::<ClearPresenceBody>()
-        .schema_from::<SetUserPreferredPresenceBody>()
-        .schema_from::<SetStatusMessageBody>()
-        .schema_from::<WorkLocationBody>()
-        .schema_from::<GetPresencesBody>()
-        .schema_from::<LegacySessionBody>()
-        .schema_from::<OutOfOfficeBody>()
-        .schema_from::<ClockAdvanceBody>()
-        .schema_from::<subscriptions::SubscriptionBody>()
-        .schema_from::<subscriptions::SubscriptionJson>()
-        .schema_from::<subscriptions::SubscriptionCollection>()
-        .schema_from::<ops::ODataError>()
-        .build();
-    OpenApiBuilder::new()
-        .info(
-            InfoBuilder::new()
-                .title("presenced")
-                .version(env!("CARGO_PKG_VERSION"))
-                .description(Some(
-                    "A presence server that speaks the Microsoft Graph presence API.",
-                ))
-                .build(),
-        )
-        .paths(routes().paths.build())
-        .components(Some(components))
-        .build()
+/// The OpenAPI document for every route [`app`] serves, as JSON.
+pub fn openapi_document() -> serde_json::Value {
+    openapi::document(routes().paths.build())
 }
 
 /// The whole application for a given state.

@@ -10,12 +10,11 @@ use axum::extract::connect_info::ConnectInfo;
 use axum::http::Extensions;
 use axum::http::{HeaderValue, Method, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use serde_json::{Value, json};
 
 use crate::http::error::ApiError;
 use crate::state::AppState;
 
-/// Graph's error envelope, for the OpenAPI document.
+/// Graph's error envelope, for the OpenAPI document (`error.rs` writes it).
 #[derive(Debug, serde::Serialize, utoipa::ToSchema)]
 pub struct ODataError {
     error: ODataErrorBody,
@@ -24,27 +23,45 @@ pub struct ODataError {
 #[derive(Debug, serde::Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 struct ODataErrorBody {
+    /// A stable machine code, as Graph spells its codes (`BadRequest`,
+    /// `InvalidArgument`, `Forbidden`, `NotFound`, ...).
     code: String,
+    /// What went wrong and what to send instead.
     message: String,
     inner_error: InnerError,
 }
 
 #[derive(Debug, serde::Serialize, utoipa::ToSchema)]
 struct InnerError {
+    /// When the error happened (UTC, to the second).
     date: String,
+    /// This request's id, also in the `request-id` header.
     #[serde(rename = "request-id")]
     request_id: String,
+    /// The caller's `client-request-id`, or the request id.
     #[serde(rename = "client-request-id")]
     client_request_id: String,
 }
 
-pub async fn healthz() -> Json<Value> {
-    Json(json!({ "status": "ok" }))
+/// What `/healthz` and `/readyz` answer.
+#[derive(Debug, serde::Serialize, utoipa::ToSchema)]
+pub struct HealthJson {
+    /// `ok` (the process answers) or `ready` (the store answers too).
+    #[schema(schema_with = health_status)]
+    status: &'static str,
+}
+
+fn health_status() -> utoipa::openapi::schema::Object {
+    crate::wire::schema::one_of(["ok", "ready"], "ok from /healthz, ready from /readyz.")
+}
+
+pub async fn healthz() -> Json<HealthJson> {
+    Json(HealthJson { status: "ok" })
 }
 
 /// Ready when the store answers a read (Redis a round trip), and not
 /// stopping.
-pub async fn readyz(State(state): State<AppState>) -> Result<Json<Value>, ApiError> {
+pub async fn readyz(State(state): State<AppState>) -> Result<Json<HealthJson>, ApiError> {
     if state.draining.load(std::sync::atomic::Ordering::Acquire) {
         return Err(ApiError::Unavailable(
             presence_store::StoreError::Unavailable(
@@ -56,7 +73,7 @@ pub async fn readyz(State(state): State<AppState>) -> Result<Json<Value>, ApiErr
     if let Some(redis) = state.redis.get() {
         redis.ping().await?;
     }
-    Ok(Json(json!({ "status": "ready" })))
+    Ok(Json(HealthJson { status: "ready" }))
 }
 
 /// `/metrics` counts every tenant's users and sessions together, so when

@@ -9,7 +9,7 @@ use std::convert::Infallible;
 use std::sync::Arc;
 
 use axum::extract::{Path, Query, State};
-use axum::http::{HeaderMap, StatusCode};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
 use presence_core::{Instant, UserId};
@@ -24,21 +24,58 @@ use crate::notify::crypto::EncryptionCertificate;
 use crate::notify::subscription::{self, MAX_CLIENT_STATE, Owner, Subscription};
 use crate::notify::{NotifyError, address};
 use crate::state::AppState;
+use crate::wire::schema;
 use crate::wire_time::{format_instant, parse_instant};
 
+/// `POST /subscriptions`.
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct SubscriptionBody {
+    #[schema(required = true, schema_with = schema::change_type)]
     pub change_type: Option<String>,
+    /// An https URL (http only with --allow-private-webhooks), validated
+    /// with Graph's handshake before the subscription is made.
+    #[schema(required = true, value_type = String, min_length = 1)]
     pub notification_url: Option<String>,
+    /// Where lifecycle notifications go; validated like notificationUrl.
     pub lifecycle_notification_url: Option<String>,
+    /// `/communications/presences/{id}`, or
+    /// `/communications/presences?$filter=id in ('a','b')` for up to 650 users.
+    #[schema(required = true, value_type = String, min_length = 1)]
     pub resource: Option<String>,
+    /// In the future, and at most the longest lifetime allowed (one hour by default).
+    #[schema(required = true, schema_with = expiration_date_time)]
     pub expiration_date_time: Option<String>,
+    /// Sent back with every notification; at most 128 characters.
+    #[schema(max_length = 128)]
     pub client_state: Option<String>,
+    /// With true, encryptionCertificate and encryptionCertificateId are required.
     pub include_resource_data: Option<bool>,
+    /// Base64 of an X.509 certificate with an RSA public key.
     pub encryption_certificate: Option<String>,
     pub encryption_certificate_id: Option<String>,
     pub latest_supported_tls_version: Option<String>,
+}
+
+/// `PATCH /subscriptions/{id}`: renew, or move.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct SubscriptionUpdateBody {
+    /// The new expiration: in the future, and at most the longest lifetime allowed.
+    #[schema(schema_with = new_expiration_date_time)]
+    pub expiration_date_time: Option<String>,
+    /// A new notification URL, validated again with the handshake.
+    pub notification_url: Option<String>,
+    /// Can only be set at creation: only the current value is accepted.
+    pub lifecycle_notification_url: Option<String>,
+}
+
+fn expiration_date_time() -> utoipa::openapi::schema::Object {
+    schema::instant("An RFC 3339 instant, e.g. 2026-01-01T10:00:00Z.")
+}
+
+fn new_expiration_date_time() -> utoipa::openapi::schema::Object {
+    schema::nullable(expiration_date_time())
 }
 
 #[derive(Debug, Serialize, ToSchema)]
@@ -48,18 +85,28 @@ pub struct SubscriptionJson {
     odata_context: Option<String>,
     id: String,
     resource: String,
+    #[schema(required = true)]
     application_id: Option<String>,
+    #[schema(schema_with = schema::change_type)]
     change_type: &'static str,
+    #[schema(required = true)]
     client_state: Option<String>,
     notification_url: String,
+    #[schema(required = true)]
     notification_query_options: Option<String>,
+    #[schema(required = true)]
     lifecycle_notification_url: Option<String>,
+    #[schema(schema_with = expiration_date_time)]
     expiration_date_time: String,
+    #[schema(required = true)]
     creator_id: Option<String>,
     include_resource_data: bool,
     latest_supported_tls_version: String,
+    #[schema(required = true)]
     encryption_certificate: Option<String>,
+    #[schema(required = true)]
     encryption_certificate_id: Option<String>,
+    #[schema(required = true)]
     notification_url_app_id: Option<String>,
 }
 
@@ -308,6 +355,11 @@ pub async fn create_subscription(
     let json = SubscriptionJson::new(&created, Some(context(&root, "subscriptions/$entity")));
     let mut response = json_answer(&json, 1024);
     *response.status_mut() = StatusCode::CREATED;
+    // The id is a UUID, so the address is a valid header value.
+    let location = format!("{}/subscriptions/{}", root.root, created.id);
+    if let Ok(location) = HeaderValue::from_str(&location) {
+        response.headers_mut().insert(header::LOCATION, location);
+    }
     Ok(response)
 }
 
@@ -349,7 +401,7 @@ pub async fn update_subscription(
     principal: Principal,
     root: ServiceRoot,
     Path(id): Path<String>,
-    JsonBody(body): JsonBody<SubscriptionBody>,
+    JsonBody(body): JsonBody<SubscriptionUpdateBody>,
 ) -> Result<Response, ApiError> {
     let existing = owned(&state, &principal, &id)?;
     // The caller's permissions may have changed since it subscribed.

@@ -13,10 +13,11 @@ use serde::{Deserialize, Deserializer, Serialize};
 use utoipa::ToSchema;
 
 use crate::http::error::ApiError;
+use crate::wire::schema;
 
 pub use crate::wire::presence::{
     DateTimeTimeZoneOut, ItemBodyOut, OutOfOfficeOut, PRESENCE_JSON_BYTES, PresenceJson, Reader,
-    StatusMessageOut, WorkLocationOut, decision_json, presence_json,
+    StatusMessageOut, WorkLocationOut, presence_json,
 };
 
 /// How long a request body may take to arrive once its headers have.
@@ -186,45 +187,60 @@ pub fn work_location_type(text: &str) -> Result<WorkLocationType, ApiError> {
 
 // ---------------------------------------------------------------------------
 // Request bodies.
+//
+// Every field is an `Option` so that a missing or `null` required field is
+// answered with Graph's own message naming it (`required`), not serde's;
+// the OpenAPI schema says which are required and never `null`.
 
 #[derive(Debug, Default, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct SetPresenceBody {
     /// The calling application's id.
+    #[schema(required = true, schema_with = schema::id)]
     pub session_id: Option<String>,
+    #[schema(required = true, schema_with = schema::set_presence_availability)]
     pub availability: Option<String>,
+    #[schema(required = true, schema_with = schema::set_presence_activity)]
     pub activity: Option<String>,
-    /// ISO 8601 duration between PT5M and PT4H; default PT5M.
+    #[schema(schema_with = session_expiration)]
     pub expiration_duration: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct ClearPresenceBody {
+    /// The calling application's id.
+    #[schema(required = true, schema_with = schema::id)]
     pub session_id: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct SetUserPreferredPresenceBody {
+    #[schema(required = true, schema_with = schema::preferred_availability)]
     pub availability: Option<String>,
+    #[schema(required = true, schema_with = schema::preferred_activity)]
     pub activity: Option<String>,
-    /// ISO 8601 duration; default 1 day for Busy and DoNotDisturb, 7 days otherwise.
+    #[schema(schema_with = preferred_expiration)]
     pub expiration_duration: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct LegacySessionBody {
+    #[schema(required = true, schema_with = schema::legacy_availability)]
     pub availability: Option<String>,
+    #[schema(required = true, schema_with = schema::legacy_activity)]
     pub activity: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct ItemBodyJson {
+    /// At most 1,000 characters; empty clears the status message.
+    #[schema(max_length = 1000)]
     pub content: Option<String>,
-    /// Only `text` is supported.
+    #[schema(schema_with = content_type)]
     pub content_type: Option<String>,
 }
 
@@ -232,6 +248,7 @@ pub struct ItemBodyJson {
 #[serde(rename_all = "camelCase")]
 pub struct DateTimeTimeZoneJson {
     /// A local date and time without offset, e.g. `2026-10-18T17:05:33.2079781`.
+    #[schema(required = true, value_type = String, min_length = 1)]
     pub date_time: Option<String>,
     /// A Windows or IANA time zone name; default UTC.
     pub time_zone: Option<String>,
@@ -240,7 +257,9 @@ pub struct DateTimeTimeZoneJson {
 #[derive(Debug, Default, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct StatusMessageJson {
+    /// The message; none (or empty content) clears the status message.
     pub message: Option<ItemBodyJson>,
+    /// When the message ends; none keeps it until it is changed.
     pub expiry_date_time: Option<DateTimeTimeZoneJson>,
 }
 
@@ -249,15 +268,17 @@ pub struct StatusMessageJson {
 pub struct SetStatusMessageBody {
     /// `null` clears the status message.
     #[serde(default, deserialize_with = "present")]
-    #[schema(value_type = Option<StatusMessageJson>)]
+    #[schema(required = true, value_type = Option<StatusMessageJson>)]
     pub status_message: Option<Option<StatusMessageJson>>,
 }
 
 #[derive(Debug, Default, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct WorkLocationBody {
-    /// `unspecified`, `office`, `remote` or `timeOff`.
+    #[schema(required = true, schema_with = schema::work_location_type)]
     pub work_location_type: Option<String>,
+    /// At most 256 characters.
+    #[schema(max_length = 256)]
     pub place_id: Option<String>,
 }
 
@@ -265,20 +286,53 @@ pub struct WorkLocationBody {
 #[serde(rename_all = "camelCase")]
 pub struct GetPresencesBody {
     /// Up to 650 user ids.
+    #[schema(required = true, schema_with = ids)]
     pub ids: Option<Vec<String>>,
+}
+
+fn content_type() -> utoipa::openapi::schema::Object {
+    schema::nullable(schema::content_type())
+}
+
+fn session_expiration() -> utoipa::openapi::schema::Object {
+    schema::nullable(schema::duration(
+        "How long the session lives: from PT5M to PT4H; default PT5M.",
+    ))
+}
+
+fn preferred_expiration() -> utoipa::openapi::schema::Object {
+    schema::nullable(schema::duration(
+        "How long the preferred presence lasts; default 1 day for Busy and DoNotDisturb, 7 days otherwise.",
+    ))
+}
+
+fn advance() -> utoipa::openapi::schema::Object {
+    schema::duration("How far to move the clock: not negative, at most ten years.")
+}
+
+/// getPresencesByUserId's `ids`, for the OpenAPI document.
+fn ids() -> utoipa::openapi::schema::Array {
+    utoipa::openapi::schema::ArrayBuilder::new()
+        .items(schema::id())
+        .max_items(Some(crate::http::presence::MAX_BATCH_IDS))
+        .description(Some("The users to read: at most 650 ids."))
+        .build()
 }
 
 #[derive(Debug, Default, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct OutOfOfficeBody {
+    #[schema(required = true, value_type = bool)]
     pub is_out_of_office: Option<bool>,
+    /// At most 4,000 characters.
+    #[schema(max_length = 4000)]
     pub message: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct ClockAdvanceBody {
-    /// A non-negative ISO 8601 duration, e.g. `PT5M`.
+    #[schema(required = true, schema_with = advance)]
     pub by: Option<String>,
 }
 

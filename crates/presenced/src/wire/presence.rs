@@ -12,7 +12,12 @@ use presence_core::{
 use serde::Serialize;
 use utoipa::ToSchema;
 
+use crate::wire::schema;
 use crate::wire_time;
+
+fn published_date_time() -> utoipa::openapi::schema::Object {
+    schema::instant("When the message was set.")
+}
 
 /// Who is reading, which decides whether the status message's dates show.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -29,10 +34,15 @@ pub struct PresenceJson {
     #[serde(rename = "@odata.context", skip_serializing_if = "Option::is_none")]
     pub odata_context: Option<String>,
     pub id: String,
+    #[schema(schema_with = schema::availability)]
     pub availability: &'static str,
+    #[schema(schema_with = schema::activity)]
     pub activity: &'static str,
+    /// `null` when the user has none.
+    #[schema(required = true)]
     pub status_message: Option<StatusMessageOut>,
     pub out_of_office_settings: OutOfOfficeOut,
+    /// Grows on every visible change; compare as strings of equal length.
     pub sequence_number: String,
     pub work_location: WorkLocationOut,
 }
@@ -41,9 +51,13 @@ pub struct PresenceJson {
 #[serde(rename_all = "camelCase")]
 pub struct StatusMessageOut {
     pub message: ItemBodyOut,
+    /// Shown to the user themself and to applications only.
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(schema_with = published_date_time)]
     pub published_date_time: Option<String>,
+    /// Shown to the user themself and to applications only.
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = DateTimeTimeZoneOut)]
     pub expiry_date_time: Option<DateTimeTimeZoneOut>,
 }
 
@@ -51,6 +65,7 @@ pub struct StatusMessageOut {
 #[serde(rename_all = "camelCase")]
 pub struct ItemBodyOut {
     pub content: String,
+    #[schema(schema_with = schema::content_type)]
     pub content_type: &'static str,
 }
 
@@ -64,6 +79,7 @@ pub struct DateTimeTimeZoneOut {
 #[derive(Debug, Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct OutOfOfficeOut {
+    #[schema(required = true)]
     pub message: Option<String>,
     pub is_out_of_office: bool,
 }
@@ -71,8 +87,11 @@ pub struct OutOfOfficeOut {
 #[derive(Debug, Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct WorkLocationOut {
+    #[schema(schema_with = schema::work_location_type)]
     pub work_location_type: &'static str,
+    #[schema(schema_with = schema::work_location_source)]
     pub source: &'static str,
+    #[schema(required = true)]
     pub place_id: Option<String>,
 }
 
@@ -197,14 +216,27 @@ pub fn presence_json(
     PresenceJson::new(user, &presence, reader, odata_context)
 }
 
-/// The rule that decided a presence, for the introspection endpoint.
-pub fn decision_json(decision: &Decision<'_>) -> serde_json::Value {
-    match decision {
-        Decision::UserPreferred => serde_json::json!({ "rule": "userPreferredPresence" }),
-        Decision::Session(id) => {
-            serde_json::json!({ "rule": "strongestSession", "sessionId": id.as_str() })
-        }
-        Decision::NoSession => serde_json::json!({ "rule": "noSession" }),
+/// Which rule of the aggregation ladder decided a presence, for the
+/// introspection endpoint.
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct DecisionJson {
+    #[schema(schema_with = schema::decision_rule)]
+    pub rule: &'static str,
+    /// The deciding session, when the rule is `strongestSession`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = String)]
+    pub session_id: Option<String>,
+}
+
+impl DecisionJson {
+    pub fn new(decision: &Decision<'_>) -> DecisionJson {
+        let (rule, session_id) = match decision {
+            Decision::UserPreferred => ("userPreferredPresence", None),
+            Decision::Session(id) => ("strongestSession", Some(id.as_str().to_string())),
+            Decision::NoSession => ("noSession", None),
+        };
+        DecisionJson { rule, session_id }
     }
 }
 
