@@ -19,6 +19,8 @@ mod ops;
 mod receiver;
 mod redis_admin;
 mod scheduler;
+mod schemathesis;
 mod sdk_python;
 mod throttle;
 mod timeline;
+mod venv;

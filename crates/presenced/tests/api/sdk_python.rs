@@ -4,7 +4,6 @@
 //! change); it fails, saying how to fix it, if Python cannot do that.
 
 use std::path::{Path, PathBuf};
-use std::process::Command;
 
 use crate::helpers::TestServer;
 
@@ -14,57 +13,14 @@ fn sdk_dir() -> PathBuf {
         .join("sdk")
 }
 
-fn run(command: &mut Command, what: &str) {
-    let output = command.output().unwrap_or_else(|error| {
-        panic!("{what}: cannot run {command:?}: {error}. Install Python 3 with venv and pip (Debian: apt-get install python3-venv python3-pip).")
-    });
-    assert!(
-        output.status.success(),
-        "{what} failed ({}):\n{}\n{}\nInstall Python 3 with venv and pip, with access to PyPI.",
-        output.status,
-        String::from_utf8_lossy(&output.stdout),
-        String::from_utf8_lossy(&output.stderr)
-    );
-}
-
-/// A virtual environment with the pinned SDK; returns its python. Made
-/// once per test process: the tests that use it run at the same time.
+/// A virtual environment with the pinned SDK; returns its python.
 fn sdk_python() -> PathBuf {
-    static PYTHON: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
-    PYTHON.get_or_init(install_sdk).clone()
-}
-
-fn install_sdk() -> PathBuf {
-    let requirements = sdk_dir().join("requirements.txt");
-    let pinned = std::fs::read_to_string(&requirements).expect("requirements.txt is readable");
-    let venv = Path::new(env!("CARGO_TARGET_TMPDIR")).join("graph-sdk-venv");
-    let python = venv.join("bin").join("python");
-    let stamp = venv.join("installed-requirements.txt");
-    if std::fs::read_to_string(&stamp).ok().as_deref() == Some(pinned.as_str()) && python.exists() {
-        return python;
-    }
-    let interpreter = std::env::var("PYTHON").unwrap_or_else(|_| "python3".to_owned());
-    run(
-        Command::new(&interpreter)
-            .args(["-m", "venv", "--clear"])
-            .arg(&venv),
-        "creating the SDK's virtual environment",
-    );
-    run(
-        Command::new(&python)
-            .args([
-                "-m",
-                "pip",
-                "install",
-                "--quiet",
-                "--disable-pip-version-check",
-                "-r",
-            ])
-            .arg(&requirements),
-        "installing msgraph-sdk from PyPI",
-    );
-    std::fs::write(&stamp, pinned).expect("the stamp is writable");
-    python
+    crate::venv::installed(
+        "graph-sdk-venv",
+        &sdk_dir().join("requirements.txt"),
+        "msgraph-sdk",
+    )
+    .join("python")
 }
 
 #[tokio::test]
