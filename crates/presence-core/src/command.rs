@@ -124,6 +124,10 @@ pub enum CommandError {
         "the user already has {MAX_SESSIONS_PER_USER} presence sessions; clear one before creating another"
     )]
     TooManySessions,
+    /// Refused by a store, never by [`apply`]: the command would add a user
+    /// to a tenant that already holds the store's bound of `limit` users.
+    #[error("the tenant already holds {limit} users, its limit; no user can be added to it")]
+    TenantFull { limit: u64 },
 }
 
 /// What applying a command did.

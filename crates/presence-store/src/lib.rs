@@ -29,6 +29,7 @@
 //! always comes from the caller. The only JSON here is the frozen format of
 //! the notifier's subscription records ([`record::subscription`]).
 
+use std::num::NonZeroU64;
 use std::path::PathBuf;
 
 use async_trait::async_trait;
@@ -221,6 +222,15 @@ pub trait Facts: Send + Sync + std::fmt::Debug + 'static {
     ) -> Result<(), StoreError>;
 
     fn counts(&self) -> StoreCounts;
+
+    /// Bounds, from now on, the users each tenant may hold (`None`: no
+    /// bound): [`Facts::apply`] refuses a command that would add a user to
+    /// a tenant at the bound ([`CommandError::TenantFull`]) and writes
+    /// nothing; the users held go on being written. A user counts once it
+    /// is written, Offline included (its record keeps its sequence number),
+    /// so that the bound holds what the store keeps. A command the model
+    /// refuses is refused as such first, and counts nobody.
+    fn limit_users_per_tenant(&self, limit: Option<NonZeroU64>);
 }
 
 /// Implements [`ChangeFeed`] and [`DueIndex`] for a backend by handing every

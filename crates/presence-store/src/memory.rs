@@ -11,6 +11,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::hash::BuildHasher;
+use std::num::NonZeroU64;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -49,6 +50,14 @@ struct Entry {
 /// one does. Boxed, a slot is 32 bytes instead of 120, and a million users
 /// take about 150 bytes less each (measured with `presenced-bench`).
 type Users = HashMap<UserId, Box<Entry>, Hasher64>;
+
+/// Whether a command that creates a user counts it against the bound on
+/// users per tenant itself, or finds it counted by the caller.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Admission {
+    Check,
+    Counted,
+}
 type Shard = HashMap<TenantId, Users, Hasher64>;
 
 #[derive(Debug)]
@@ -60,6 +69,14 @@ pub struct MemoryStore {
     /// Maintained on every apply so that metrics never walk the maps.
     users: AtomicU64,
     sessions: AtomicU64,
+    /// Users held per tenant (entries, Offline ones included), for the
+    /// bound on users per tenant. A user's entry is created under its
+    /// shard's lock, and this one is taken inside it (never the other way
+    /// round), so that counting a new user against the bound and creating
+    /// it are one step. Taken only when a user is created or loaded.
+    tenant_users: Mutex<HashMap<TenantId, u64, Hasher64>>,
+    /// The bound on users per tenant; 0: none.
+    user_limit: AtomicU64,
     /// The records beside the facts (subscriptions and marks); few, and
     /// written rarely next to the facts, so one lock is enough.
     records: Mutex<BTreeMap<Vec<u8>, Vec<u8>>>,
@@ -84,6 +101,8 @@ impl MemoryStore {
             hasher,
             users: AtomicU64::new(0),
             sessions: AtomicU64::new(0),
+            tenant_users: Mutex::new(HashMap::with_hasher(Hasher64::default())),
+            user_limit: AtomicU64::new(0),
             records: Mutex::new(BTreeMap::new()),
             feed: LocalFeed::default(),
             due: LocalDueIndex::new(),
@@ -149,6 +168,55 @@ impl MemoryStore {
             .map(|entry| entry.facts.clone())
     }
 
+    fn tenants(&self) -> std::sync::MutexGuard<'_, HashMap<TenantId, u64, Hasher64>> {
+        self.tenant_users
+            .lock()
+            .unwrap_or_else(|poison| poison.into_inner())
+    }
+
+    /// Bounds the users each tenant may hold from now on (`None`: no
+    /// bound). Users already held stay, and their writes go on.
+    pub fn limit_users_per_tenant(&self, limit: Option<NonZeroU64>) {
+        self.user_limit
+            .store(limit.map_or(0, NonZeroU64::get), Ordering::Relaxed);
+    }
+
+    /// The bound on users per tenant; 0: none.
+    pub fn user_limit(&self) -> u64 {
+        self.user_limit.load(Ordering::Relaxed)
+    }
+
+    /// Counts a new user of `tenant`, if the tenant is under the bound;
+    /// answers whether it was. A durable backend counts the user before
+    /// writing it, and [`MemoryStore::release_user`]s it if the write fails.
+    pub fn admit_user(&self, tenant: &TenantId) -> bool {
+        let limit = self.user_limit.load(Ordering::Relaxed);
+        let mut tenants = self.tenants();
+        let held = tenants.entry(tenant.clone()).or_default();
+        if limit > 0 && *held >= limit {
+            return false;
+        }
+        *held += 1;
+        true
+    }
+
+    /// Takes back a count made by [`MemoryStore::admit_user`] for a user
+    /// that was not created after all.
+    pub fn release_user(&self, tenant: &TenantId) {
+        let mut tenants = self.tenants();
+        if let Some(held) = tenants.get_mut(tenant) {
+            *held = held.saturating_sub(1);
+            if *held == 0 {
+                tenants.remove(tenant);
+            }
+        }
+    }
+
+    /// How many users `tenant` holds (Offline ones included).
+    pub fn tenant_users(&self, tenant: &TenantId) -> u64 {
+        self.tenants().get(tenant).copied().unwrap_or(0)
+    }
+
     /// Puts facts read back from a durable log (start-up), replacing any
     /// held for `key`. No tick is pending for them yet: the scheduler ticks
     /// every loaded user once.
@@ -156,6 +224,7 @@ impl MemoryStore {
         let held = !facts.holds_nothing();
         let sessions = facts.sessions.len() as u64;
         let mut shard = self.shard(&key);
+        let key_tenant = key.tenant.clone();
         let users = shard
             .entry(key.tenant)
             .or_insert_with(|| HashMap::with_hasher(self.hasher.clone()));
@@ -167,6 +236,9 @@ impl MemoryStore {
             }),
         );
         drop(shard);
+        if previous.is_none() {
+            *self.tenants().entry(key_tenant).or_default() += 1;
+        }
         if let Some(previous) = previous {
             if !previous.facts.holds_nothing() {
                 self.users.fetch_sub(1, Ordering::Relaxed);
@@ -192,6 +264,30 @@ impl MemoryStore {
         now: Instant,
         timeouts: Timeouts,
     ) -> Result<Applied, CommandError> {
+        self.apply_counted(key, command, now, timeouts, Admission::Check)
+    }
+
+    /// [`MemoryStore::apply_now`] for a user the caller has already counted
+    /// against the bound ([`MemoryStore::admit_user`]), if the command
+    /// creates it.
+    pub fn apply_admitted(
+        &self,
+        key: &UserKey,
+        command: &Command,
+        now: Instant,
+        timeouts: Timeouts,
+    ) -> Result<Applied, CommandError> {
+        self.apply_counted(key, command, now, timeouts, Admission::Counted)
+    }
+
+    fn apply_counted(
+        &self,
+        key: &UserKey,
+        command: &Command,
+        now: Instant,
+        timeouts: Timeouts,
+        admission: Admission,
+    ) -> Result<Applied, CommandError> {
         let mut shard = self.shard(key);
         let exists = shard
             .get(&key.tenant)
@@ -214,6 +310,20 @@ impl MemoryStore {
         }
         let sequence_before = entry.facts.sequence.value;
         let result = apply(&mut entry.facts, command, now, timeouts);
+        let created = !exists && (!entry.facts.holds_nothing() || entry.facts.sequence.value != 0);
+        match admission {
+            Admission::Check if created && !self.admit_user(&key.tenant) => {
+                // The new user is not kept: nothing was held, nothing is.
+                let limit = self.user_limit.load(Ordering::Relaxed);
+                users.remove(&key.user);
+                if users.is_empty() {
+                    shard.remove(&key.tenant);
+                }
+                return Err(CommandError::TenantFull { limit });
+            }
+            Admission::Counted if !created => self.release_user(&key.tenant),
+            Admission::Check | Admission::Counted => {}
+        }
         if result.is_ok() && entry.facts.sequence.value != sequence_before {
             self.feed.append(key, &entry.facts, now);
         }
@@ -320,6 +430,12 @@ impl Facts for MemoryStore {
             users: self.users.load(Ordering::Relaxed),
             sessions: self.sessions.load(Ordering::Relaxed),
         }
+    }
+
+    /// Exact: a new user is counted against the bound in the same step,
+    /// under its shard's lock, that creates it.
+    fn limit_users_per_tenant(&self, limit: Option<NonZeroU64>) {
+        MemoryStore::limit_users_per_tenant(self, limit);
     }
 }
 

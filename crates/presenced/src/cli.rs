@@ -28,6 +28,8 @@
 //! and never see the command line.
 
 use std::net::SocketAddr;
+use std::num::NonZeroU64;
+use std::ops::RangeInclusive;
 use std::path::{Path, PathBuf};
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
@@ -37,6 +39,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::auth::{AuthMode, AuthSettings};
 use crate::clock::ClockKind;
+use crate::limits::Limits;
 use crate::notify::NotifySettings;
 use crate::server::{ServeConfig, StoreKind, StoreSettings};
 use crate::throttle::{Rate, ThrottleSettings};
@@ -85,6 +88,9 @@ use crate::wire_time::parse_duration;
         addresses (always allowed with --auth none)\n  \
         --max-subscription-lifetime DURATION  the longest a subscription may live [default: PT1H]\n  \
         --webhook-retry-window DURATION  how long a notification is retried [default: PT4H]\n  \
+        --max-connections N, --max-streams N, --max-header-bytes BYTES, --max-body-bytes BYTES,\n  \
+        --header-timeout DURATION, --body-timeout DURATION, --max-users-per-tenant N|off\n                           \
+        the bounds on what clients may hold, each with its default in serve --help\n  \
         --config FILE            a TOML file with any of these settings\n  \
         --log-format FORMAT      text or json\n\n\
 `presenced check --data-dir DIR` verifies a data directory without serving it: exit 0 and a\n\
@@ -596,6 +602,49 @@ pub struct ServeArgs {
     #[arg(long, env = "PRESENCED_WEBHOOK_RETRY_WINDOW", value_name = "DURATION")]
     pub webhook_retry_window: Option<String>,
 
+    /// The most connections open at once. At the bound, the connection idle
+    /// the longest (no request in flight) is closed for each new client, so
+    /// that new clients are served; when none is idle, the new connection is
+    /// closed at once [default: 10000].
+    #[arg(long, env = "PRESENCED_MAX_CONNECTIONS", value_name = "N")]
+    pub max_connections: Option<usize>,
+
+    /// The largest request head (request line and headers), in bytes; a
+    /// larger one is answered 431 and its connection closed [default: 16384].
+    #[arg(long, env = "PRESENCED_MAX_HEADER_BYTES", value_name = "BYTES")]
+    pub max_header_bytes: Option<usize>,
+
+    /// The largest request body, in bytes; a larger one is answered 413 and
+    /// nothing is applied [default: 131072].
+    #[arg(long, env = "PRESENCED_MAX_BODY_BYTES", value_name = "BYTES")]
+    pub max_body_bytes: Option<usize>,
+
+    /// How long a client may take to send a request's headers, as an ISO 8601
+    /// duration; a slower one has its connection closed. Also how long an
+    /// idle keep-alive connection is kept open [default: PT30S].
+    #[arg(long, env = "PRESENCED_HEADER_TIMEOUT", value_name = "DURATION")]
+    pub header_timeout: Option<String>,
+
+    /// How long a request body may take to arrive once its headers have, as
+    /// an ISO 8601 duration; a slower one is answered 408, nothing is
+    /// applied, and its connection is closed [default: PT10S].
+    #[arg(long, env = "PRESENCED_BODY_TIMEOUT", value_name = "DURATION")]
+    pub body_timeout: Option<String>,
+
+    /// The most live streams (/_presenced/stream) open at once on this node;
+    /// one more is answered 503 with Retry-After, and the open ones go on
+    /// [default: 10000].
+    #[arg(long, env = "PRESENCED_MAX_STREAMS", value_name = "N")]
+    pub max_streams: Option<usize>,
+
+    /// The most users one tenant may hold, or `off`. A write that would add
+    /// another user to a tenant at the bound is answered 403
+    /// (quotaLimitReached) and writes nothing; its users' own writes go on. A
+    /// user stays counted once written, Offline included, because presenced
+    /// keeps its sequence number [default: off].
+    #[arg(long, env = "PRESENCED_MAX_USERS_PER_TENANT", value_name = "N|off")]
+    pub max_users_per_tenant: Option<String>,
+
     /// A TOML file with any of these settings, by their long names with
     /// underscores (`listen = "0.0.0.0:8080"`, `idle_timeout = "PT1M"`).
     #[arg(long, env = "PRESENCED_CONFIG", value_name = "FILE")]
@@ -666,6 +715,7 @@ impl ServeArgs {
     /// Maps the settings onto each module's, their defaults where absent.
     fn into_resolved(self) -> Result<Resolved, String> {
         let defaults = ServeConfig::default();
+        let limits = limits(&self, defaults.limits)?;
         let idle_timeout = positive_duration(
             "--idle-timeout",
             self.idle_timeout,
@@ -769,6 +819,7 @@ impl ServeArgs {
             idle_timeout,
             notify,
             throttle,
+            limits,
         };
         Ok(Resolved {
             server,
@@ -805,6 +856,73 @@ fn positive_duration(
             Ok(duration)
         }
     }
+}
+
+/// The bounds of `--max-*` and the timeouts, each checked against what
+/// serves requests at all.
+fn limits(args: &ServeArgs, defaults: Limits) -> Result<Limits, String> {
+    let within = |flag: &str,
+                  value: Option<usize>,
+                  default: usize,
+                  range: RangeInclusive<usize>| {
+        match value {
+            None => Ok(default),
+            Some(value) if range.contains(&value) => Ok(value),
+            Some(value) => Err(format!(
+                "{flag} is {value}; give a number from {} to {}",
+                range.start(),
+                range.end()
+            )),
+        }
+    };
+    let max_users_per_tenant = match args.max_users_per_tenant.as_deref().map(str::trim) {
+        None => defaults.max_users_per_tenant,
+        Some(text) if text.eq_ignore_ascii_case("off") => None,
+        Some(text) => Some(text.parse::<NonZeroU64>().map_err(|_| {
+            format!("--max-users-per-tenant is {text:?}; give a number of users from 1 up, or off")
+        })?),
+    };
+    Ok(Limits {
+        max_connections: within(
+            "--max-connections",
+            args.max_connections,
+            defaults.max_connections,
+            1..=10_000_000,
+        )?,
+        // Below 4 KiB an ordinary token would not fit; above 256 KiB a
+        // head is no longer headers.
+        max_header_bytes: within(
+            "--max-header-bytes",
+            args.max_header_bytes,
+            defaults.max_header_bytes,
+            4_096..=262_144,
+        )?,
+        max_body_bytes: within(
+            "--max-body-bytes",
+            args.max_body_bytes,
+            defaults.max_body_bytes,
+            1_024..=64 * 1024 * 1024,
+        )?,
+        header_timeout: positive_duration(
+            "--header-timeout",
+            args.header_timeout.clone(),
+            defaults.header_timeout,
+            "PT30S",
+        )?,
+        body_timeout: positive_duration(
+            "--body-timeout",
+            args.body_timeout.clone(),
+            defaults.body_timeout,
+            "PT10S",
+        )?,
+        max_streams: within(
+            "--max-streams",
+            args.max_streams,
+            defaults.max_streams,
+            1..=10_000_000,
+        )?,
+        max_users_per_tenant,
+    })
 }
 
 /// Checks that `--auth` has the key settings it needs, and no others.
@@ -947,6 +1065,72 @@ mod tests {
             refused.contains("--redis-lease must be positive"),
             "{refused}"
         );
+    }
+
+    #[test]
+    fn the_bounds_resolve_and_bad_ones_say_what_to_give() {
+        let config = resolve(&[
+            "--max-connections",
+            "3",
+            "--max-header-bytes",
+            "8192",
+            "--max-body-bytes",
+            "2048",
+            "--header-timeout",
+            "PT1S",
+            "--body-timeout",
+            "PT2S",
+            "--max-streams",
+            "7",
+            "--max-users-per-tenant",
+            "100",
+        ])
+        .expect("resolves");
+        assert_eq!(
+            config.limits,
+            Limits {
+                max_connections: 3,
+                max_header_bytes: 8192,
+                max_body_bytes: 2048,
+                header_timeout: Duration::from_secs(1),
+                body_timeout: Duration::from_secs(2),
+                max_streams: 7,
+                max_users_per_tenant: NonZeroU64::new(100),
+            }
+        );
+        assert_eq!(resolve(&[]).expect("resolves").limits, Limits::default());
+        let refusals = [
+            (
+                &["--max-connections", "0"][..],
+                "--max-connections is 0; give a number from 1",
+            ),
+            (
+                &["--max-header-bytes", "100"],
+                "--max-header-bytes is 100; give a number from 4096 to 262144",
+            ),
+            (
+                &["--max-body-bytes", "10"],
+                "--max-body-bytes is 10; give a number from 1024",
+            ),
+            (
+                &["--header-timeout", "PT0S"],
+                "--header-timeout must be positive",
+            ),
+            (&["--body-timeout", "soon"], "--body-timeout"),
+            (&["--max-streams", "0"], "--max-streams is 0"),
+            (
+                &["--max-users-per-tenant", "0"],
+                "give a number of users from 1 up, or off",
+            ),
+            (
+                &["--max-users-per-tenant", "many"],
+                "give a number of users from 1 up, or off",
+            ),
+        ];
+        for (arguments, expected) in refusals {
+            let refused = resolve(arguments).expect_err(expected);
+            assert!(refused.contains(expected), "{arguments:?}: {refused}");
+        }
     }
 
     #[test]
@@ -1141,6 +1325,32 @@ mod tests {
                 file_as_flags: &["--drain-timeout", "PT5S"],
                 env_as_flags: &["--drain-timeout", "PT6S"],
                 default_as_flags: &["--drain-timeout", "PT30S"],
+            },
+            // A bound: a number.
+            Layers {
+                file: "max_connections = 100",
+                env: ("PRESENCED_MAX_CONNECTIONS", "200"),
+                flag: &["--max-connections", "300"],
+                file_as_flags: &["--max-connections", "100"],
+                env_as_flags: &["--max-connections", "200"],
+                default_as_flags: &["--max-connections", "10000"],
+            },
+            // A bound that may be off.
+            Layers {
+                file: "max_users_per_tenant = \"50\"",
+                env: ("PRESENCED_MAX_USERS_PER_TENANT", "off"),
+                flag: &["--max-users-per-tenant", "70"],
+                file_as_flags: &["--max-users-per-tenant", "50"],
+                env_as_flags: &["--max-users-per-tenant", "off"],
+                default_as_flags: &["--max-users-per-tenant", "off"],
+            },
+            Layers {
+                file: "body_timeout = \"PT2S\"",
+                env: ("PRESENCED_BODY_TIMEOUT", "PT3S"),
+                flag: &["--body-timeout", "PT4S"],
+                file_as_flags: &["--body-timeout", "PT2S"],
+                env_as_flags: &["--body-timeout", "PT3S"],
+                default_as_flags: &["--body-timeout", "PT10S"],
             },
             // A path.
             Layers {

@@ -12,6 +12,9 @@
 //! - [`token`]: verifying bearer tokens (hs256, JWKS) and minting dev tokens.
 //! - [`tls`]: serving HTTPS with rustls.
 //! - [`throttle`]: the limits per application, tenant and address (429).
+//! - [`limits`]: the bounds on what clients may hold, and the refusals'
+//!   counts; [`connections`]: the open connections and the accept loop's
+//!   share of those bounds.
 //! - [`service`]: the presence service every edge calls: reads for a
 //!   viewer, commands, the one render path.
 //! - [`timeline`]: the one due-time engine; [`scheduler`] (users' fades and
@@ -27,7 +30,9 @@ pub mod admin;
 pub mod auth;
 pub mod cli;
 pub mod clock;
+pub mod connections;
 pub mod http;
+pub mod limits;
 pub mod notify;
 pub mod ownership;
 pub mod scheduler;

@@ -174,6 +174,7 @@ fn serve(args: ServeArgs) -> ExitCode {
         }
     };
     install_tracing(log_format);
+    presenced::connections::raise_open_file_limit(config.limits.max_connections);
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

@@ -21,7 +21,9 @@ use tokio_util::sync::CancellationToken;
 
 use crate::auth::{AuthMode, AuthSettings, Authenticator};
 use crate::clock::{Clock, ClockKind};
+use crate::connections::{Connections, Tracked, Watched};
 use crate::http;
+use crate::limits::{Limits, Refusal, Refusals};
 use crate::notify::NotifySettings;
 use crate::ownership::Ownership;
 use crate::scheduler::Scheduler;
@@ -52,6 +54,8 @@ pub struct ServeConfig {
     pub drain_timeout: Duration,
     /// The throttling limits.
     pub throttle: ThrottleSettings,
+    /// The bounds on what clients may hold.
+    pub limits: Limits,
 }
 
 impl Default for ServeConfig {
@@ -67,6 +71,7 @@ impl Default for ServeConfig {
             notify: NotifySettings::default(),
             drain_timeout: Duration::from_secs(30),
             throttle: ThrottleSettings::default(),
+            limits: Limits::default(),
         }
     }
 }
@@ -284,84 +289,121 @@ pub fn check_config(config: &ServeConfig) -> Result<(), ServeError> {
 /// replay the bytes it peeked at; presenced speaks HTTP/1.1 only (as Graph's
 /// SDKs do), and the direct connection is measurably cheaper per request.
 /// Each request carries its peer's address as `ConnectInfo`.
+///
+/// The bounds of the accept loop (`limits.rs`): at `--max-connections` the
+/// connection idle the longest is closed for each new client, or the new one
+/// is refused when none is idle (`connections.rs`); a head larger than
+/// `--max-header-bytes` is answered 431 by hyper (with no body: hyper writes
+/// that answer itself and takes none from the application) and the
+/// connection closed; a head slower than `--header-timeout` closes the
+/// connection (hyper answers nothing, the request being incomplete), which
+/// also ends idle keep-alive connections after that long.
 async fn serve_http(
     listener: TcpListener,
     app: axum::Router,
     tls: Option<tokio_rustls::TlsAcceptor>,
     tasks: &Tasks,
     drain: std::time::Duration,
+    limits: Limits,
 ) -> std::io::Result<()> {
     use axum::extract::connect_info::ConnectInfo;
     use hyper_util::rt::{TokioIo, TokioTimer};
     use hyper_util::service::TowerToHyperService;
     use tower::Layer;
 
-    let graceful = hyper_util::server::graceful::GracefulShutdown::new();
+    let connections = Arc::new(Connections::new(limits.max_connections));
+    let refusals = Refusals::register();
+    let mut out_of_descriptors = OutOfDescriptors::default();
     // Closes what is still open when the drain time is up.
     let force_close = CancellationToken::new();
     let mut builder = hyper::server::conn::http1::Builder::new();
     builder
         .timer(TokioTimer::new())
-        .header_read_timeout(std::time::Duration::from_secs(30));
+        .header_read_timeout(limits.header_timeout())
+        .max_header_size(limits.max_header_bytes);
     loop {
         let accepted = tokio::select! {
             accepted = listener.accept() => accepted,
             () = tasks.shutdown().cancelled() => break,
         };
         let (stream, peer) = match accepted {
-            Ok(accepted) => accepted,
+            Ok(accepted) => {
+                out_of_descriptors.recovered();
+                accepted
+            }
             Err(error) => {
-                // Out of file descriptors and the like: the connections that
-                // exist go on; pause so that a persistent error does not spin.
-                tracing::warn!(%error, "accepting a connection failed");
-                tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                // The connections that exist go on; the client waits in the
+                // listen backlog until a descriptor is free.
+                out_of_descriptors
+                    .wait(&error, &connections, tasks.shutdown())
+                    .await;
                 continue;
             }
         };
+        let Some(open) = connections.admit() else {
+            // Closed at once: every connection has a request in flight.
+            refusals.count(Refusal::ConnectionRefused);
+            drop(stream);
+            continue;
+        };
         // Answers are written whole; waiting to coalesce them only adds latency.
         let _ = stream.set_nodelay(true);
-        let service =
-            TowerToHyperService::new(axum::Extension(ConnectInfo(peer)).layer(app.clone()));
+        let stream = Watched::new(stream, open.connection.clone());
+        let service = Tracked::new(
+            TowerToHyperService::new(axum::Extension(ConnectInfo(peer)).layer(app.clone())),
+            open.connection.clone(),
+        );
         let builder = builder.clone();
-        let watcher = graceful.watcher();
         let tls = tls.clone();
         let force_close = force_close.clone();
+        let refusals = refusals.clone();
         tasks.spawn_short("connection", async move {
-            // A client that goes away mid-request is not the server's error,
-            // so what the connection ends with is not reported.
+            let close = open.connection.close.clone();
             let serve = async {
                 match tls {
-                    None => {
-                        let _ = watcher
-                            .watch(builder.serve_connection(TokioIo::new(stream), service))
-                            .await;
-                    }
+                    None => serve_connection(&builder, TokioIo::new(stream), service, &close).await,
                     Some(acceptor) => {
-                        let handshake =
-                            tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, acceptor.accept(stream))
-                                .await;
+                        let handshake = tokio::select! {
+                            handshake = tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, acceptor.accept(stream)) => handshake,
+                            () = close.cancelled() => return Ok(()),
+                        };
                         match handshake {
                             Ok(Ok(stream)) => {
-                                let _ = watcher
-                                    .watch(builder.serve_connection(TokioIo::new(stream), service))
-                                    .await;
+                                serve_connection(&builder, TokioIo::new(stream), service, &close)
+                                    .await
                             }
                             Ok(Err(error)) => {
                                 tracing::debug!(%error, %peer, "TLS handshake failed");
+                                Ok(())
                             }
-                            Err(_) => tracing::debug!(%peer, "TLS handshake timed out"),
+                            Err(_) => {
+                                tracing::debug!(%peer, "TLS handshake timed out");
+                                Ok(())
+                            }
                         }
                     }
                 }
             };
-            tokio::select! {
-                () = serve => {}
-                () = force_close.cancelled() => {}
+            let ended = tokio::select! {
+                ended = serve => ended,
+                () = force_close.cancelled() => Ok(()),
+            };
+            // A client that goes away mid-request is not the server's
+            // error, so what the connection ends with is not reported;
+            // only the bounds it ran into are counted.
+            if let Err(error) = ended {
+                if error.is_parse_too_large() {
+                    refusals.count(Refusal::HeaderTooLarge);
+                } else if error.is_timeout() && open.connection.was_reading() {
+                    refusals.count(Refusal::Timeout);
+                }
             }
+            drop(open);
         });
     }
     drop(listener);
-    if tokio::time::timeout(drain, graceful.shutdown())
+    connections.drain();
+    if tokio::time::timeout(drain, connections.drained())
         .await
         .is_err()
     {
@@ -369,6 +411,92 @@ async fn serve_http(
         force_close.cancel();
     }
     Ok(())
+}
+
+/// Serves one connection until it ends; once `close` is cancelled (the
+/// server stops, or the connection is evicted at `--max-connections`), it
+/// ends after the request in flight, at once if there is none.
+async fn serve_connection<I, S>(
+    builder: &hyper::server::conn::http1::Builder,
+    io: I,
+    service: S,
+    close: &CancellationToken,
+) -> Result<(), hyper::Error>
+where
+    I: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
+    S: hyper::service::HttpService<hyper::body::Incoming>,
+    S::ResBody: 'static,
+    <S::ResBody as hyper::body::Body>::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    let connection = builder.serve_connection(io, service);
+    tokio::pin!(connection);
+    tokio::select! {
+        ended = connection.as_mut() => return ended,
+        () = close.cancelled() => connection.as_mut().graceful_shutdown(),
+    }
+    connection.await
+}
+
+/// What the accept loop does when accepting fails, above all when the
+/// process is out of file descriptors: it never spins and never stops.
+/// Out of descriptors, it closes the connection idle the longest (a
+/// descriptor is worth more to a new client) and waits for a connection to
+/// close; when none is idle, it waits for one to close or for a pause that
+/// doubles from 10 ms to a second (descriptors held elsewhere: the store,
+/// webhooks). Each failure is counted in
+/// `presenced_http_accept_failures_total{cause}`; each run of them is
+/// logged once, and so is the recovery.
+#[derive(Debug, Default)]
+struct OutOfDescriptors {
+    /// The failures since the last accept that worked.
+    failures: u64,
+}
+
+impl OutOfDescriptors {
+    async fn wait(
+        &mut self,
+        error: &std::io::Error,
+        connections: &Connections,
+        shutdown: &CancellationToken,
+    ) {
+        let descriptors = crate::connections::out_of_descriptors(error);
+        let cause = if descriptors {
+            "out_of_descriptors"
+        } else {
+            "other"
+        };
+        metrics::counter!("presenced_http_accept_failures_total", "cause" => cause).increment(1);
+        let closed = connections.closed();
+        let evicted = descriptors && connections.evict_oldest_idle();
+        if self.failures == 0 {
+            if descriptors {
+                tracing::warn!(
+                    %error,
+                    open = connections.len(),
+                    evicted,
+                    "out of file descriptors: new clients wait until a connection closes (the one idle the longest is closed to make room); raise the open-file limit (ulimit -n) or lower --max-connections"
+                );
+            } else {
+                tracing::warn!(%error, "accepting a connection failed; retrying");
+            }
+        }
+        self.failures += 1;
+        let doublings = (self.failures - 1).min(7);
+        let pause = std::time::Duration::from_millis(10 << doublings)
+            .min(std::time::Duration::from_secs(1));
+        tokio::select! {
+            () = closed => {}
+            () = tokio::time::sleep(pause) => {}
+            () = shutdown.cancelled() => {}
+        }
+    }
+
+    fn recovered(&mut self) {
+        if self.failures > 0 {
+            tracing::info!(failures = self.failures, "accepting connections again");
+            self.failures = 0;
+        }
+    }
 }
 
 /// How long a client may take to complete the TLS handshake.
@@ -537,6 +665,8 @@ pub async fn run(
         notifier: notifier.clone(),
         redis: std::sync::OnceLock::new(),
         draining: std::sync::atomic::AtomicBool::new(false),
+        limits: config.limits,
+        streams: Arc::new(tokio::sync::Semaphore::new(config.limits.max_streams)),
     });
     {
         // A stopping node says so at once: load balancers stop sending it
@@ -562,6 +692,7 @@ pub async fn run(
         Ok(opened) => opened,
         Err(error) => return Err(abandon(&tasks, error).await),
     };
+    loaded.limit_users_per_tenant(config.limits.max_users_per_tenant);
     let scheduler = match &redis {
         None => {
             let Some(scheduler) = Scheduler::new(loaded.clone(), timeouts, clock.now()).await
@@ -624,10 +755,11 @@ pub async fn run(
     {
         let app = http::app(state.clone());
         let owner = tasks.clone();
+        let limits = config.limits;
         let drain =
             std::time::Duration::from_millis(config.drain_timeout.as_millis().max(0) as u64);
         tasks.spawn("http", async move {
-            serve_http(listener, app, tls, &owner, drain)
+            serve_http(listener, app, tls, &owner, drain, limits)
                 .await
                 .map_err(|error| format!("serving HTTP failed: {error}"))
         });

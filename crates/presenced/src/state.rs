@@ -39,6 +39,10 @@ pub struct Shared {
     pub redis: OnceLock<presence_store::RedisStore>,
     /// Set at once when the server is asked to stop: `/readyz` answers 503.
     pub draining: std::sync::atomic::AtomicBool,
+    /// The bounds on what clients may hold.
+    pub limits: crate::limits::Limits,
+    /// One permit per live stream that may open (`--max-streams`).
+    pub streams: Arc<tokio::sync::Semaphore>,
 }
 
 impl std::ops::Deref for AppState {
@@ -51,5 +55,12 @@ impl std::ops::Deref for AppState {
 impl AppState {
     pub fn new(shared: Shared) -> AppState {
         AppState(Arc::new(shared))
+    }
+}
+
+/// What the JSON body extractor needs of the state: the body's bounds.
+impl axum::extract::FromRef<AppState> for crate::limits::Limits {
+    fn from_ref(state: &AppState) -> crate::limits::Limits {
+        state.limits
     }
 }

@@ -26,6 +26,59 @@ pub async fn run(store: &dyn Store) {
     files_each_transition_in_the_due_index_once(store).await;
     ticks_prune_what_has_ended(store).await;
     scans_one_tenant_without_the_others(store).await;
+    bounds_the_users_of_a_tenant(store).await;
+}
+
+async fn bounds_the_users_of_a_tenant(store: &dyn Store) {
+    let timeouts = Timeouts::default();
+    let now = Instant::from_unix_millis(9_000_000);
+    store.limit_users_per_tenant(std::num::NonZeroU64::new(2));
+    let apply = |user: &'static str, tenant: &'static str, command: Command| async move {
+        store
+            .apply(&key(tenant, user), &command, now, timeouts)
+            .await
+            .expect("store works")
+    };
+    let clear = || Command::ClearPresence {
+        session_id: SessionId::parse("app").expect("valid"),
+    };
+    // The model's own refusal comes first, and counts nobody.
+    assert!(matches!(
+        apply("ghost", "bounded", clear()).await,
+        Err(CommandError::SessionNotFound(_))
+    ));
+    apply("u1", "bounded", set_presence("app", 60))
+        .await
+        .expect("the first user is under the bound");
+    apply("u2", "bounded", set_presence("app", 60))
+        .await
+        .expect("the second user reaches the bound");
+    assert_eq!(
+        apply("u3", "bounded", set_presence("app", 60)).await,
+        Err(CommandError::TenantFull { limit: 2 })
+    );
+    assert_eq!(
+        read_one(store, &key("bounded", "u3")).await,
+        None,
+        "a refused user is not written"
+    );
+    assert!(matches!(
+        apply("u4", "bounded", clear()).await,
+        Err(CommandError::SessionNotFound(_))
+    ));
+    apply("u1", "bounded", set_presence("other", 60))
+        .await
+        .expect("a user held is still written");
+    apply("u1", "bounded", clear())
+        .await
+        .expect("a user held is still cleared");
+    apply("u1", "elsewhere", set_presence("app", 60))
+        .await
+        .expect("another tenant has its own count");
+    store.limit_users_per_tenant(None);
+    apply("u3", "bounded", set_presence("app", 60))
+        .await
+        .expect("without the bound, the user is written");
 }
 
 async fn applies_and_reads_back(store: &dyn Store) {

@@ -310,14 +310,28 @@ impl Facts for EmbeddedStore {
                 Write::Delete => None,
                 Write::Nothing => return Ok(self.memory.apply_now(key, command, now, timeouts)),
             };
+            // A new user is counted against the bound on users per tenant
+            // before it is written (memory never runs ahead of disk, so the
+            // memory store cannot refuse it after the commit), and the count
+            // is taken back if the write fails.
+            let creates = before.is_none() && value.is_some();
+            if creates && !self.memory.admit_user(&key.tenant) {
+                let limit = self.memory.user_limit();
+                return Ok(Err(CommandError::TenantFull { limit }));
+            }
             let writes = Writes::User {
                 key: record::encode_key(key),
                 value,
             };
-            self.writer
-                .write(writes, wait)
-                .await
-                .map_err(StoreError::Unavailable)?;
+            if let Err(error) = self.writer.write(writes, wait).await {
+                if creates {
+                    self.memory.release_user(&key.tenant);
+                }
+                return Err(StoreError::Unavailable(error));
+            }
+            if creates {
+                return Ok(self.memory.apply_admitted(key, command, now, timeouts));
+            }
         }
         // On disk now; the memory store applies the same pure command to the
         // same facts at the same instant and so arrives at the same record.
@@ -341,6 +355,12 @@ impl Facts for EmbeddedStore {
 
     fn counts(&self) -> StoreCounts {
         self.memory.counts()
+    }
+
+    /// Exact, as the memory store's: new users of one tenant are counted
+    /// one at a time, before their write.
+    fn limit_users_per_tenant(&self, limit: Option<std::num::NonZeroU64>) {
+        self.memory.limit_users_per_tenant(limit);
     }
 
     async fn scan_tenant(

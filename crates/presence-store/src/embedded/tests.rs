@@ -403,3 +403,41 @@ async fn subscriptions_and_marks_survive_a_restart() {
     );
     assert_eq!(second.marks().await.expect("reads"), vec![mark]);
 }
+
+#[tokio::test]
+async fn the_users_of_a_tenant_are_counted_again_after_a_restart() {
+    let dir = tempfile::tempdir().expect("a temporary directory");
+    let timeouts = Timeouts::default();
+    let now = Instant::from_unix_millis(1_000_000);
+    let first = EmbeddedStore::open(dir.path(), Durability::Relaxed).expect("opens");
+    for user in ["a", "b"] {
+        first
+            .apply(&key(user), &set_presence("app", 60), now, timeouts)
+            .await
+            .expect("store works")
+            .expect("applies");
+    }
+    drop(first);
+    let second = EmbeddedStore::open(dir.path(), Durability::Relaxed).expect("reopens");
+    second.limit_users_per_tenant(std::num::NonZeroU64::new(2));
+    assert_eq!(
+        second
+            .apply(&key("c"), &set_presence("app", 60), now, timeouts)
+            .await
+            .expect("store works"),
+        Err(CommandError::TenantFull { limit: 2 }),
+        "the two users written before the restart count"
+    );
+    second
+        .apply(&key("a"), &set_presence("other", 60), now, timeouts)
+        .await
+        .expect("store works")
+        .expect("a user held is still written");
+    drop(second);
+    let third = EmbeddedStore::open(dir.path(), Durability::Relaxed).expect("reopens");
+    assert_eq!(
+        read_one(&third, &key("c")).await,
+        None,
+        "nothing was written"
+    );
+}

@@ -155,6 +155,8 @@ struct Inner {
     sessions: AtomicU64,
     /// When the last "written without replicas" warning was logged (ms).
     warned: AtomicU64,
+    /// The bound on users per tenant; 0: none.
+    user_limit: AtomicU64,
 }
 
 /// The Redis backend. Cheap to clone.
@@ -320,6 +322,7 @@ impl RedisStore {
             users: AtomicU64::new(0),
             sessions: AtomicU64::new(0),
             warned: AtomicU64::new(0),
+            user_limit: AtomicU64::new(0),
             layout,
         });
         let store = RedisStore { inner };
@@ -602,19 +605,47 @@ impl RedisStore {
     }
 
     async fn index_user(&self, key: &UserKey) -> Result<(), StoreError> {
+        self.admit_user(key, 0).await.map(|_| ())
+    }
+
+    /// Adds a user to its tenant's index unless the tenant's index holds
+    /// `limit` users already (0: no bound); answers whether the user is in
+    /// the index now. The check and the add are one script on the one key
+    /// of the tenant's index, so the bound is exact across every node. An
+    /// entry is made before the user's facts are written, so a write that
+    /// then fails leaves a user counted that holds nothing: the bound errs
+    /// on the side of refusing, never of overshooting.
+    async fn admit_user(&self, key: &UserKey, limit: u64) -> Result<bool, StoreError> {
         let layout = &self.inner.layout;
         let mut conn = self.writes();
-        let added: i64 = conn
-            .sadd(layout.tenant(&key.tenant), key.user.to_bytes())
-            .await
-            .map_err(unavailable)?;
+        let added: i64 = if limit == 0 {
+            conn.sadd(layout.tenant(&key.tenant), key.user.to_bytes())
+                .await
+                .map_err(unavailable)?
+        } else {
+            let answer: i64 = self
+                .inner
+                .scripts
+                .admit_user
+                .key(layout.tenant(&key.tenant))
+                .arg(key.user.to_bytes())
+                .arg(limit)
+                .invoke_async(&mut conn)
+                .await
+                .map_err(unavailable)?;
+            match answer {
+                0 => return Ok(false),
+                2 => 1,
+                _ => 0,
+            }
+        };
         if added > 0 {
             let _: i64 = conn
                 .sadd(layout.global("tenants"), key.tenant.as_str().as_bytes())
                 .await
                 .map_err(unavailable)?;
         }
-        Ok(())
+        Ok(true)
     }
 
     async fn refresh_counts(&self) {
@@ -849,8 +880,12 @@ impl RedisStore {
             }
             if plan.creates && !indexed {
                 // Indexed before the write: a crash between leaves an index
-                // entry without facts, which readers skip.
-                self.index_user(key).await?;
+                // entry without facts, which readers skip. The index is
+                // also what the bound on users per tenant counts.
+                let limit = self.inner.user_limit.load(Ordering::Relaxed);
+                if !self.admit_user(key, limit).await? {
+                    return Ok(Err(CommandError::TenantFull { limit }));
+                }
                 indexed = true;
             }
             let mut invocation = redis::cmd("EVALSHA");
@@ -1271,6 +1306,15 @@ async fn watch(store: Weak<Inner>, poll: StdDuration) {
 
 #[async_trait]
 impl Facts for RedisStore {
+    /// Exact across nodes (see `admit_user`); each node enforces the bound
+    /// it was started with.
+    fn limit_users_per_tenant(&self, limit: Option<std::num::NonZeroU64>) {
+        self.inner.user_limit.store(
+            limit.map_or(0, std::num::NonZeroU64::get),
+            Ordering::Relaxed,
+        );
+    }
+
     async fn apply(
         &self,
         key: &UserKey,

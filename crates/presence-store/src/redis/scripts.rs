@@ -44,6 +44,24 @@ end
 return {'ok', ''}
 ";
 
+/// A user joins its tenant's index unless the tenant holds its bound of
+/// users already.
+///
+/// KEYS: the tenant's index. ARGV: the user's member bytes, the bound.
+///
+/// Answers 1 when the user was in the index already, 2 when it was added,
+/// 0 when the tenant is at its bound (nothing is added).
+pub const ADMIT_USER: &str = r"#!lua
+if redis.call('SISMEMBER', KEYS[1], ARGV[1]) == 1 then
+  return 1
+end
+if redis.call('SCARD', KEYS[1]) >= tonumber(ARGV[2]) then
+  return 0
+end
+redis.call('SADD', KEYS[1], ARGV[1])
+return 2
+";
+
 /// Many ticks of one partition under its lease, each a compare-and-set.
 ///
 /// KEYS: due, changes, fence, then each user's facts. ARGV: the fencing
@@ -209,6 +227,7 @@ return {taken, 0}
 #[derive(Debug)]
 pub struct Scripts {
     pub apply: Script,
+    pub admit_user: Script,
     pub tick_all: Script,
     pub lease: Script,
     pub release: Script,
@@ -223,6 +242,7 @@ impl Scripts {
     pub fn new() -> Scripts {
         Scripts {
             apply: Script::new(APPLY),
+            admit_user: Script::new(ADMIT_USER),
             tick_all: Script::new(TICK_ALL),
             lease: Script::new(LEASE),
             release: Script::new(RELEASE),

@@ -61,6 +61,7 @@ async fn shows_everything(urls: Vec<String>) {
 
     throttling_limits_are_shared(&store, &other).await;
     concurrent_writers_on_two_nodes_lose_nothing(&options(urls.clone())).await;
+    the_bound_on_users_holds_across_nodes(&options(urls.clone())).await;
     a_stale_owner_is_fenced(&options(urls.clone())).await;
     a_taken_user_comes_back_if_never_ticked(&options(urls.clone())).await;
     a_cursor_resumes_on_another_node(&options(urls.clone())).await;
@@ -98,6 +99,46 @@ async fn concurrent_writers_on_two_nodes_lose_nothing(options: &RedisOptions) {
         );
         assert_eq!(facts.sequence.value, 1, "one visible change: Available");
     }
+}
+
+/// Two nodes add new users to one tenant at once: exactly the bound is
+/// admitted, whichever node each write goes through.
+async fn the_bound_on_users_holds_across_nodes(options: &RedisOptions) {
+    let nodes = [open(options).await, open(options).await];
+    for node in &nodes {
+        node.limit_users_per_tenant(std::num::NonZeroU64::new(5));
+    }
+    let now = Instant::from_unix_millis(95_000_000);
+    let timeouts = Timeouts::default();
+    let writes = (0..20).map(|n| {
+        let node = &nodes[n % 2];
+        async move {
+            node.apply(
+                &key("crowded", &format!("u{n}")),
+                &set_presence("app", 60),
+                now,
+                timeouts,
+            )
+            .await
+            .expect("store works")
+        }
+    });
+    let answers = futures_util::future::join_all(writes).await;
+    let admitted = answers.iter().filter(|answer| answer.is_ok()).count();
+    assert_eq!(admitted, 5, "{answers:?}");
+    assert!(answers.iter().all(|answer| matches!(
+        answer,
+        Ok(_) | Err(presence_core::CommandError::TenantFull { limit: 5 })
+    )));
+    let mut held = 0;
+    nodes[1]
+        .scan_tenant(
+            &presence_core::TenantId::parse("crowded").expect("valid"),
+            &mut |_, _| held += 1,
+        )
+        .await
+        .expect("scans");
+    assert_eq!(held, 5, "only the admitted users are written");
 }
 
 async fn a_stale_owner_is_fenced(options: &RedisOptions) {

@@ -14,6 +14,8 @@ use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use presence_store::StoreError;
 
+use crate::limits::Refusal;
+
 /// Every way a request can fail.
 #[derive(Debug, thiserror::Error)]
 pub enum ApiError {
@@ -40,6 +42,12 @@ pub enum ApiError {
     /// Beyond a throttling limit (429, with `Retry-After`).
     #[error("{}", .0.message())]
     TooManyRequests(crate::throttle::Throttled),
+    /// A write that would add a user to a tenant at `--max-users-per-tenant`.
+    #[error("{0}")]
+    QuotaLimitReached(String),
+    /// The node holds `--max-streams` live streams.
+    #[error("{0}")]
+    TooManyStreams(String),
     /// A 400 under a code of Graph's own for the case, such as
     /// `ValidationError` for a failed subscription handshake.
     #[error("{1}")]
@@ -57,13 +65,15 @@ impl ApiError {
                 StatusCode::BAD_REQUEST
             }
             ApiError::Unauthorized(_) => StatusCode::UNAUTHORIZED,
-            ApiError::Forbidden(_) => StatusCode::FORBIDDEN,
+            ApiError::Forbidden(_) | ApiError::QuotaLimitReached(_) => StatusCode::FORBIDDEN,
             ApiError::NotFound(_) => StatusCode::NOT_FOUND,
             ApiError::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::RequestTimeout(_) => StatusCode::REQUEST_TIMEOUT,
             ApiError::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             ApiError::TooManyRequests(_) => StatusCode::TOO_MANY_REQUESTS,
-            ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::Unavailable(_) | ApiError::TooManyStreams(_) => {
+                StatusCode::SERVICE_UNAVAILABLE
+            }
         }
     }
 
@@ -79,6 +89,9 @@ impl ApiError {
             ApiError::RequestTimeout(_) => "RequestTimeout",
             ApiError::UnsupportedMediaType(_) => "UnsupportedMediaType",
             ApiError::TooManyRequests(_) => "TooManyRequests",
+            // Graph's own code for a tenant past a quota.
+            ApiError::QuotaLimitReached(_) => "quotaLimitReached",
+            ApiError::TooManyStreams(_) => "ServiceUnavailable",
             ApiError::Refused(code, _) => code,
             ApiError::Unavailable(_) => "ServiceUnavailable",
         }
@@ -113,6 +126,7 @@ impl From<crate::service::ServiceError> for ApiError {
             ServiceError::Unavailable(message) => {
                 ApiError::Unavailable(StoreError::Unavailable(message))
             }
+            ServiceError::Quota(message) => ApiError::QuotaLimitReached(message),
         }
     }
 }
@@ -152,6 +166,28 @@ impl IntoResponse for ApiError {
                     header::RETRY_AFTER,
                     HeaderValue::from(throttled.retry_after),
                 );
+            }
+            _ => {}
+        }
+        if matches!(self, ApiError::TooManyStreams(_)) {
+            // Streams stay open for long: a retry a moment later would
+            // likely find the node as full.
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from_static("10"));
+        }
+        if matches!(self, ApiError::RequestTimeout(_)) {
+            // What is left of the body would be read as the next request.
+            response
+                .headers_mut()
+                .insert(header::CONNECTION, HeaderValue::from_static("close"));
+        }
+        match self {
+            ApiError::QuotaLimitReached(_) => {
+                response.extensions_mut().insert(Refusal::Quota);
+            }
+            ApiError::TooManyStreams(_) => {
+                response.extensions_mut().insert(Refusal::StreamsFull);
             }
             _ => {}
         }
@@ -243,7 +279,12 @@ fn render(
     });
     let mut response = Response::new(Body::from(body.to_string()));
     *response.status_mut() = status;
-    let kept = [header::WWW_AUTHENTICATE, header::ALLOW, header::RETRY_AFTER];
+    let kept = [
+        header::WWW_AUTHENTICATE,
+        header::ALLOW,
+        header::RETRY_AFTER,
+        header::CONNECTION,
+    ];
     for name in kept {
         if let Some(value) = headers.get(&name) {
             response.headers_mut().insert(name, value.clone());

@@ -115,6 +115,7 @@ where
         };
         Box::pin(async move {
             let Ok(response) = answer.await;
+            metrics.count_refusal(&response);
             let ids = RequestIds::new(client_request_id);
             let response = error::finish(response, &ids);
             let route = route.as_ref().map_or("unmatched", MatchedPath::as_str);

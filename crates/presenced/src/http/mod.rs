@@ -33,9 +33,6 @@ use crate::http::error::ApiError;
 use crate::http::openapi::{Answer, Doc, doc};
 use crate::state::AppState;
 
-/// The largest request body accepted: 650 ids of the longest accepted id
-/// fit with room to spare.
-pub const MAX_BODY_BYTES: usize = 128 * 1024;
 
 struct Api {
     router: Router<AppState>,
@@ -279,7 +276,7 @@ pub fn app(state: AppState) -> Router {
             state.clone(),
             extensions::follow_shared_clock,
         ))
-        .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
+        .layer(DefaultBodyLimit::max(state.limits.max_body_bytes))
         .layer(tower_http::catch_panic::CatchPanicLayer::new())
         .layer(frame::FrameLayer::new(
             request_metrics,

@@ -12,6 +12,7 @@ use axum::http::{HeaderValue, Method, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 
 use crate::http::error::ApiError;
+use crate::limits::{Refusal, Refusals};
 use crate::state::AppState;
 
 /// Graph's error envelope, for the OpenAPI document (`error.rs` writes it).
@@ -151,6 +152,8 @@ pub async fn openapi(State(state): State<AppState>) -> Response {
 pub struct RequestMetrics {
     /// By route template, then by method (a template has one or two).
     routes: HashMap<Box<str>, Vec<(Method, RouteMetrics)>>,
+    /// `presenced_refusals_total`, by kind.
+    refusals: Refusals,
 }
 
 #[derive(Debug)]
@@ -172,7 +175,25 @@ impl RequestMetrics {
                 .or_default()
                 .push((method.clone(), handles));
         }
-        RequestMetrics { routes }
+        RequestMetrics {
+            routes,
+            refusals: Refusals::register(),
+        }
+    }
+
+    /// Counts a response that refuses the request, by kind: the kind the
+    /// error named (a quota, full streams), else the one its status stands
+    /// for. Called before the error envelope is written, which keeps no
+    /// extension.
+    pub fn count_refusal(&self, response: &Response) {
+        let refusal = response
+            .extensions()
+            .get::<Refusal>()
+            .copied()
+            .or_else(|| Refusal::of_status(response.status().as_u16()));
+        if let Some(refusal) = refusal {
+            self.refusals.count(refusal);
+        }
     }
 
     fn route(&self, route: &str, method: &Method) -> Option<&RouteMetrics> {

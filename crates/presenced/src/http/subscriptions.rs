@@ -545,6 +545,14 @@ pub async fn stream(
             }
         }
     }
+    // One permit per open stream, held by the stream's body: released
+    // when the stream ends or its client goes away.
+    let Ok(permit) = state.streams.clone().try_acquire_owned() else {
+        return Err(ApiError::TooManyStreams(format!(
+            "This presenced node holds {} live streams, its limit (--max-streams); retry after Retry-After, or on another node.",
+            state.limits.max_streams
+        )));
+    };
     let resume = headers
         .get("last-event-id")
         .and_then(|value| value.to_str().ok());
@@ -553,15 +561,15 @@ pub async fn stream(
         .stream(principal.tenant.clone(), users, principal.viewer(), resume)
         .await?;
     let stopping = state.notifier.shutdown().clone();
-    let events = futures_util::stream::unfold(Some(stream), move |stream| {
+    let events = futures_util::stream::unfold(Some((stream, permit)), move |open| {
         let stopping = stopping.clone();
         async move {
-            let mut stream = stream?;
+            let (mut stream, permit) = open?;
             match stream.next().await {
                 Some((id, presence)) => {
                     let event =
                         presence_event(id, serde_json::to_string(&presence).unwrap_or_default());
-                    Some((Ok::<Event, Infallible>(event), Some(stream)))
+                    Some((Ok::<Event, Infallible>(event), Some((stream, permit))))
                 }
                 // The node is stopping: the client is told to come back
                 // (to another node, through the load balancer) after a

@@ -5,7 +5,7 @@
 //! by [`JsonBody`], then converted into `presence_core` values by validating
 //! functions whose errors say which field is wrong and what it may be.
 
-use axum::extract::{FromRequest, Request};
+use axum::extract::{FromRef, FromRequest, Request};
 use bytes::Bytes;
 use presence_core::{Activity, Availability, UserId, WorkLocation, WorkLocationType};
 use serde::de::DeserializeOwned;
@@ -13,15 +13,13 @@ use serde::{Deserialize, Deserializer, Serialize};
 use utoipa::ToSchema;
 
 use crate::http::error::ApiError;
+use crate::limits::Limits;
 use crate::wire::schema;
 
 pub use crate::wire::presence::{
     DateTimeTimeZoneOut, ItemBodyOut, OutOfOfficeOut, PRESENCE_JSON_BYTES, PresenceJson, Reader,
     StatusMessageOut, WorkLocationOut, presence_json,
 };
-
-/// How long a request body may take to arrive once its headers have.
-pub const BODY_READ_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
 
 /// A JSON request body whose every rejection is an [`ApiError`]: 413 when
 /// too large, 400 naming the offending field otherwise. An empty body reads
@@ -30,29 +28,36 @@ pub const BODY_READ_TIMEOUT: std::time::Duration = std::time::Duration::from_sec
 #[derive(Debug)]
 pub struct JsonBody<T>(pub T);
 
-impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for JsonBody<T> {
+impl<S, T> FromRequest<S> for JsonBody<T>
+where
+    S: Send + Sync,
+    T: DeserializeOwned,
+    Limits: FromRef<S>,
+{
     type Rejection = ApiError;
 
     async fn from_request(request: Request, state: &S) -> Result<JsonBody<T>, ApiError> {
+        let limits = Limits::from_ref(state);
         let declared = request
             .headers()
             .get(axum::http::header::CONTENT_TYPE)
             .map(|value| value.to_str().unwrap_or("(not text)").to_owned());
         // hyper bounds how long the headers may take; this bounds the body,
         // so that a client trickling one cannot hold a request open forever.
-        let read = tokio::time::timeout(BODY_READ_TIMEOUT, Bytes::from_request(request, state))
+        let timeout = limits.body_timeout();
+        let read = tokio::time::timeout(timeout, Bytes::from_request(request, state))
             .await
             .map_err(|_| {
                 ApiError::RequestTimeout(format!(
-                    "The request body did not arrive within {} seconds; send it whole.",
-                    BODY_READ_TIMEOUT.as_secs()
+                    "The request body did not arrive within {} seconds (--body-timeout); send it whole, at once.",
+                    timeout.as_secs_f64()
                 ))
             })?;
         let bytes = read.map_err(|rejection| {
             if rejection.status() == axum::http::StatusCode::PAYLOAD_TOO_LARGE {
                 ApiError::PayloadTooLarge(format!(
-                    "The request body is larger than {} bytes; send fewer ids or a shorter message.",
-                    crate::http::MAX_BODY_BYTES
+                    "The request body is larger than {} bytes (--max-body-bytes); send fewer ids or a shorter message.",
+                    limits.max_body_bytes
                 ))
             } else {
                 ApiError::BadRequest(format!("The request body could not be read: {rejection}."))

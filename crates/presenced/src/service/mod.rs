@@ -37,6 +37,9 @@ pub enum ServiceError {
     /// The store cannot answer now; retrying later may work.
     #[error("{0}")]
     Unavailable(String),
+    /// A bound of the server's forbids it (the users a tenant may hold).
+    #[error("{0}")]
+    Quota(String),
 }
 
 impl From<StoreError> for ServiceError {
@@ -96,6 +99,9 @@ impl PresenceService {
             Err(refused @ CommandError::TooManySessions) => {
                 Err(ServiceError::Refused(format!("{refused}.")))
             }
+            Err(CommandError::TenantFull { limit }) => Err(ServiceError::Quota(format!(
+                "The tenant already holds {limit} users, the most this presenced allows (--max-users-per-tenant), and this write would add another, so nothing was written. Writes to the tenant's existing users go on; to add users, ask the operator to raise --max-users-per-tenant."
+            ))),
         }
     }
 
