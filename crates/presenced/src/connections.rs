@@ -8,8 +8,10 @@
 //! the service until its response body has been handed back whole, so a
 //! stream (Server-Sent Events) is in flight for as long as it is open.
 //!
-//! At the bound, a new client is served by closing the connection idle the
-//! longest: it is asked to close gracefully (hyper closes an idle HTTP/1
+//! At the bound, a new client is served by closing the keep-alive
+//! connection idle the longest (one that has been answered and has no
+//! request in flight; one that has not asked anything yet is left to the
+//! header timeout): it is asked to close gracefully (hyper closes an idle HTTP/1
 //! connection at once and lets a request that raced the eviction finish
 //! first). When every connection has a request in flight, the new one is
 //! closed at once and counted as refused. The same eviction makes room when
@@ -57,6 +59,11 @@ pub struct Connections {
 #[derive(Debug)]
 pub struct Connection {
     in_flight: AtomicU32,
+    /// A request has been answered: the connection is a keep-alive one.
+    /// One that has not sent its first request is never taken for idle
+    /// (it would be closed before it could ask anything); the header
+    /// timeout bounds it instead.
+    served: AtomicBool,
     /// The `activity` tick of its last request's end (or of its opening).
     last_active: AtomicU64,
     activity: Arc<AtomicU64>,
@@ -107,6 +114,7 @@ impl Connections {
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         let connection = Arc::new(Connection {
             in_flight: AtomicU32::new(0),
+            served: AtomicBool::new(false),
             last_active: AtomicU64::new(self.activity.fetch_add(1, Ordering::Relaxed)),
             activity: self.activity.clone(),
             reading: AtomicBool::new(false),
@@ -121,13 +129,14 @@ impl Connections {
         })
     }
 
-    /// The connection with no request in flight whose last one ended
-    /// first, not yet asked to close. A scan: it runs only at the bound,
+    /// The keep-alive connection with no request in flight whose last one
+    /// ended first, not yet asked to close. A scan: it runs only at the bound,
     /// and keeps every request free of any ordering work.
     fn oldest_idle(open: &HashMap<u64, Arc<Connection>>) -> Option<&Arc<Connection>> {
         open.values()
             .filter(|connection| {
-                connection.in_flight.load(Ordering::Acquire) == 0
+                connection.served.load(Ordering::Acquire)
+                    && connection.in_flight.load(Ordering::Acquire) == 0
                     && !connection.close.is_cancelled()
             })
             .min_by_key(|connection| connection.last_active.load(Ordering::Relaxed))
@@ -223,6 +232,7 @@ impl Drop for Busy {
         let tick = connection.activity.fetch_add(1, Ordering::Relaxed);
         connection.last_active.store(tick, Ordering::Relaxed);
         connection.reading.store(false, Ordering::Relaxed);
+        connection.served.store(true, Ordering::Release);
         connection.in_flight.fetch_sub(1, Ordering::AcqRel);
     }
 }
@@ -449,6 +459,17 @@ mod tests {
         assert_eq!(connections.len(), 3);
         drop(fifth);
         drop(fourth);
+    }
+
+    #[test]
+    fn a_connection_that_has_asked_nothing_yet_is_not_taken_for_idle() {
+        let connections = Arc::new(Connections::new(1));
+        let fresh = connections.admit().expect("room");
+        assert!(connections.admit().is_none());
+        assert!(!fresh.connection.close.is_cancelled());
+        drop(request_on(&fresh.connection));
+        assert!(connections.admit().is_some());
+        assert!(fresh.connection.close.is_cancelled());
     }
 
     #[test]
