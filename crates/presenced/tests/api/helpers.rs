@@ -247,7 +247,20 @@ impl TestServer {
         }
     }
 
+    /// Starts presenced through `launcher` (a program and its arguments,
+    /// such as `prlimit --nofile=64:64`, which runs presenced in its own
+    /// place) with exactly `args`, and waits until it is ready.
+    pub async fn start_through(launcher: &[&str], args: &[&str]) -> TestServer {
+        let server = TestServer::spawn_through(launcher, args, &[]).await;
+        server.wait_until_ready().await;
+        server
+    }
+
     async fn spawn(args: &[&str], env: &[(&str, &str)]) -> TestServer {
+        TestServer::spawn_through(&[], args, env).await
+    }
+
+    async fn spawn_through(launcher: &[&str], args: &[&str], env: &[(&str, &str)]) -> TestServer {
         let mut all: Vec<String> = args.iter().map(|arg| arg.to_string()).collect();
         let names_a_directory = args.contains(&"--data-dir")
             || env.iter().any(|(name, _)| *name == "PRESENCED_DATA_DIR");
@@ -256,7 +269,16 @@ impl TestServer {
             all.extend(["--data-dir".to_string(), dir.path().display().to_string()]);
             dir
         });
-        let mut command = Command::new(env!("CARGO_BIN_EXE_presenced"));
+        let mut command = match launcher.split_first() {
+            None => Command::new(env!("CARGO_BIN_EXE_presenced")),
+            Some((program, launcher_args)) => {
+                let mut command = Command::new(program);
+                command
+                    .args(launcher_args)
+                    .arg(env!("CARGO_BIN_EXE_presenced"));
+                command
+            }
+        };
         command.args(&all).env("RUST_LOG", "warn");
         for (name, value) in env {
             command.env(name, value);

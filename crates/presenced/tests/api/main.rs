@@ -13,6 +13,7 @@ mod durability;
 mod endpoints;
 mod errors;
 mod extensions;
+mod limits;
 mod many_nodes;
 mod notifications;
 mod ops;
