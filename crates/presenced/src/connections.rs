@@ -207,10 +207,12 @@ impl Drop for Open {
 }
 
 impl Connection {
-    /// Whether bytes of a request head had arrived when the connection
-    /// ended (it timed out on a slow head, not while idle).
-    pub fn was_reading(&self) -> bool {
-        self.reading.load(Ordering::Relaxed)
+    /// Whether a connection that ran out of `--header-timeout` was cut off
+    /// as a slow sender: bytes of a head had arrived, or it never sent a
+    /// whole request at all. One that merely sat idle after its last
+    /// answer is a keep-alive connection expiring, not a refusal.
+    pub fn cut_off_mid_request(&self) -> bool {
+        self.reading.load(Ordering::Relaxed) || !self.served.load(Ordering::Acquire)
     }
 }
 
@@ -324,7 +326,7 @@ impl hyper::body::Body for TrackedBody {
 }
 
 /// A connection's socket, noting when bytes arrive (see
-/// [`Connection::was_reading`]).
+/// [`Connection::cut_off_mid_request`]).
 #[derive(Debug)]
 pub struct Watched<T> {
     inner: T,

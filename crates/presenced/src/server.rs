@@ -394,7 +394,7 @@ async fn serve_http(
             if let Err(error) = ended {
                 if error.is_parse_too_large() {
                     refusals.count(Refusal::HeaderTooLarge);
-                } else if error.is_timeout() && open.connection.was_reading() {
+                } else if error.is_timeout() && open.connection.cut_off_mid_request() {
                     refusals.count(Refusal::Timeout);
                 }
             }

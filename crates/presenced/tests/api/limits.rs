@@ -299,6 +299,11 @@ async fn slow_senders_are_cut_off_while_a_fast_client_is_served() {
         )
         .await;
     slow_body.trickle();
+    // One that connects and says nothing, and a keep-alive connection that
+    // was answered and then sits idle.
+    let mut silent = Raw::connect(&server).await;
+    let mut idle = Raw::connect(&server).await;
+    assert_eq!(idle.get("/healthz").await.expect("served").status, 200);
     // Beside them, a fast client writes and reads.
     set(&server, "alice", "Busy", "InACall").await;
     assert_eq!(server.shown("alice").await.0, "Busy");
@@ -324,12 +329,19 @@ async fn slow_senders_are_cut_off_while_a_fast_client_is_served() {
         reply.head
     );
     assert_eq!(slow_body.closed().await, "", "then closed");
+    assert_eq!(silent.closed().await, "", "a silent client is cut off");
+    assert_eq!(
+        idle.closed().await,
+        "",
+        "an idle keep-alive connection ends"
+    );
     // Nothing of the slow write was applied; the fast client is still served.
     assert_eq!(server.shown("bob").await.0, "Offline");
     assert_eq!(server.shown("alice").await.0, "Busy");
-    assert!(
-        refusals(&server, "timeout").await >= 2.0,
-        "the slow head and the slow body"
+    assert_eq!(
+        refusals(&server, "timeout").await,
+        3.0,
+        "the slow head, the slow body and the silent client; not the keep-alive connection that expired"
     );
 }
 
