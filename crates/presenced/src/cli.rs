@@ -89,7 +89,8 @@ use crate::wire_time::parse_duration;
         --max-subscription-lifetime DURATION  the longest a subscription may live [default: PT1H]\n  \
         --webhook-retry-window DURATION  how long a notification is retried [default: PT4H]\n  \
         --max-connections N, --max-streams N, --max-header-bytes BYTES, --max-body-bytes BYTES,\n  \
-        --header-timeout DURATION, --body-timeout DURATION, --max-users-per-tenant N|off\n                           \
+        --header-timeout DURATION, --body-timeout DURATION, --send-timeout DURATION,\n  \
+        --max-users-per-tenant N|off\n                           \
         the bounds on what clients may hold, each with its default in serve --help\n  \
         --config FILE            a TOML file with any of these settings\n  \
         --log-format FORMAT      text or json\n\n\
@@ -602,10 +603,10 @@ pub struct ServeArgs {
     #[arg(long, env = "PRESENCED_WEBHOOK_RETRY_WINDOW", value_name = "DURATION")]
     pub webhook_retry_window: Option<String>,
 
-    /// The most connections open at once. At the bound, the connection idle
-    /// the longest (no request in flight) is closed for each new client, so
-    /// that new clients are served; when none is idle, the new connection is
-    /// closed at once [default: 10000].
+    /// The most connections open at once. At the bound, the keep-alive
+    /// connection idle the longest (answered, no request in flight) is
+    /// closed for each new client, so that new clients are served; when none
+    /// is idle, the new connection is closed at once [default: 10000].
     #[arg(long, env = "PRESENCED_MAX_CONNECTIONS", value_name = "N")]
     pub max_connections: Option<usize>,
 
@@ -630,6 +631,13 @@ pub struct ServeArgs {
     /// applied, and its connection is closed [default: PT10S].
     #[arg(long, env = "PRESENCED_BODY_TIMEOUT", value_name = "DURATION")]
     pub body_timeout: Option<String>,
+
+    /// How long a response may wait for its client to read any of it, as an
+    /// ISO 8601 duration; a client that reads nothing for this long (a
+    /// stream or an answer it never takes) has its connection closed
+    /// [default: PT30S].
+    #[arg(long, env = "PRESENCED_SEND_TIMEOUT", value_name = "DURATION")]
+    pub send_timeout: Option<String>,
 
     /// The most live streams (/_presenced/stream) open at once on this node;
     /// one more is answered 503 with Retry-After, and the open ones go on
@@ -915,6 +923,12 @@ fn limits(args: &ServeArgs, defaults: Limits) -> Result<Limits, String> {
             defaults.body_timeout,
             "PT10S",
         )?,
+        send_timeout: positive_duration(
+            "--send-timeout",
+            args.send_timeout.clone(),
+            defaults.send_timeout,
+            "PT30S",
+        )?,
         max_streams: within(
             "--max-streams",
             args.max_streams,
@@ -1080,6 +1094,8 @@ mod tests {
             "PT1S",
             "--body-timeout",
             "PT2S",
+            "--send-timeout",
+            "PT3S",
             "--max-streams",
             "7",
             "--max-users-per-tenant",
@@ -1094,6 +1110,7 @@ mod tests {
                 max_body_bytes: 2048,
                 header_timeout: Duration::from_secs(1),
                 body_timeout: Duration::from_secs(2),
+                send_timeout: Duration::from_secs(3),
                 max_streams: 7,
                 max_users_per_tenant: NonZeroU64::new(100),
             }
@@ -1117,6 +1134,10 @@ mod tests {
                 "--header-timeout must be positive",
             ),
             (&["--body-timeout", "soon"], "--body-timeout"),
+            (
+                &["--send-timeout", "PT0S"],
+                "--send-timeout must be positive",
+            ),
             (&["--max-streams", "0"], "--max-streams is 0"),
             (
                 &["--max-users-per-tenant", "0"],

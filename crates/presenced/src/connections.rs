@@ -71,6 +71,8 @@ pub struct Connection {
     /// is on its way. Tells a client too slow to send its head (counted as
     /// refused) from an idle keep-alive connection that expired (not).
     reading: AtomicBool,
+    /// A write waited longer than `--send-timeout` for the client to read.
+    stalled: AtomicBool,
     /// Asks the connection to close once it has no request in flight.
     pub close: CancellationToken,
 }
@@ -118,6 +120,7 @@ impl Connections {
             last_active: AtomicU64::new(self.activity.fetch_add(1, Ordering::Relaxed)),
             activity: self.activity.clone(),
             reading: AtomicBool::new(false),
+            stalled: AtomicBool::new(false),
             close: self.drain.child_token(),
         });
         open.insert(id, connection.clone());
@@ -213,6 +216,12 @@ impl Connection {
     /// answer is a keep-alive connection expiring, not a refusal.
     pub fn cut_off_mid_request(&self) -> bool {
         self.reading.load(Ordering::Relaxed) || !self.served.load(Ordering::Acquire)
+    }
+
+    /// Whether the connection was cut off because its client read nothing
+    /// of an answer for `--send-timeout`.
+    pub fn stalled(&self) -> bool {
+        self.stalled.load(Ordering::Relaxed)
     }
 }
 
@@ -326,16 +335,65 @@ impl hyper::body::Body for TrackedBody {
 }
 
 /// A connection's socket, noting when bytes arrive (see
-/// [`Connection::cut_off_mid_request`]).
+/// [`Connection::cut_off_mid_request`]), and failing a write that makes no
+/// progress for `--send-timeout` (the client reads nothing): hyper bounds
+/// how long a head may take to arrive, but not how long an answer may wait
+/// for its reader, and a stream or a large answer that is never read would
+/// hold its connection forever.
 #[derive(Debug)]
 pub struct Watched<T> {
     inner: T,
     connection: Arc<Connection>,
+    send_timeout: std::time::Duration,
+    /// Armed while a write waits for the client to read.
+    stalled: Option<Pin<Box<tokio::time::Sleep>>>,
 }
 
 impl<T> Watched<T> {
-    pub fn new(inner: T, connection: Arc<Connection>) -> Watched<T> {
-        Watched { inner, connection }
+    pub fn new(
+        inner: T,
+        connection: Arc<Connection>,
+        send_timeout: std::time::Duration,
+    ) -> Watched<T> {
+        Watched {
+            inner,
+            connection,
+            send_timeout,
+            stalled: None,
+        }
+    }
+
+    /// A write that could not proceed: pending until `--send-timeout` has
+    /// passed without progress, then an error that ends the connection.
+    fn stall<R>(&mut self, context: &mut Context<'_>) -> Poll<io::Result<R>> {
+        let timeout = self.send_timeout;
+        let stalled = self
+            .stalled
+            .get_or_insert_with(|| Box::pin(tokio::time::sleep(timeout)));
+        match stalled.as_mut().poll(context) {
+            Poll::Pending => Poll::Pending,
+            Poll::Ready(()) => {
+                self.connection.stalled.store(true, Ordering::Relaxed);
+                Poll::Ready(Err(io::Error::new(
+                    io::ErrorKind::TimedOut,
+                    "the client read nothing of its answer within --send-timeout",
+                )))
+            }
+        }
+    }
+
+    fn progress<R>(
+        &mut self,
+        written: Poll<io::Result<R>>,
+        context: &mut Context<'_>,
+    ) -> Poll<io::Result<R>> {
+        match written {
+            Poll::Pending => self.stall(context),
+            ready => {
+                self.stalled = None;
+                ready
+            }
+        }
     }
 }
 
@@ -360,7 +418,8 @@ impl<T: AsyncWrite + Unpin> AsyncWrite for Watched<T> {
         context: &mut Context<'_>,
         buf: &[u8],
     ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.inner).poll_write(context, buf)
+        let written = Pin::new(&mut self.inner).poll_write(context, buf);
+        self.progress(written, context)
     }
 
     fn poll_write_vectored(
@@ -368,7 +427,8 @@ impl<T: AsyncWrite + Unpin> AsyncWrite for Watched<T> {
         context: &mut Context<'_>,
         bufs: &[io::IoSlice<'_>],
     ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.inner).poll_write_vectored(context, bufs)
+        let written = Pin::new(&mut self.inner).poll_write_vectored(context, bufs);
+        self.progress(written, context)
     }
 
     fn is_write_vectored(&self) -> bool {
@@ -376,7 +436,8 @@ impl<T: AsyncWrite + Unpin> AsyncWrite for Watched<T> {
     }
 
     fn poll_flush(mut self: Pin<&mut Self>, context: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.inner).poll_flush(context)
+        let flushed = Pin::new(&mut self.inner).poll_flush(context);
+        self.progress(flushed, context)
     }
 
     fn poll_shutdown(mut self: Pin<&mut Self>, context: &mut Context<'_>) -> Poll<io::Result<()>> {

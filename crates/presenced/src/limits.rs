@@ -4,7 +4,8 @@
 //! Every bound has a flag (`cli.rs`), a default here, and an answer: the
 //! connections (`--max-connections`, enforced by the accept loop in
 //! `connections.rs`), the size of a request's head (431, hyper's) and body
-//! (413), the time to send them (the connection closed; 408), the live
+//! (413), the time to send them (the connection closed; 408), the time a
+//! response may wait for its client to read it (the connection closed), the live
 //! streams of a node (`--max-streams`, 503 with `Retry-After`) and the users
 //! of a tenant (`--max-users-per-tenant`, 403 `quotaLimitReached`, kept by
 //! the store). A client past a bound is cut off; the others are served.
@@ -37,6 +38,9 @@ pub struct Limits {
     /// How long a request body may take to arrive once its head has
     /// (`--body-timeout`).
     pub body_timeout: Duration,
+    /// How long a response may wait for its client to read any of it
+    /// (`--send-timeout`).
+    pub send_timeout: Duration,
     /// Live streams open at once on this node (`--max-streams`).
     pub max_streams: usize,
     /// Users one tenant may hold (`--max-users-per-tenant`); `None`: no bound.
@@ -54,6 +58,7 @@ impl Default for Limits {
             max_body_bytes: 128 * 1024,
             header_timeout: Duration::from_secs(30),
             body_timeout: Duration::from_secs(10),
+            send_timeout: Duration::from_secs(30),
             max_streams: 10_000,
             max_users_per_tenant: None,
         }
@@ -69,6 +74,11 @@ impl Limits {
     /// `--body-timeout` as the standard library's duration.
     pub fn body_timeout(&self) -> std::time::Duration {
         std_duration(self.body_timeout)
+    }
+
+    /// `--send-timeout` as the standard library's duration.
+    pub fn send_timeout(&self) -> std::time::Duration {
+        std_duration(self.send_timeout)
     }
 }
 
@@ -87,7 +97,8 @@ pub enum Refusal {
     Forbidden,
     /// 403 `quotaLimitReached`: the tenant holds `--max-users-per-tenant`.
     Quota,
-    /// 408, or a connection closed because its head did not arrive in time.
+    /// 408, or a connection closed because its head did not arrive in time
+    /// or its client read nothing of a response in time.
     Timeout,
     /// 413: the body is larger than `--max-body-bytes`.
     TooLarge,

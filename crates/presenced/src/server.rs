@@ -297,7 +297,8 @@ pub fn check_config(config: &ServeConfig) -> Result<(), ServeError> {
 /// that answer itself and takes none from the application) and the
 /// connection closed; a head slower than `--header-timeout` closes the
 /// connection (hyper answers nothing, the request being incomplete), which
-/// also ends idle keep-alive connections after that long.
+/// also ends idle keep-alive connections after that long; an answer whose
+/// client reads none of it for `--send-timeout` ends its connection too.
 async fn serve_http(
     listener: TcpListener,
     app: axum::Router,
@@ -348,7 +349,7 @@ async fn serve_http(
         };
         // Answers are written whole; waiting to coalesce them only adds latency.
         let _ = stream.set_nodelay(true);
-        let stream = Watched::new(stream, open.connection.clone());
+        let stream = Watched::new(stream, open.connection.clone(), limits.send_timeout());
         let service = Tracked::new(
             TowerToHyperService::new(axum::Extension(ConnectInfo(peer)).layer(app.clone())),
             open.connection.clone(),
@@ -358,45 +359,39 @@ async fn serve_http(
         let force_close = force_close.clone();
         let refusals = refusals.clone();
         tasks.spawn_short("connection", async move {
-            let close = open.connection.close.clone();
+            let connection = &open.connection;
             let serve = async {
                 match tls {
-                    None => serve_connection(&builder, TokioIo::new(stream), service, &close).await,
+                    None => {
+                        let io = TokioIo::new(stream);
+                        serve_connection(&builder, io, service, connection, &refusals).await;
+                    }
                     Some(acceptor) => {
+                        let handshake =
+                            tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, acceptor.accept(stream));
                         let handshake = tokio::select! {
-                            handshake = tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, acceptor.accept(stream)) => handshake,
-                            () = close.cancelled() => return Ok(()),
+                            handshake = handshake => handshake,
+                            () = connection.close.cancelled() => return,
                         };
                         match handshake {
                             Ok(Ok(stream)) => {
-                                serve_connection(&builder, TokioIo::new(stream), service, &close)
-                                    .await
+                                let io = TokioIo::new(stream);
+                                serve_connection(&builder, io, service, connection, &refusals)
+                                    .await;
                             }
                             Ok(Err(error)) => {
                                 tracing::debug!(%error, %peer, "TLS handshake failed");
-                                Ok(())
                             }
                             Err(_) => {
                                 tracing::debug!(%peer, "TLS handshake timed out");
-                                Ok(())
                             }
                         }
                     }
                 }
             };
-            let ended = tokio::select! {
-                ended = serve => ended,
-                () = force_close.cancelled() => Ok(()),
-            };
-            // A client that goes away mid-request is not the server's
-            // error, so what the connection ends with is not reported;
-            // only the bounds it ran into are counted.
-            if let Err(error) = ended {
-                if error.is_parse_too_large() {
-                    refusals.count(Refusal::HeaderTooLarge);
-                } else if error.is_timeout() && open.connection.cut_off_mid_request() {
-                    refusals.count(Refusal::Timeout);
-                }
+            tokio::select! {
+                () = serve => {}
+                () = force_close.cancelled() => {}
             }
             drop(open);
         });
@@ -413,28 +408,41 @@ async fn serve_http(
     Ok(())
 }
 
-/// Serves one connection until it ends; once `close` is cancelled (the
+/// Serves one connection until it ends; once its `close` is cancelled (the
 /// server stops, or the connection is evicted at `--max-connections`), it
-/// ends after the request in flight, at once if there is none.
+/// ends after the request in flight, at once if there is none. A client
+/// that goes away mid-request is not the server's error, so what the
+/// connection ends with is not reported; only the bounds it ran into are
+/// counted, before the socket is closed (so that a client that sees it
+/// closed finds it counted).
 async fn serve_connection<I, S>(
     builder: &hyper::server::conn::http1::Builder,
     io: I,
     service: S,
-    close: &CancellationToken,
-) -> Result<(), hyper::Error>
-where
+    connection: &crate::connections::Connection,
+    refusals: &Refusals,
+) where
     I: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
     S: hyper::service::HttpService<hyper::body::Incoming>,
     S::ResBody: 'static,
     <S::ResBody as hyper::body::Body>::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
 {
-    let connection = builder.serve_connection(io, service);
-    tokio::pin!(connection);
-    tokio::select! {
-        ended = connection.as_mut() => return ended,
-        () = close.cancelled() => connection.as_mut().graceful_shutdown(),
+    let served = builder.serve_connection(io, service);
+    tokio::pin!(served);
+    let ended = tokio::select! {
+        ended = served.as_mut() => ended,
+        () = connection.close.cancelled() => {
+            served.as_mut().graceful_shutdown();
+            served.as_mut().await
+        }
+    };
+    if let Err(error) = ended {
+        if error.is_parse_too_large() {
+            refusals.count(Refusal::HeaderTooLarge);
+        } else if connection.stalled() || (error.is_timeout() && connection.cut_off_mid_request()) {
+            refusals.count(Refusal::Timeout);
+        }
     }
-    connection.await
 }
 
 /// What the accept loop does when accepting fails, above all when the

@@ -187,12 +187,19 @@ async fn set(server: &TestServer, user: &str, availability: &str, activity: &str
         .assert_ok_empty();
 }
 
-/// `presenced_refusals_total{kind}` on `/metrics`.
-async fn refusals(server: &TestServer, kind: &str) -> f64 {
-    counter(
-        &server.metrics().await,
-        &format!("presenced_refusals_total{{kind=\"{kind}\"}}"),
-    )
+/// `presenced_refusals_total{kind}` on `/metrics`, once it has reached
+/// `at_least` (a refusal that closes a connection is counted as it closes,
+/// so a client may see the close a moment before `/metrics` does).
+async fn refusals(server: &TestServer, kind: &str, at_least: f64) -> f64 {
+    let name = format!("presenced_refusals_total{{kind=\"{kind}\"}}");
+    let deadline = std::time::Instant::now() + GUARD;
+    loop {
+        let count = counter(&server.metrics().await, &name);
+        if count >= at_least || std::time::Instant::now() > deadline {
+            return count;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
 }
 
 #[tokio::test]
@@ -339,7 +346,7 @@ async fn slow_senders_are_cut_off_while_a_fast_client_is_served() {
     assert_eq!(server.shown("bob").await.0, "Offline");
     assert_eq!(server.shown("alice").await.0, "Busy");
     assert_eq!(
-        refusals(&server, "timeout").await,
+        refusals(&server, "timeout", 3.0).await,
         3.0,
         "the slow head, the slow body and the silent client; not the keep-alive connection that expired"
     );
@@ -368,7 +375,7 @@ async fn a_head_larger_than_the_bound_is_answered_431() {
         )
         .await;
     assert_eq!(reply.status, 431, "{}", reply.text);
-    assert_eq!(refusals(&server, "header_too_large").await, 1.0);
+    assert_eq!(refusals(&server, "header_too_large", 1.0).await, 1.0);
 }
 
 #[tokio::test]
@@ -392,7 +399,7 @@ async fn a_body_larger_than_the_bound_is_answered_413_and_writes_nothing() {
         )
         .await
         .assert_ok_empty();
-    assert!(refusals(&server, "too_large").await >= 1.0);
+    assert!(refusals(&server, "too_large", 1.0).await >= 1.0);
 }
 
 #[tokio::test]
@@ -435,7 +442,7 @@ async fn streams_beyond_the_bound_are_answered_503_and_the_open_ones_go_on() {
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    assert!(refusals(&server, "streams_full").await >= 1.0);
+    assert!(refusals(&server, "streams_full", 1.0).await >= 1.0);
 }
 
 #[tokio::test]
@@ -468,9 +475,9 @@ async fn a_tenant_at_its_bound_gets_no_new_user_and_its_users_go_on() {
     set(&server, "u1", "Busy", "InACall").await;
     server.clear_presence("u2", "app").await.assert_ok_empty();
     assert_eq!(server.shown("u1").await.0, "Busy");
-    assert_eq!(refusals(&server, "quota").await, 2.0);
+    assert_eq!(refusals(&server, "quota", 2.0).await, 2.0);
     assert_eq!(
-        refusals(&server, "forbidden").await,
+        refusals(&server, "forbidden", 0.0).await,
         0.0,
         "a quota is its own kind"
     );
@@ -702,4 +709,40 @@ async fn refusals_are_counted_by_kind_and_never_by_tenant_or_user() {
     for name in ["contoso", "bob", "alice"] {
         assert!(!metrics.contains(name), "{name} in the metrics:\n{metrics}");
     }
+}
+
+#[tokio::test]
+async fn a_client_that_reads_none_of_its_answers_is_cut_off_while_others_are_served() {
+    let server = TestServer::start(&["--send-timeout", "PT1S"]).await;
+    let ids: Vec<String> = (0..650)
+        .map(|n| format!("a-user-with-a-long-id-{n:04}"))
+        .collect();
+    let request = post(
+        "/v1.0/communications/getPresencesByUserId",
+        &json!({ "ids": ids }),
+    );
+    // Batch reads sent one after another for as long as the server takes
+    // them, and nothing read: the answers fill the sockets' buffers, the
+    // server can write no more, and so reads no more requests either.
+    let mut stalled = Raw::connect(&server).await;
+    let mut write = stalled.write.take().expect("a write half");
+    let writer = tokio::spawn(async move {
+        let mut sent = 0_u64;
+        while write.write_all(&request).await.is_ok() {
+            sent += 1;
+        }
+        sent
+    });
+    // Beside it, a fast client is served.
+    set(&server, "alice", "Busy", "InACall").await;
+    assert_eq!(server.shown("alice").await.0, "Busy");
+    // The server cuts the stalled client off: its writes fail.
+    let sent = tokio::time::timeout(GUARD, writer)
+        .await
+        .expect("the server closes the connection of a client that reads nothing")
+        .expect("the writer");
+    assert!(sent > 0);
+    drop(stalled);
+    assert!(refusals(&server, "timeout", 1.0).await >= 1.0);
+    assert_eq!(server.shown("alice").await.0, "Busy");
 }
