@@ -12,6 +12,7 @@ use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
+use futures_util::StreamExt as _;
 use presence_core::{Instant, UserId};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
@@ -491,11 +492,20 @@ fn presence_event(id: String, data: String) -> Event {
     Event::default().event("presence").id(id).data(data)
 }
 
+/// How long a client should wait before it reconnects: 1 to 3 s, drawn for
+/// each stream, so that clients dropped together (a node stopping, a load
+/// balancer restarting, a network blip) come back spread over two seconds
+/// rather than in one wave.
+fn reconnect_wait() -> std::time::Duration {
+    std::time::Duration::from_millis(rand::random_range(1_000..=3_000))
+}
+
 /// `GET /_presenced/stream?ids=a,b`: Server-Sent Events, one `presence`
 /// event per visible change of the named users (of the caller's whole
 /// tenant without `ids`, which needs `Presence.Read.All`). A new stream
-/// starts with each named user's current presence; `Last-Event-ID` resumes
-/// where a dropped one stopped.
+/// starts with a `retry:` field (see [`reconnect_wait`]), then each named
+/// user's current presence; `Last-Event-ID` resumes where a dropped one
+/// stopped.
 pub async fn stream(
     State(state): State<AppState>,
     principal: Principal,
@@ -561,7 +571,8 @@ pub async fn stream(
         .stream(principal.tenant.clone(), users, principal.viewer(), resume)
         .await?;
     let stopping = state.notifier.shutdown().clone();
-    let events = futures_util::stream::unfold(Some((stream, permit)), move |open| {
+    let retry = Event::default().retry(reconnect_wait());
+    let live = futures_util::stream::unfold(Some((stream, permit)), move |open| {
         let stopping = stopping.clone();
         async move {
             let (mut stream, permit) = open?;
@@ -575,16 +586,16 @@ pub async fn stream(
                 // (to another node, through the load balancer) after a
                 // short, spread-out wait, and resumes with Last-Event-ID.
                 None if stopping.is_cancelled() => {
-                    let wait = 1_000 + u64::from(uuid::Uuid::new_v4().as_u128() as u16 % 2_000);
                     let event = Event::default()
                         .comment("presenced is stopping; reconnect to resume")
-                        .retry(std::time::Duration::from_millis(wait));
+                        .retry(reconnect_wait());
                     Some((Ok(event), None))
                 }
                 None => None,
             }
         }
     });
+    let events = futures_util::stream::once(std::future::ready(Ok(retry))).chain(live);
     Ok(Sse::new(events)
         .keep_alive(KeepAlive::default())
         .into_response())

@@ -1083,6 +1083,72 @@ async fn the_stream_sends_current_presence_then_every_change_and_resumes_from_la
     );
 }
 
+/// The first `count` events of a stream as sent: each the text up to its
+/// blank line.
+async fn raw_events(response: &mut reqwest::Response, count: usize) -> Vec<String> {
+    let mut buffer = String::new();
+    let deadline = Instant::now() + PROMPT;
+    loop {
+        let blocks: Vec<&str> = buffer.split("\n\n").collect();
+        // The last piece is what follows the last blank line.
+        if blocks.len() > count {
+            return blocks[..count]
+                .iter()
+                .map(|block| block.to_string())
+                .collect();
+        }
+        let left = deadline.saturating_duration_since(Instant::now());
+        let chunk = tokio::time::timeout(left, response.chunk())
+            .await
+            .unwrap_or_else(|_| panic!("{count} events within {PROMPT:?}; got {buffer:?}"))
+            .expect("the stream is readable")
+            .expect("the stream is open");
+        buffer.push_str(std::str::from_utf8(&chunk).expect("UTF-8"));
+    }
+}
+
+#[tokio::test]
+async fn every_stream_opens_with_its_own_retry_of_one_to_three_seconds() {
+    let server = TestServer::start(&[]).await;
+    server
+        .set_presence("alice", "app", "Busy", "InACall", Some("PT1H"))
+        .await
+        .assert_ok_empty();
+    let mut waits = Vec::new();
+    for _ in 0..6 {
+        let mut stream = server
+            .client()
+            .get(server.url("/_presenced/stream?ids=alice"))
+            .send()
+            .await
+            .expect("the stream opens");
+        assert_eq!(stream.status(), 200);
+        // Before any presence: a client dropped while the first presences
+        // are sent already knows how long to wait.
+        let events = raw_events(&mut stream, 2).await;
+        let lines: Vec<&str> = events[0].lines().collect();
+        let [line] = lines[..] else {
+            panic!("the first event is one retry: field, got {events:?}");
+        };
+        let wait: u64 = line
+            .strip_prefix("retry:")
+            .and_then(|millis| millis.trim().parse().ok())
+            .unwrap_or_else(|| panic!("a retry: field in milliseconds, got {line:?}"));
+        assert!((1_000..=3_000).contains(&wait), "retry: {wait}");
+        let data = events[1]
+            .lines()
+            .find_map(|line| line.strip_prefix("data:"))
+            .unwrap_or_else(|| panic!("then the presence, got {events:?}"));
+        let presence: Value = serde_json::from_str(data.trim()).expect("JSON data");
+        assert_eq!(presence["activity"], "InACall", "then the presence");
+        waits.push(wait);
+    }
+    assert!(
+        waits.iter().any(|wait| *wait != waits[0]),
+        "each stream draws its own wait: {waits:?}"
+    );
+}
+
 #[tokio::test]
 async fn moving_a_subscription_to_another_url_validates_it_first() {
     let server = TestServer::start(&[]).await;
