@@ -283,14 +283,14 @@ pub fn header_block_bytes(headers: &HeaderMap) -> usize {
 }
 
 /// One keep-alive HTTP/1.1 client connection.
-struct Connection {
+pub struct Connection {
     address: SocketAddr,
     host: HeaderValue,
     sender: SendRequest<Full<Bytes>>,
 }
 
 impl Connection {
-    async fn open(address: SocketAddr) -> Result<Connection, String> {
+    pub async fn open(address: SocketAddr) -> Result<Connection, String> {
         let stream = TcpStream::connect(address)
             .await
             .map_err(|error| format!("cannot connect to {address}: {error}"))?;
@@ -316,7 +316,8 @@ impl Connection {
         })
     }
 
-    async fn send(&mut self, spec: &RequestSpec) -> Result<Answer, String> {
+    /// Sends `spec` and reads its whole answer, whatever its status.
+    pub async fn send(&mut self, spec: &RequestSpec) -> Result<Answer, String> {
         let mut request = Request::new(Full::new(spec.body.clone()));
         *request.method_mut() = spec.method.clone();
         *request.uri_mut() = spec.uri.clone();
@@ -371,7 +372,7 @@ impl Connection {
 
     /// After a transport failure: a fresh connection, retried until `until`
     /// (a server that closed one connection may still accept another).
-    async fn reconnect(&mut self, until: Instant) -> bool {
+    pub async fn reconnect(&mut self, until: Instant) -> bool {
         while Instant::now() < until {
             match Connection::open(self.address).await {
                 Ok(fresh) => {

@@ -6,17 +6,21 @@
 //! do-nothing hyper server answering the same bytes, `presenced-bench
 //! ceiling`), and prints a table of requests/s, latencies and the ratio of
 //! the two; then the footprint: memory per user, idle scheduler CPU, fades
-//! processed at once, and the lag of change notifications to a local
-//! receiver. `--quick` is the same in under a minute, for CI.
+//! processed at once, the lag of change notifications to a local receiver,
+//! and a reconnect storm (every user changing at once while streams are
+//! dropped and resume, checked for each user's final presence). `--quick`
+//! is the same in under a minute, for CI.
 //!
 //! Layout: `load.rs` is the generator and its histograms, `scenarios.rs` the
 //! throughput scenarios and their data, `footprint.rs` the memory and
 //! scheduler measurements, `notifications.rs` the notification lag and
 //! `receiver.rs` its webhook receiver, `redis.rs` presenced over Redis (the
 //! throughput rows, Redis's cost per request and memory per user),
-//! `nodes.rs` three nodes over one Redis (fades and takeover),
-//! `ceiling.rs` the ceiling server, `process.rs` starting servers and
-//! reading `/proc`, `report.rs` the tables.
+//! `nodes.rs` three nodes over one Redis (fades and takeover), `storm.rs`
+//! the reconnect storm (its stream clients, their reconnections, and the
+//! check of every user's final presence), `ceiling.rs` the ceiling server,
+//! `process.rs` starting servers and reading `/proc`, `report.rs` the
+//! tables.
 
 mod ceiling;
 mod footprint;
@@ -28,6 +32,7 @@ mod receiver;
 mod redis;
 mod report;
 mod scenarios;
+mod storm;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -47,7 +52,8 @@ use crate::scenarios::{Part, ServerVariant};
                   ceiling, a minimal hyper server answering the same bytes and doing no other \
                   work, with the same connections, duration and requests; then memory per user, \
                   idle scheduler CPU, simultaneous fades and the lag of their change \
-                  notifications. Without a subcommand, `run`.",
+                  notifications, and a reconnect storm of streams and webhooks. Without a \
+                  subcommand, `run`.",
     args_conflicts_with_subcommands = true
 )]
 struct Cli {
@@ -154,6 +160,11 @@ pub struct Settings {
     pub nodes_notify_users: usize,
     /// Nodes killed per lease length for the takeover time.
     pub takeover_trials: usize,
+    /// Users changing presence in the reconnect storm.
+    pub storm_users: usize,
+    /// Stream clients of the reconnect storm, each watching its own slice
+    /// of those users.
+    pub storm_streams: usize,
 }
 
 impl Settings {
@@ -179,6 +190,8 @@ impl Settings {
                 redis_memory_users: 10_000,
                 nodes_notify_users: 5_000,
                 takeover_trials: 1,
+                storm_users: 10_000,
+                storm_streams: 100,
             }
         } else {
             Settings {
@@ -201,6 +214,8 @@ impl Settings {
                 redis_memory_users: 1_000_000,
                 nodes_notify_users: 100_000,
                 takeover_trials: 3,
+                storm_users: 100_000,
+                storm_streams: 1_000,
             }
         };
         let warmup = args.warmup.map_or(defaults.warmup, |seconds| {
@@ -270,6 +285,17 @@ impl Settings {
                 self.redis_memory_users,
                 self.nodes_notify_users,
                 self.takeover_trials
+            ),
+            format!(
+                "storm: {} users set {} times within seconds while {} streams of {} users each \
+                 are dropped (at random, and all at once) and reconnect with Last-Event-ID, and \
+                 {} webhook receivers follow {} users each",
+                self.storm_users,
+                storm::ROUNDS,
+                self.storm_streams,
+                self.storm_users.div_ceil(self.storm_streams.max(1)),
+                storm::RECEIVERS,
+                self.storm_users.div_ceil(storm::RECEIVERS)
             ),
             "servers: presenced and the ceiling each run as a separate process, one at a \
              time; the ceiling is hyper 1 (HTTP/1.1, keep-alive, tokio multi-thread with the \
@@ -462,6 +488,10 @@ async fn measure(args: RunArgs) -> Result<bool, String> {
                 result,
             );
         }
+    }
+    if wanted(Part::Storm) {
+        let result = storm::measure(&context, &mut report).await;
+        record_failure(&mut report, "reconnect storm", result);
     }
     if wanted(Part::Footprint) || wanted(Part::Startup) {
         let result = footprint::measure_durable_store(&context, &mut report).await;

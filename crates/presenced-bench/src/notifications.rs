@@ -54,7 +54,7 @@ const SUBSCRIPTION_LIFETIME: jiff::SignedDuration = jiff::SignedDuration::from_m
 
 /// Sent as every subscription's `clientState`, and checked on every
 /// notification.
-const CLIENT_STATE: &str = "bench";
+pub const CLIENT_STATE: &str = "bench";
 
 /// How long the set-up is given to stay quiet before the fade: any
 /// notification arriving then is counted apart.
@@ -642,6 +642,7 @@ mod tests {
         let receipt = |user: &str, client_state: Option<&str>| Receipt {
             at,
             user: user.into(),
+            sequence: String::new(),
             client_state: client_state.map(str::to_string),
         };
         let expected: HashSet<String> = ["a", "b", "c"].map(String::from).into();

@@ -41,6 +41,9 @@ pub struct Receipt {
     pub at: Instant,
     /// `resourceData.id`: the user whose presence changed.
     pub user: String,
+    /// `resourceData.sequenceNumber`: which of the user's presences it is
+    /// (receivers drop a notification older than one they have).
+    pub sequence: String,
     pub client_state: Option<String>,
 }
 
@@ -100,6 +103,7 @@ impl Shared {
                     log.receipts.push(Receipt {
                         at,
                         user: notification.user,
+                        sequence: notification.sequence,
                         client_state: notification.client_state,
                     });
                 }
