@@ -463,12 +463,16 @@ impl Notifier {
     }
 
     /// The feed's changes after `cursor` (a resumed stream's replay), up to
-    /// `limit`; `None` if they cannot all be had.
+    /// `limit`: those of users `wanted` picks, and the cursor after all of
+    /// them; `None` if they cannot all be had. Only a picked change's event
+    /// id is written out, since a stream of a few users skips most of the
+    /// feed.
     pub async fn replay_after(
         &self,
         cursor: &Cursor,
         limit: usize,
-    ) -> Result<Option<Vec<stream::StreamEvent>>, StoreError> {
+        wanted: impl Fn(&UserKey) -> bool,
+    ) -> Result<Option<(Vec<stream::StreamEvent>, Cursor)>, StoreError> {
         let store = self.store()?;
         let Some(changes) = store.read_after(cursor, limit).await? else {
             return Ok(None);
@@ -477,21 +481,20 @@ impl Notifier {
             return Ok(None);
         }
         let mut at = cursor.clone();
-        Ok(Some(
-            changes
-                .into_iter()
-                .map(|change| {
-                    at.advance(change.position);
-                    stream::StreamEvent {
-                        id: at.to_text(),
-                        position: change.position,
-                        key: change.key,
-                        facts: change.facts,
-                        at: change.at,
-                    }
-                })
-                .collect(),
-        ))
+        let mut events = Vec::new();
+        for change in changes {
+            at.advance(change.position);
+            if wanted(&change.key) {
+                events.push(stream::StreamEvent {
+                    id: at.to_text(),
+                    position: change.position,
+                    key: change.key,
+                    facts: change.facts,
+                    at: change.at,
+                });
+            }
+        }
+        Ok(Some((events, at)))
     }
 
     /// The feed's cursor now, as a stream event id.

@@ -34,6 +34,10 @@ pub struct PresenceStream {
     seen: Cursor,
     tenant: TenantId,
     users: Option<Vec<UserId>>,
+    /// The same users as a set: every open stream hears every streamed
+    /// change and tests it here, so with a thousand streams of a hundred
+    /// users a scan of the list cost more than the write itself.
+    watched: Option<foldhash::HashSet<UserId>>,
     viewer: Viewer,
     timeouts: Timeouts,
     shutdown: tokio_util::sync::CancellationToken,
@@ -54,9 +58,9 @@ impl PresenceStream {
     fn wants(&self, key: &UserKey) -> bool {
         key.tenant == self.tenant
             && self
-                .users
+                .watched
                 .as_ref()
-                .is_none_or(|users| users.contains(&key.user))
+                .is_none_or(|watched| watched.contains(&key.user))
     }
 
     fn rendered(&self, event: &StreamEvent) -> (String, PresenceJson) {
@@ -118,10 +122,6 @@ impl PresenceService {
         let watch = self.notifier.watch(tenant.clone(), users.clone());
         let live = self.notifier.streams.subscribe();
         let resume = resume.and_then(Cursor::parse);
-        let replay = match &resume {
-            Some(cursor) => self.notifier.replay_after(cursor, REPLAY_LIMIT).await?,
-            None => None,
-        };
         let mut stream = PresenceStream {
             first: Vec::new().into_iter(),
             live,
@@ -131,20 +131,24 @@ impl PresenceService {
                 offsets: Vec::new(),
             },
             tenant,
+            watched: users.as_ref().map(|users| users.iter().cloned().collect()),
             users,
             viewer,
             timeouts: self.timeouts,
             shutdown: self.notifier.shutdown().clone(),
         };
+        let replay = match &resume {
+            Some(cursor) => {
+                self.notifier
+                    .replay_after(cursor, REPLAY_LIMIT, |key| stream.wants(key))
+                    .await?
+            }
+            None => None,
+        };
         let mut first = Vec::new();
         match (replay, resume) {
-            (Some(events), Some(mut seen)) => {
-                for event in &events {
-                    if stream.wants(&event.key) {
-                        first.push(stream.rendered(event));
-                    }
-                    seen.advance(event.position);
-                }
+            (Some((events, seen)), Some(_)) => {
+                first.extend(events.iter().map(|event| stream.rendered(event)));
                 stream.seen = seen;
             }
             // A fresh stream of named users, or one that cannot be resumed:

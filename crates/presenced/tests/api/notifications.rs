@@ -1083,6 +1083,72 @@ async fn the_stream_sends_current_presence_then_every_change_and_resumes_from_la
     );
 }
 
+#[tokio::test]
+async fn a_resumed_stream_replays_only_its_own_users_changes() {
+    let server = TestServer::start(&[]).await;
+    server
+        .set_presence("alice", "app", "Busy", "InACall", Some("PT1H"))
+        .await
+        .assert_ok_empty();
+    let path = "/_presenced/stream?ids=alice";
+    let mut stream = server
+        .client()
+        .get(server.url(path))
+        .send()
+        .await
+        .expect("the stream opens");
+    let (last_id, _) = read_events(&mut stream, 1).await.remove(0);
+    drop(stream);
+    // Missed while away: carol's changes around alice's, which the replay
+    // reads past.
+    for (user, availability, activity) in [
+        ("carol", "Busy", "InACall"),
+        ("alice", "Away", "Away"),
+        ("carol", "Available", "Available"),
+    ] {
+        server
+            .set_presence(user, "app", availability, activity, Some("PT1H"))
+            .await
+            .assert_ok_empty();
+    }
+    let mut resumed = server
+        .client()
+        .get(server.url(path))
+        .header("last-event-id", &last_id)
+        .send()
+        .await
+        .expect("the stream opens");
+    let (replayed_id, replayed) = read_events(&mut resumed, 1).await.remove(0);
+    assert_eq!(
+        (replayed["id"].as_str(), replayed["activity"].as_str()),
+        (Some("alice"), Some("Away"))
+    );
+    // Replayed from the feed, not started again from the current presence:
+    // its id is the cursor just after alice's change (the second of the
+    // three missed), where a fresh start would name the feed's head.
+    let offset = |id: &str| -> u64 {
+        id.rsplit_once('-')
+            .and_then(|(_, offset)| offset.parse().ok())
+            .unwrap_or_else(|| panic!("a one-partition cursor, got {id:?}"))
+    };
+    assert_eq!(offset(&replayed_id), offset(&last_id) + 2);
+    // Live again: carol's next change is not sent, alice's is.
+    for (user, availability, activity) in [
+        ("carol", "Away", "Away"),
+        ("alice", "DoNotDisturb", "Presenting"),
+    ] {
+        server
+            .set_presence(user, "app", availability, activity, Some("PT1H"))
+            .await
+            .assert_ok_empty();
+    }
+    let (_, live) = read_events(&mut resumed, 1).await.remove(0);
+    assert_eq!(
+        (live["id"].as_str(), live["activity"].as_str()),
+        (Some("alice"), Some("Presenting"))
+    );
+}
+
 /// The first `count` events of a stream as sent: each the text up to its
 /// blank line.
 async fn raw_events(response: &mut reqwest::Response, count: usize) -> Vec<String> {
