@@ -156,9 +156,15 @@ impl Ownership {
                             // A lease renewed after it had lapsed here counts
                             // as gained: while lapsed, `owns` said no and the
                             // notifier skipped the partition's changes, which
-                            // the catch-up of a gained partition sends.
+                            // the catch-up of a gained partition sends. Lapsed
+                            // as of now, when the renewal is recorded, not as
+                            // of the round's start: on a starved machine a
+                            // round's calls to Redis can outlast what was left
+                            // of a lease, and a change skipped meanwhile would
+                            // otherwise never be sent.
+                            let recorded = system_now();
                             if previous.is_none_or(|previous| {
-                                previous.fence != lease.fence || previous.until <= now
+                                previous.fence != lease.fence || previous.until <= recorded
                             }) {
                                 metrics::counter!("presenced_lease_changes_total", "change" => "gained").increment(1);
                                 gained.push(partition);
