@@ -287,9 +287,9 @@ impl Settings {
                 self.takeover_trials
             ),
             format!(
-                "storm: {} users set {} times within seconds while {} streams of {} users each \
-                 are dropped (at random, and all at once) and reconnect with Last-Event-ID, and \
-                 {} webhook receivers follow {} users each",
+                "storm: {} users set {} times as fast as presenced answers while {} streams of \
+                 {} users each are dropped (at random, and all at once) and reconnect with \
+                 Last-Event-ID, and {} webhook receivers follow {} users each",
                 self.storm_users,
                 storm::ROUNDS,
                 self.storm_streams,

@@ -299,8 +299,8 @@ pub enum Part {
     /// Three presenced nodes over one Redis: 100k fades due at once with
     /// their notification lag, and the takeover after kill -9 of a node.
     RedisNodes,
-    /// The reconnect storm: 100k users set their presence three times
-    /// within seconds while 1,000 streams of 100 users each are dropped and
+    /// The reconnect storm: 100k users set their presence three times at
+    /// full speed while 1,000 streams of 100 users each are dropped and
     /// reconnect with Last-Event-ID, and webhook receivers follow them all:
     /// p99, errors, peak memory, and that every stream and receiver ends
     /// with each user's final presence.

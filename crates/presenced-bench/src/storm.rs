@@ -1,6 +1,6 @@
-//! The reconnect storm: every user changing presence within seconds while
-//! every stream client is dropped and comes back with `Last-Event-ID`, and
-//! webhook receivers follow the same users.
+//! The reconnect storm: every user changing presence as fast as presenced
+//! takes it while every stream client is dropped and comes back with
+//! `Last-Event-ID`, and webhook receivers follow the same users.
 //!
 //! 1. start presenced (memory store, `--auth none`, the system clock) and
 //!    the webhook receivers (`receiver.rs`); set every user's presence
