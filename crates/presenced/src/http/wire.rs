@@ -70,7 +70,8 @@ where
         if !declared.as_deref().is_some_and(is_json_media_type) {
             return Err(ApiError::UnsupportedMediaType(match declared {
                 Some(found) => format!(
-                    "The request body is sent as {found:?}; send it as JSON, with Content-Type: application/json."
+                    "The request body is sent as {:?}; send it as JSON, with Content-Type: application/json.",
+                    truncate(&found)
                 ),
                 None => "The request has no Content-Type; send the body as JSON, with Content-Type: application/json.".into(),
             }));
@@ -155,7 +156,8 @@ pub fn required<'a>(value: &'a Option<String>, field: &str) -> Result<&'a str, A
 pub fn availability(field: &str, text: &str) -> Result<Availability, ApiError> {
     Availability::parse(text).ok_or_else(|| {
         ApiError::InvalidArgument(format!(
-            "'{text}' is not a valid {field}; use one of: {}.",
+            "'{}' is not a valid {field}; use one of: {}.",
+            truncate(text),
             Availability::allowed_values()
         ))
     })
@@ -164,7 +166,8 @@ pub fn availability(field: &str, text: &str) -> Result<Availability, ApiError> {
 pub fn activity(field: &str, text: &str) -> Result<Activity, ApiError> {
     Activity::parse(text).ok_or_else(|| {
         ApiError::InvalidArgument(format!(
-            "'{text}' is not a valid {field}; use one of: {}.",
+            "'{}' is not a valid {field}; use one of: {}.",
+            truncate(text),
             Activity::allowed_values()
         ))
     })
@@ -184,7 +187,8 @@ pub fn work_location_type(text: &str) -> Result<WorkLocationType, ApiError> {
             .map(|value| value.as_str())
             .collect();
         ApiError::InvalidArgument(format!(
-            "'{text}' is not a valid workLocationType; use one of: {}.",
+            "'{}' is not a valid workLocationType; use one of: {}.",
+            truncate(text),
             allowed.join(", ")
         ))
     })
@@ -380,5 +384,55 @@ pub fn json_answer<T: Serialize>(value: &T, capacity: usize) -> axum::response::
             tracing::error!(%error, "a response could not be rendered as JSON");
             axum::http::StatusCode::INTERNAL_SERVER_ERROR.into_response()
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A refusal echoes at most 64 characters of what the caller sent,
+    /// however long it was (found by the json_body and headers fuzz
+    /// targets: these echoed the whole value, as long as the body or the
+    /// header could be).
+    #[test]
+    fn refusals_echo_a_bounded_part_of_the_value() {
+        let long = "x".repeat(10_000);
+        let refusals = [
+            availability("availability", &long).map(|_| ()),
+            activity("activity", &long).map(|_| ()),
+            work_location_type(&long).map(|_| ()),
+            user_id(&long).map(|_| ()),
+        ];
+        for refusal in refusals {
+            let message = refusal.expect_err("refused").to_string();
+            assert!(
+                message.contains(&format!("'{}…'", "x".repeat(64))),
+                "{message}"
+            );
+            assert!(message.len() < 400, "{} bytes: {message}", message.len());
+        }
+    }
+
+    #[tokio::test]
+    async fn a_refused_content_type_is_echoed_cut() {
+        let request = Request::builder()
+            .method("POST")
+            .header(axum::http::header::CONTENT_TYPE, "t".repeat(10_000))
+            .body(axum::body::Body::from("{}"))
+            .expect("a request");
+        let refusal = JsonBody::<ClearPresenceBody>::from_request(request, &())
+            .await
+            .expect_err("not JSON");
+        assert_eq!(
+            refusal.status(),
+            axum::http::StatusCode::UNSUPPORTED_MEDIA_TYPE
+        );
+        let message = refusal.to_string();
+        assert!(
+            message.contains(&format!("\"{}…\"", "t".repeat(64))),
+            "{message}"
+        );
+        assert!(message.len() < 400, "{} bytes: {message}", message.len());
     }
 }
