@@ -23,6 +23,7 @@
 //! - [`wire`]: Graph's presence and notification JSON.
 //! - [`clock`]: the system clock or the manual one.
 //! - [`wire_time`]: Graph's duration and date-time formats.
+//! - `fuzzing` (hidden): the entry points of the fuzz targets in `fuzz/`.
 //!
 //! The presence model itself lives in `presence-core`; storage in `presence-store`.
 
@@ -31,6 +32,8 @@ pub mod auth;
 pub mod cli;
 pub mod clock;
 pub mod connections;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod http;
 pub mod limits;
 pub mod notify;

@@ -33,7 +33,6 @@ use crate::http::error::ApiError;
 use crate::http::openapi::{Answer, Doc, doc};
 use crate::state::AppState;
 
-
 struct Api {
     router: Router<AppState>,
     paths: PathsBuilder,

@@ -421,7 +421,7 @@ mod tests {
             .header(axum::http::header::CONTENT_TYPE, "t".repeat(10_000))
             .body(axum::body::Body::from("{}"))
             .expect("a request");
-        let refusal = JsonBody::<ClearPresenceBody>::from_request(request, &())
+        let refusal = JsonBody::<ClearPresenceBody>::from_request(request, &Limits::default())
             .await
             .expect_err("not JSON");
         assert_eq!(

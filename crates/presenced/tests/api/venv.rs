@@ -27,7 +27,9 @@ pub fn installed(name: &str, requirements: &Path, what: &str) -> PathBuf {
     // The tests that need one run at the same time: one installs while the
     // others wait, then find it installed.
     static INSTALLING: std::sync::Mutex<()> = std::sync::Mutex::new(());
-    let _installing = INSTALLING.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+    let _installing = INSTALLING
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner());
     let pinned = std::fs::read_to_string(requirements)
         .unwrap_or_else(|error| panic!("{} is readable: {error}", requirements.display()));
     let venv = Path::new(env!("CARGO_TARGET_TMPDIR")).join(name);
