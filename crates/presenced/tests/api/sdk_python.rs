@@ -23,6 +23,43 @@ fn sdk_python() -> PathBuf {
     .join("python")
 }
 
+/// An application token of the scripts' app, signed with `secret`.
+fn app_token(secret: &str) -> String {
+    presenced::token::mint(
+        &presenced::token::MintRequest {
+            tenant: "contoso".into(),
+            user: None,
+            app: "22553876-f5ab-4529-bffb-cfe50aa89f87".into(),
+            scopes: Vec::new(),
+            roles: vec!["Presence.ReadWrite.All".into()],
+            ttl_seconds: 3600,
+            issuer: None,
+            audience: None,
+            secret: presenced::token::Secret(secret.into()),
+        },
+        jiff::Timestamp::now().as_second(),
+    )
+    .expect("the token is signed")
+}
+
+/// Runs one of the SDK scripts; asserts it succeeded and returns what it
+/// printed.
+async fn run_script(python: &std::path::Path, script: &str, args: &[&str]) -> String {
+    let output = tokio::process::Command::new(python)
+        .arg(sdk_dir().join(script))
+        .args(args)
+        .output()
+        .await
+        .expect("python runs");
+    let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
+    assert!(
+        output.status.success(),
+        "the SDK script {script} failed:\n{stdout}\n{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    stdout
+}
+
 #[tokio::test]
 async fn the_official_python_sdk_works_with_a_real_token_by_changing_only_the_base_url() {
     let python = tokio::task::spawn_blocking(sdk_python)
@@ -40,36 +77,15 @@ async fn the_official_python_sdk_works_with_a_real_token_by_changing_only_the_ba
         "--allow-private-webhooks",
     ])
     .await;
-    let token = presenced::token::mint(
-        &presenced::token::MintRequest {
-            tenant: "contoso".into(),
-            user: None,
-            app: "22553876-f5ab-4529-bffb-cfe50aa89f87".into(),
-            scopes: Vec::new(),
-            roles: vec!["Presence.ReadWrite.All".into()],
-            ttl_seconds: 3600,
-            issuer: None,
-            audience: None,
-            secret: presenced::token::Secret(secret.into()),
-        },
-        jiff::Timestamp::now().as_second(),
-    )
-    .expect("the token is signed");
+    let token = app_token(secret);
     let base_url = format!("{}/v1.0", server.base);
-    let output = tokio::process::Command::new(&python)
-        .arg(sdk_dir().join("graph_sdk_roundtrip.py"))
-        .arg(&base_url)
-        .arg(&token)
-        .arg(sdk_dir().join("../fixtures"))
-        .output()
-        .await
-        .expect("python runs");
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    assert!(
-        output.status.success(),
-        "the SDK script failed:\n{stdout}\n{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
+    let fixtures = sdk_dir().join("../fixtures");
+    let stdout = run_script(
+        &python,
+        "graph_sdk_roundtrip.py",
+        &[&base_url, &token, fixtures.to_str().expect("a UTF-8 path")],
+    )
+    .await;
     assert!(
         stdout
             .lines()
@@ -99,36 +115,9 @@ async fn the_official_python_sdk_retries_a_429_by_itself_after_retry_after() {
         "2/PT4S",
     ])
     .await;
-    let token = presenced::token::mint(
-        &presenced::token::MintRequest {
-            tenant: "contoso".into(),
-            user: None,
-            app: "22553876-f5ab-4529-bffb-cfe50aa89f87".into(),
-            scopes: Vec::new(),
-            roles: vec!["Presence.ReadWrite.All".into()],
-            ttl_seconds: 3600,
-            issuer: None,
-            audience: None,
-            secret: presenced::token::Secret(secret.into()),
-        },
-        jiff::Timestamp::now().as_second(),
-    )
-    .expect("the token is signed");
+    let token = app_token(secret);
     let base_url = format!("{}/v1.0", server.base);
-    let output = tokio::process::Command::new(&python)
-        .arg(sdk_dir().join("graph_sdk_throttled.py"))
-        .arg(&base_url)
-        .arg(&token)
-        .arg("6")
-        .output()
-        .await
-        .expect("python runs");
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    assert!(
-        output.status.success(),
-        "the SDK script failed:\n{stdout}\n{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
+    let stdout = run_script(&python, "graph_sdk_throttled.py", &[&base_url, &token, "6"]).await;
     assert!(stdout.contains("ok: 6 requests answered"), "{stdout}");
     // It did meet the limit: the server refused some of them first.
     let metrics = server.metrics().await;

@@ -22,12 +22,7 @@ import urllib.parse
 import sys
 
 from kiota_abstractions.api_error import APIError
-from kiota_abstractions.authentication import (
-    AccessTokenProvider,
-    AllowedHostsValidator,
-    BaseBearerTokenAuthenticationProvider,
-)
-from msgraph import GraphRequestAdapter, GraphServiceClient
+from graph_sdk_client import graph_client
 from msgraph.generated.communications.get_presences_by_user_id.get_presences_by_user_id_post_request_body import (
     GetPresencesByUserIdPostRequestBody,
 )
@@ -54,17 +49,6 @@ OTHER = "66825e03-7ef5-42da-9069-724602c31f6b"
 APP = "22553876-f5ab-4529-bffb-cfe50aa89f87"
 
 
-class StaticToken(AccessTokenProvider):
-    def __init__(self, token):
-        self.token = token
-
-    async def get_authorization_token(self, uri, additional_authentication_context=None):
-        return self.token
-
-    def get_allowed_hosts_validator(self):
-        return AllowedHostsValidator([])
-
-
 def check(condition, what):
     if not condition:
         raise AssertionError(what)
@@ -78,9 +62,7 @@ async def shown(client, user):
 
 async def main(base_url, token):
     fixtures = sys.argv[3]
-    adapter = GraphRequestAdapter(BaseBearerTokenAuthenticationProvider(StaticToken(token)))
-    adapter.base_url = base_url
-    client = GraphServiceClient(request_adapter=adapter)
+    client = graph_client(base_url, token)
     presence = client.users.by_user_id(USER).presence
 
     await presence.set_presence.post(

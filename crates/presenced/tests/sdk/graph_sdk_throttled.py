@@ -13,12 +13,7 @@ import asyncio
 import datetime
 import sys
 
-from kiota_abstractions.authentication import (
-    AccessTokenProvider,
-    AllowedHostsValidator,
-    BaseBearerTokenAuthenticationProvider,
-)
-from msgraph import GraphRequestAdapter, GraphServiceClient
+from graph_sdk_client import graph_client
 from msgraph.generated.users.item.presence.set_presence.set_presence_post_request_body import (
     SetPresencePostRequestBody,
 )
@@ -27,21 +22,8 @@ USER = "fa8bf3dc-eca7-46b7-bad1-db199b62afc3"
 APP = "22553876-f5ab-4529-bffb-cfe50aa89f87"
 
 
-class StaticToken(AccessTokenProvider):
-    def __init__(self, token):
-        self.token = token
-
-    async def get_authorization_token(self, uri, additional_authentication_context=None):
-        return self.token
-
-    def get_allowed_hosts_validator(self):
-        return AllowedHostsValidator([])
-
-
 async def main(base_url, token, requests):
-    adapter = GraphRequestAdapter(BaseBearerTokenAuthenticationProvider(StaticToken(token)))
-    adapter.base_url = base_url
-    client = GraphServiceClient(request_adapter=adapter)
+    client = graph_client(base_url, token)
     presence = client.users.by_user_id(USER).presence
     await presence.set_presence.post(
         SetPresencePostRequestBody(
