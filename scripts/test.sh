@@ -2,8 +2,9 @@
 # Runs every check presenced has: formatting, lints, every test (unit,
 # property, integration against the real binary, and the official Graph
 # Python SDK, which the SDK test installs into a virtual environment under
-# target/ on first use), and the benchmark harness in quick mode. CI runs
-# exactly this.
+# target/ on first use), the benchmark harness in quick mode, and each fuzz
+# target for a short time (scripts/fuzz.sh, which needs a nightly toolchain
+# and installs cargo-fuzz when it is missing). CI runs exactly this.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -49,6 +50,10 @@ report() {
 }
 trap report EXIT
 
+# Fuzzing needs a nightly toolchain and cargo-fuzz: checked (and cargo-fuzz
+# installed) now, not after the tests.
+step "fuzzing set-up" scripts/fuzz.sh --setup
+
 step "format" cargo fmt --all -- --check
 step "clippy" cargo clippy --workspace --all-targets --locked -- -D warnings
 step "tests (unit, property, integration, SDK)" cargo test --workspace --locked
@@ -57,3 +62,9 @@ step "tests (unit, property, integration, SDK)" cargo test --workspace --locked
 # targets are for the full run on a quiet machine and are not asserted
 # here; it fails only if a request or a measurement fails.
 step "quick bench (release build and run)" cargo run --release --locked -p presenced-bench -- --quick
+
+# Each fuzz target for a bounded time (PRESENCED_FUZZ_SECONDS, default 20),
+# after its corpus was replayed by `cargo test`; a crash fails the run.
+# --quick builds in a quarter of the optimized build's time, which is most
+# of this step. scripts/fuzz.sh runs them longer.
+step "fuzzing (build and each target)" scripts/fuzz.sh --quick "${PRESENCED_FUZZ_SECONDS:-20}"
