@@ -566,6 +566,19 @@ pub struct ServeArgs {
     )]
     pub throttle_unauthenticated: Option<String>,
 
+    /// An origin whose web pages may call presenced (CORS), such as
+    /// https://app.example.com or http://localhost:3000; repeat the flag for
+    /// more, or give `*` for any. Preflights are answered before the token is
+    /// checked; no credentials (cookies) are allowed. Without it, no answer
+    /// has CORS headers [default: none].
+    #[arg(
+        long = "cors-origin",
+        env = "PRESENCED_CORS_ORIGIN",
+        value_name = "ORIGIN",
+        value_delimiter = ','
+    )]
+    pub cors_origins: Vec<String>,
+
     /// Allow `--auth none` on an address other than loopback.
     #[arg(long, env = "PRESENCED_ALLOW_INSECURE")]
     pub allow_insecure: bool,
@@ -828,6 +841,7 @@ impl ServeArgs {
             notify,
             throttle,
             limits,
+            cors: crate::cors::CorsOrigins::parse(&self.cors_origins)?,
         };
         Ok(Resolved {
             server,

@@ -11,6 +11,7 @@
 //! - [`auth`]: who is calling and what Graph lets them do.
 //! - [`token`]: verifying bearer tokens (hs256, JWKS) and minting dev tokens.
 //! - [`tls`]: serving HTTPS with rustls.
+//! - [`cors`]: which web pages may call presenced (`--cors-origin`).
 //! - [`throttle`]: the limits per application, tenant and address (429).
 //! - [`limits`]: the bounds on what clients may hold, and the refusals'
 //!   counts; [`connections`]: the open connections and the accept loop's
@@ -32,6 +33,7 @@ pub mod auth;
 pub mod cli;
 pub mod clock;
 pub mod connections;
+pub mod cors;
 #[doc(hidden)]
 pub mod fuzzing;
 pub mod http;

@@ -56,6 +56,8 @@ pub struct ServeConfig {
     pub throttle: ThrottleSettings,
     /// The bounds on what clients may hold.
     pub limits: Limits,
+    /// The origins browser pages may call from (`--cors-origin`).
+    pub cors: crate::cors::CorsOrigins,
 }
 
 impl Default for ServeConfig {
@@ -72,6 +74,7 @@ impl Default for ServeConfig {
             drain_timeout: Duration::from_secs(30),
             throttle: ThrottleSettings::default(),
             limits: Limits::default(),
+            cors: crate::cors::CorsOrigins::default(),
         }
     }
 }
@@ -761,7 +764,7 @@ pub async fn run(
     };
     let address = listener.local_addr()?;
     {
-        let app = http::app(state.clone());
+        let app = http::app(state.clone(), &config.cors);
         let owner = tasks.clone();
         let limits = config.limits;
         let drain =

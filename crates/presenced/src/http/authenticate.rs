@@ -116,6 +116,26 @@ impl<S: Send + Sync> axum::extract::FromRequestParts<S> for Principal {
     }
 }
 
+/// The principal without counting the request against any throttling
+/// limit: for `$batch`, which counts each of its inner requests instead
+/// (`batch.rs`). A request without one is refused 401 all the same.
+#[derive(Debug)]
+pub struct Unthrottled(pub Principal);
+
+impl<S: Send + Sync> axum::extract::FromRequestParts<S> for Unthrottled {
+    type Rejection = crate::http::error::ApiError;
+
+    async fn from_request_parts(
+        parts: &mut axum::http::request::Parts,
+        state: &S,
+    ) -> Result<Unthrottled, crate::http::error::ApiError> {
+        parts.extensions.remove::<Arc<Throttle>>();
+        <Principal as axum::extract::FromRequestParts<S>>::from_request_parts(parts, state)
+            .await
+            .map(Unthrottled)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use std::sync::Arc;

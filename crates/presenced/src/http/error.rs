@@ -42,6 +42,9 @@ pub enum ApiError {
     /// Beyond a throttling limit (429, with `Retry-After`).
     #[error("{}", .0.message())]
     TooManyRequests(crate::throttle::Throttled),
+    /// A request of a batch not run because one it depends on failed.
+    #[error("{0}")]
+    FailedDependency(String),
     /// A write that would add a user to a tenant at `--max-users-per-tenant`.
     #[error("{0}")]
     QuotaLimitReached(String),
@@ -71,6 +74,7 @@ impl ApiError {
             ApiError::RequestTimeout(_) => StatusCode::REQUEST_TIMEOUT,
             ApiError::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             ApiError::TooManyRequests(_) => StatusCode::TOO_MANY_REQUESTS,
+            ApiError::FailedDependency(_) => StatusCode::FAILED_DEPENDENCY,
             ApiError::Unavailable(_) | ApiError::TooManyStreams(_) => {
                 StatusCode::SERVICE_UNAVAILABLE
             }
@@ -89,6 +93,7 @@ impl ApiError {
             ApiError::RequestTimeout(_) => "RequestTimeout",
             ApiError::UnsupportedMediaType(_) => "UnsupportedMediaType",
             ApiError::TooManyRequests(_) => "TooManyRequests",
+            ApiError::FailedDependency(_) => "FailedDependency",
             // Graph's own code for a tenant past a quota.
             ApiError::QuotaLimitReached(_) => "quotaLimitReached",
             ApiError::TooManyStreams(_) => "ServiceUnavailable",

@@ -143,7 +143,7 @@ fn log(method: &Method, route: &str, response: &Response, started: Instant, ids:
 impl RequestIds {
     /// A new `request-id`; the caller's `client-request-id` if it sent an
     /// acceptable one, else the request id again (as Graph does).
-    fn new(client_request_id: Option<HeaderValue>) -> RequestIds {
+    pub fn new(client_request_id: Option<HeaderValue>) -> RequestIds {
         let mut text = [0u8; uuid::fmt::Hyphenated::LENGTH];
         let request_id = uuid::Uuid::new_v4().hyphenated().encode_lower(&mut text);
         let request_id =

@@ -12,6 +12,7 @@
 
 pub mod actions;
 pub mod authenticate;
+pub mod batch;
 pub mod error;
 pub mod extensions;
 pub mod frame;
@@ -216,7 +217,7 @@ fn graph_routes(mut api: Api, version: &str) -> Api {
     let one = format!("{version}/subscriptions/{{id}}");
     api = api
         .route(Post, &format!("{version}/subscriptions"), post(create_subscription), doc("Subscribe to presence changes: validates notificationUrl (and lifecycleNotificationUrl) with Graph's handshake, then answers 201 with the subscription.", Some("SubscriptionBody"), Answer::Created("SubscriptionJson")))
-        .route(Get, &format!("{version}/subscriptions"), get(list_subscriptions), doc("The calling application's subscriptions in its tenant.", None, Answer::Json("SubscriptionCollection")))
+        .route(Get, &format!("{version}/subscriptions"), get(list_subscriptions), doc("The calling application's subscriptions in its tenant, a page at a time in the order of their ids (clientState withheld); @odata.nextLink leads to the next page.", None, Answer::Json("SubscriptionCollection")).queries(&[("$top", "Subscriptions per page, 1 to 1000 [default: 100]."), ("$skiptoken", "Where the page starts: as @odata.nextLink gives it.")]))
         .route(Get, &one, get(get_subscription), doc("One of the calling application's subscriptions.", None, Answer::Json("SubscriptionJson")).also(&[404]))
         .route(HttpMethod::Patch, &one, patch(update_subscription), doc("Renew (expirationDateTime) or move (notificationUrl, validated again) a subscription.", Some("SubscriptionUpdateBody"), Answer::Json("SubscriptionJson")).also(&[404]))
         .route(Delete, &one, delete(delete_subscription), doc("Delete a subscription.", None, Answer::NoContent).also(&[404]))
@@ -234,6 +235,10 @@ fn graph_routes(mut api: Api, version: &str) -> Api {
     api
 }
 
+/// The paths of Graph's JSON batching, which `app` serves outside the
+/// router its inner requests are sent through.
+const BATCH_PATHS: [&str; 2] = ["/v1.0/$batch", "/beta/$batch"];
+
 fn routes() -> Api {
     use HttpMethod::{Get, Post, Put};
     let mut api = Api {
@@ -243,9 +248,20 @@ fn routes() -> Api {
     };
     api = graph_routes(api, "/v1.0");
     api = graph_routes(api, "/beta");
+    for path in BATCH_PATHS {
+        api = api.describe(
+            Post,
+            path,
+            doc(
+                "Graph's JSON batching: up to 20 requests, each authorized, throttled and answered as if sent alone; dependsOn orders them (424 when one they depend on failed). The body may be up to 1 MiB.",
+                Some("BatchBody"),
+                Answer::Json("BatchResponseCollection"),
+            ),
+        );
+    }
     api.route(Get, "/_presenced/users/{id}/sessions", get(extensions::get_sessions), doc("The sessions behind a presence: each one's set state, current stage, next fade and expiry, and the rule that decided the aggregate.", None, Answer::Json("SessionsJson")))
         .route(Put, "/_presenced/users/{id}/outOfOffice", put(extensions::put_out_of_office), doc("Set outOfOfficeSettings, which Graph derives from a mailbox.", Some("OutOfOfficeBody"), Answer::Empty))
-        .route(Get, "/_presenced/stream", get(subscriptions::stream), doc("Server-Sent Events: a `presence` event for every visible change of the users in ?ids=a,b (or of the whole tenant, with Presence.Read.All); Last-Event-ID resumes.", None, Answer::EventStream).query("ids", "Comma-separated user ids (at most 650); without it, the whole tenant."))
+        .route(Get, "/_presenced/stream", get(subscriptions::stream), doc("Server-Sent Events: a `presence` event for every visible change of the users in ?ids=a,b (or of the whole tenant, with Presence.Read.All); Last-Event-ID resumes.", None, Answer::EventStream).queries(&[("ids", "Comma-separated user ids (at most 650); without it, the whole tenant.")]))
         .route(Get, "/_presenced/clock", get(extensions::get_clock), doc("The manual clock's now (only with --clock manual; with tokens, only from the server's own machine).", None, Answer::Json("ClockJson")).also(&[404]))
         .route(Post, "/_presenced/clock/advance", post(extensions::advance_clock), doc("Advance the manual clock, firing every fade and expiry that falls due, each at its instant.", Some("ClockAdvanceBody"), Answer::Json("ClockJson")).also(&[404]))
         .route(Get, "/healthz", get(ops::healthz), doc("Liveness: the process answers.", None, Answer::Json("HealthJson")).open())
@@ -261,15 +277,25 @@ pub fn openapi_document() -> serde_json::Value {
 
 /// The whole application for a given state.
 ///
-/// Layers, outermost first: the frame (the caller's principal or refusal
-/// into the request's extensions, ids, metrics, log line, error envelope),
-/// catch-panic, the body limit, the router. Unknown routes (404) and methods
-/// (405) and the operational routes (health, readiness, metrics, the OpenAPI document) never ask for the
-/// principal, so they are answered without regard to the token.
-pub fn app(state: AppState) -> Router {
+/// Layers, outermost first: CORS (only with `--cors-origin`, and before
+/// everything else, so that a preflight is answered without a token), gzip
+/// for answers a client accepts it for and for request bodies sent with it,
+/// then the frame (the caller's principal or refusal into the request's
+/// extensions, ids, metrics, log line, error envelope), catch-panic, the
+/// body limit, the router. Unknown routes (404) and methods (405) and the
+/// operational routes (health, readiness, metrics, the OpenAPI document)
+/// never ask for the principal, so they are answered without regard to the
+/// token.
+///
+/// The batch routes sit beside the router rather than in it: their inner
+/// requests are sent through the router, frame and all, which holds every
+/// route but the batches themselves.
+pub fn app(state: AppState, cors: &crate::cors::CorsOrigins) -> Router {
     let api = routes();
     let request_metrics = ops::RequestMetrics::register(&api.served);
-    api.router
+    let frame = frame::FrameLayer::new(request_metrics, state.auth.clone(), state.throttle.clone());
+    let inner = api
+        .router
         .fallback(fallback)
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),
@@ -277,12 +303,46 @@ pub fn app(state: AppState) -> Router {
         ))
         .layer(DefaultBodyLimit::max(state.limits.max_body_bytes))
         .layer(tower_http::catch_panic::CatchPanicLayer::new())
-        .layer(frame::FrameLayer::new(
-            request_metrics,
-            state.auth.clone(),
-            state.throttle.clone(),
-        ))
-        .with_state(state)
+        .layer(frame.clone())
+        .with_state(state.clone());
+    let batches = batch::Batches {
+        inner: inner.clone(),
+        limits: state.limits,
+    };
+    let mut router = inner;
+    for path in BATCH_PATHS {
+        router = router.route(
+            path,
+            post(batch::batch)
+                .with_state(batches.clone())
+                .layer(tower_http::catch_panic::CatchPanicLayer::new())
+                .layer(frame.clone()),
+        );
+    }
+    let router = router
+        .layer(
+            tower_http::decompression::RequestDecompressionLayer::new()
+                .pass_through_unaccepted(true),
+        )
+        .layer(tower_http::compression::CompressionLayer::new().compress_when(compressed()));
+    match cors.layer() {
+        Some(cors) => router.layer(cors),
+        None => router,
+    }
+}
+
+/// Which answers are gzipped, when the client accepts it: those of 1 KiB or
+/// more (a batch read, a list of subscriptions). A single presence (about
+/// 300 bytes) is not: gzip would save a few dozen bytes at the cost of a
+/// compressor's set-up on the most frequent request. A stream never is:
+/// each event must leave at once.
+fn compressed() -> impl tower_http::compression::Predicate {
+    use tower_http::compression::Predicate;
+    use tower_http::compression::predicate::{NotForContentType, SizeAbove};
+    SizeAbove::new(1024)
+        .and(NotForContentType::GRPC)
+        .and(NotForContentType::IMAGES)
+        .and(NotForContentType::SSE)
 }
 
 async fn fallback(method: axum::http::Method, uri: axum::http::Uri) -> ApiError {

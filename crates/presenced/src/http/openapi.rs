@@ -58,8 +58,8 @@ pub struct Doc {
     tenant: bool,
     /// Statuses the route answers beyond those of its kind.
     also: &'static [u16],
-    /// A query parameter: its name and description.
-    query: Option<(&'static str, &'static str)>,
+    /// Optional query parameters: each one's name and description.
+    queries: &'static [(&'static str, &'static str)],
 }
 
 /// A route that serves a tenant.
@@ -70,7 +70,7 @@ pub const fn doc(summary: &'static str, request: Option<&'static str>, answer: A
         answer,
         tenant: true,
         also: &[],
-        query: None,
+        queries: &[],
     }
 }
 
@@ -91,12 +91,9 @@ impl Doc {
         }
     }
 
-    /// A route that takes an optional query parameter.
-    pub const fn query(self, name: &'static str, description: &'static str) -> Doc {
-        Doc {
-            query: Some((name, description)),
-            ..self
-        }
+    /// A route that takes optional query parameters.
+    pub const fn queries(self, queries: &'static [(&'static str, &'static str)]) -> Doc {
+        Doc { queries, ..self }
     }
 }
 
@@ -261,7 +258,7 @@ pub fn operation(path: &str, doc: &Doc) -> Operation {
             operation = operation.parameter(path_parameter(path, name));
         }
     }
-    if let Some((name, description)) = doc.query {
+    for &(name, description) in doc.queries {
         operation = operation.parameter(
             ParameterBuilder::new()
                 .name(name)
@@ -319,6 +316,8 @@ pub fn document(paths: Paths) -> serde_json::Value {
     components = with::<SetStatusMessageBody>(components);
     components = with::<WorkLocationBody>(components);
     components = with::<GetPresencesBody>(components);
+    components = with::<crate::http::batch::BatchBody>(components);
+    components = with::<crate::http::batch::BatchResponseCollection>(components);
     components = with::<LegacySessionBody>(components);
     components = with::<OutOfOfficeBody>(components);
     components = with::<ClockAdvanceBody>(components);

@@ -138,7 +138,100 @@ impl SubscriptionJson {
 pub struct SubscriptionCollection {
     #[serde(rename = "@odata.context")]
     odata_context: String,
+    /// One page, in the order of the subscriptions' ids; `clientState` is
+    /// withheld (null), as Graph's list does.
     value: Vec<SubscriptionJson>,
+    /// The next page, when there is one.
+    #[serde(rename = "@odata.nextLink", skip_serializing_if = "Option::is_none")]
+    next_link: Option<String>,
+}
+
+/// Subscriptions in one page of `GET /subscriptions` when `$top` is not given.
+pub const DEFAULT_PAGE: usize = 100;
+
+/// The largest page `$top` may ask for.
+pub const MAX_PAGE: usize = 1000;
+
+/// One page of a subscription list: how many, and after which id.
+#[derive(Debug, PartialEq, Eq)]
+struct Page {
+    /// `$top` as given, which the next link repeats.
+    top: Option<usize>,
+    /// The id the previous page ended with (`$skiptoken`, base64url of it).
+    after: Option<String>,
+}
+
+impl Page {
+    fn parse(query: Option<&str>) -> Result<Page, ApiError> {
+        use base64::Engine;
+        let mut page = Page {
+            top: None,
+            after: None,
+        };
+        for (name, value) in url::form_urlencoded::parse(query.unwrap_or_default().as_bytes()) {
+            match name.as_ref() {
+                "$top" | "top" => {
+                    let top = value
+                        .parse::<usize>()
+                        .ok()
+                        .filter(|top| (1..=MAX_PAGE).contains(top))
+                        .ok_or_else(|| {
+                            ApiError::BadRequest(format!(
+                                "$top is {:?}; give a number of subscriptions from 1 to {MAX_PAGE}.",
+                                wire::truncate(&value)
+                            ))
+                        })?;
+                    page.top = Some(top);
+                }
+                "$skiptoken" | "skiptoken" => {
+                    let after = base64::engine::general_purpose::URL_SAFE_NO_PAD
+                        .decode(value.as_bytes())
+                        .ok()
+                        .and_then(|bytes| String::from_utf8(bytes).ok())
+                        .ok_or_else(|| {
+                            ApiError::BadRequest(
+                                "$skiptoken is not one presenced gave; follow @odata.nextLink as it is.".into(),
+                            )
+                        })?;
+                    page.after = Some(after);
+                }
+                _ => {}
+            }
+        }
+        Ok(page)
+    }
+
+    /// The page of `all` (in the order of their ids) this asks for, and the
+    /// link to the next one when more follow.
+    fn of<'a>(
+        &self,
+        all: &'a [Arc<Subscription>],
+        root: &ServiceRoot,
+    ) -> (&'a [Arc<Subscription>], Option<String>) {
+        use base64::Engine;
+        let size = self.top.unwrap_or(DEFAULT_PAGE);
+        let start = match &self.after {
+            Some(after) => all.partition_point(|subscription| subscription.id <= *after),
+            None => 0,
+        };
+        let end = all.len().min(start + size);
+        let page = &all[start..end];
+        let next = match page.last() {
+            Some(last) if end < all.len() => {
+                let token = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(&last.id);
+                let top = self
+                    .top
+                    .map(|top| format!("$top={top}&"))
+                    .unwrap_or_default();
+                Some(format!(
+                    "{}/subscriptions?{top}$skiptoken={token}",
+                    root.root
+                ))
+            }
+            _ => None,
+        };
+        (page, next)
+    }
 }
 
 fn invalid(message: String) -> ApiError {
@@ -364,21 +457,33 @@ pub async fn create_subscription(
     Ok(response)
 }
 
-/// `GET /subscriptions`.
+/// `GET /subscriptions`: a page of the caller's subscriptions, `$top` of
+/// them (100 by default), with `@odata.nextLink` to the next page while
+/// more follow. Pages follow the subscriptions' ids, so that one renewed or
+/// created between two pages never moves another across the boundary.
 pub async fn list_subscriptions(
     State(state): State<AppState>,
     principal: Principal,
     root: ServiceRoot,
+    axum::extract::RawQuery(query): axum::extract::RawQuery,
 ) -> Result<Response, ApiError> {
-    let value = state
-        .notifier
-        .list(&owner(&principal))
+    let page = Page::parse(query.as_deref())?;
+    let mut all = state.notifier.list(&owner(&principal));
+    all.sort_by(|a, b| a.id.cmp(&b.id));
+    let (listed, next_link) = page.of(&all, &root);
+    let value = listed
         .iter()
-        .map(|subscription| SubscriptionJson::new(subscription, None))
+        .map(|subscription| {
+            let mut json = SubscriptionJson::new(subscription, None);
+            // Graph's list withholds what the subscriber chose as a secret.
+            json.client_state = None;
+            json
+        })
         .collect();
     let collection = SubscriptionCollection {
         odata_context: context(&root, "subscriptions"),
         value,
+        next_link,
     };
     Ok(json_answer(&collection, 4096))
 }

@@ -6,7 +6,6 @@
 //! functions whose errors say which field is wrong and what it may be.
 
 use axum::extract::{FromRef, FromRequest, Request};
-use bytes::Bytes;
 use presence_core::{Activity, Availability, UserId, WorkLocation, WorkLocationType};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Deserializer, Serialize};
@@ -38,51 +37,98 @@ where
 
     async fn from_request(request: Request, state: &S) -> Result<JsonBody<T>, ApiError> {
         let limits = Limits::from_ref(state);
-        let declared = request
-            .headers()
-            .get(axum::http::header::CONTENT_TYPE)
-            .map(|value| value.to_str().unwrap_or("(not text)").to_owned());
-        // hyper bounds how long the headers may take; this bounds the body,
-        // so that a client trickling one cannot hold a request open forever.
-        let timeout = limits.body_timeout();
-        let read = tokio::time::timeout(timeout, Bytes::from_request(request, state))
-            .await
-            .map_err(|_| {
-                ApiError::RequestTimeout(format!(
-                    "The request body did not arrive within {} seconds (--body-timeout); send it whole, at once.",
-                    timeout.as_secs_f64()
-                ))
-            })?;
-        let bytes = read.map_err(|rejection| {
-            if rejection.status() == axum::http::StatusCode::PAYLOAD_TOO_LARGE {
+        let (parts, body) = request.into_parts();
+        read_json(
+            &parts.headers,
+            body,
+            &limits,
+            limits.max_body_bytes,
+            "send fewer ids or a shorter message",
+        )
+        .await
+        .map(JsonBody)
+    }
+}
+
+/// Reads and parses a JSON request body of at most `max_bytes` (after gzip
+/// is undone), in the SPEC's order: the size (413, whose message ends with
+/// `smaller`), then the type and encoding (415), then the content (400).
+pub async fn read_json<T: DeserializeOwned>(
+    headers: &axum::http::HeaderMap,
+    body: axum::body::Body,
+    limits: &Limits,
+    max_bytes: usize,
+    smaller: &str,
+) -> Result<T, ApiError> {
+    use http_body_util::BodyExt;
+    let declared = headers
+        .get(axum::http::header::CONTENT_TYPE)
+        .map(|value| value.to_str().unwrap_or("(not text)").to_owned());
+    // hyper bounds how long the headers may take; this bounds the body,
+    // so that a client trickling one cannot hold a request open forever.
+    let timeout = limits.body_timeout();
+    let read = tokio::time::timeout(
+        timeout,
+        http_body_util::Limited::new(body, max_bytes).collect(),
+    )
+    .await
+    .map_err(|_| {
+        ApiError::RequestTimeout(format!(
+            "The request body did not arrive within {} seconds (--body-timeout); send it whole, at once.",
+            timeout.as_secs_f64()
+        ))
+    })?;
+    let bytes = read
+        .map_err(|error| {
+            if error
+                .downcast_ref::<http_body_util::LengthLimitError>()
+                .is_some()
+            {
+                let flag = if max_bytes == limits.max_body_bytes {
+                    " (--max-body-bytes)"
+                } else {
+                    ""
+                };
                 ApiError::PayloadTooLarge(format!(
-                    "The request body is larger than {} bytes (--max-body-bytes); send fewer ids or a shorter message.",
-                    limits.max_body_bytes
+                    "The request body is larger than {max_bytes} bytes{flag}; {smaller}."
                 ))
             } else {
-                ApiError::BadRequest(format!("The request body could not be read: {rejection}."))
+                ApiError::BadRequest(format!(
+                    "The request body could not be read (a gzip body must be whole and valid gzip): {error}."
+                ))
             }
-        })?;
-        // After the size (413), before the body's content (400): a body
-        // that is not declared JSON is refused even when empty, so that a
-        // web page cannot send a "simple" cross-site request (text/plain,
-        // form data) that changes presence.
-        if !declared.as_deref().is_some_and(is_json_media_type) {
-            return Err(ApiError::UnsupportedMediaType(match declared {
-                Some(found) => format!(
-                    "The request body is sent as {:?}; send it as JSON, with Content-Type: application/json.",
-                    truncate(&found)
-                ),
-                None => "The request has no Content-Type; send the body as JSON, with Content-Type: application/json.".into(),
-            }));
-        }
-        let text: &[u8] = if bytes.iter().all(u8::is_ascii_whitespace) {
-            b"{}"
-        } else {
-            &bytes
-        };
-        parse_json(text).map(JsonBody)
+        })?
+        .to_bytes();
+    // After the size (413), before the body's content (400): a body
+    // that is not declared JSON is refused even when empty, so that a
+    // web page cannot send a "simple" cross-site request (text/plain,
+    // form data) that changes presence.
+    if !declared.as_deref().is_some_and(is_json_media_type) {
+        return Err(ApiError::UnsupportedMediaType(match declared {
+            Some(found) => format!(
+                "The request body is sent as {:?}; send it as JSON, with Content-Type: application/json.",
+                truncate(&found)
+            ),
+            None => "The request has no Content-Type; send the body as JSON, with Content-Type: application/json.".into(),
+        }));
     }
+    // A gzip body has been undone by the time it is read (its
+    // Content-Encoding removed); any other encoding is left in place.
+    if let Some(encoding) = headers.get(axum::http::header::CONTENT_ENCODING) {
+        let encoding = encoding.to_str().unwrap_or("(not text)");
+        if !encoding.trim().eq_ignore_ascii_case("identity") {
+            return Err(ApiError::UnsupportedMediaType(format!(
+                "The request body is encoded as {:?}; send it as is, or compressed with gzip (Content-Encoding: gzip).",
+                truncate(encoding)
+            )));
+        }
+    }
+    let text: &[u8] = if bytes.iter().all(u8::is_ascii_whitespace) {
+        b"{}"
+    } else {
+        &bytes
+    };
+    parse_json(text)
 }
 
 /// Whether a Content-Type names JSON: `application/json`, in any case, with

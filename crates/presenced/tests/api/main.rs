@@ -7,7 +7,10 @@ mod helpers;
 
 mod aggregation;
 mod auth;
+mod batch;
 mod combinations;
+mod compression;
+mod cors;
 mod disk_full;
 mod durability;
 mod endpoints;

@@ -188,6 +188,75 @@ async fn the_handshake_succeeds_and_the_subscription_can_be_read_renewed_and_del
 }
 
 #[tokio::test]
+async fn the_list_comes_in_pages_by_id_and_withholds_client_state() {
+    let server = TestServer::start(&[]).await;
+    let receiver = Receiver::start().await;
+    let mut created = Vec::new();
+    for _ in 0..5 {
+        let subscription = subscribe(&server, body(&server, &receiver, &["alice"]).await).await;
+        assert_eq!(
+            subscription["clientState"], "the client state",
+            "shown to its creator"
+        );
+        created.push(subscription["id"].as_str().expect("an id").to_owned());
+    }
+    created.sort();
+
+    // Everything in one page by default: no next link.
+    let all = server.get("/v1.0/subscriptions").await;
+    assert_eq!(all.status, 200, "{}", all.text);
+    assert!(all.body.get("@odata.nextLink").is_none(), "{}", all.text);
+    let ids: Vec<&str> = all.body["value"]
+        .as_array()
+        .expect("a value")
+        .iter()
+        .map(|subscription| {
+            assert_eq!(
+                subscription["clientState"],
+                Value::Null,
+                "withheld: {subscription}"
+            );
+            subscription["id"].as_str().expect("an id")
+        })
+        .collect();
+    assert_eq!(ids, created, "in the order of their ids");
+
+    // Two at a time, following @odata.nextLink as a client does.
+    let mut seen = Vec::new();
+    let mut pages = 0;
+    let mut next = Some(server.url("/v1.0/subscriptions?$top=2"));
+    while let Some(link) = next {
+        let page = server.send(server.client().get(&link)).await;
+        assert_eq!(page.status, 200, "{}", page.text);
+        let value = page.body["value"].as_array().expect("a value");
+        assert!(value.len() <= 2, "{}", page.text);
+        seen.extend(
+            value
+                .iter()
+                .map(|subscription| subscription["id"].as_str().expect("an id").to_owned()),
+        );
+        next = page.body["@odata.nextLink"].as_str().map(str::to_owned);
+        if let Some(link) = &next {
+            assert!(link.starts_with(&server.base), "an absolute link: {link}");
+            assert!(link.contains("$top=2"), "{link}");
+        }
+        pages += 1;
+        assert!(pages <= 3, "five subscriptions make three pages");
+    }
+    assert_eq!(pages, 3);
+    assert_eq!(seen, created);
+
+    for wrong in ["$top=0", "$top=1001", "$top=two", "$skiptoken=%%%"] {
+        let reply = server.get(&format!("/v1.0/subscriptions?{wrong}")).await;
+        let message = reply.assert_error(400, "BadRequest");
+        assert!(
+            message.contains(wrong.split('=').next().expect("a name")),
+            "{message}"
+        );
+    }
+}
+
+#[tokio::test]
 async fn a_failed_handshake_is_a_400_that_says_why() {
     let server = TestServer::start(&[]).await;
     let receiver = Receiver::start().await;
