@@ -26,6 +26,12 @@ use crate::wire_time::{parse_date_time_time_zone, parse_duration, parse_instant}
 /// `parse_json`; and each field that a handler validates is either
 /// accepted or refused with a 400 and a bounded message.
 pub fn json_body(data: &[u8]) {
+    check_body(data, |body: crate::http::batch::BatchBody| {
+        // A batch is planned whole (every inner request built, dependsOn
+        // checked for cycles) or refused with a 400 and a bounded message.
+        let text = String::from_utf8_lossy(data);
+        check(&text, crate::http::batch::check(body));
+    });
     check_body(data, |body: SetPresenceBody| {
         if let Some(id) = &body.session_id {
             check(id, session_id(id));
