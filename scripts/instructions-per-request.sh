@@ -16,7 +16,8 @@ command -v valgrind >/dev/null || {
     echo "valgrind is missing; install it with: apt-get install valgrind" >&2
     exit 1
 }
-binary=target/release/presenced
+# PRESENCED_BINARY names another build (to compare two in one run).
+binary=${PRESENCED_BINARY:-target/release/presenced}
 [ -x "$binary" ] || {
     echo "$binary is missing; build it with: cargo build --release -p presenced" >&2
     exit 1

@@ -304,7 +304,7 @@ pub fn check_config(config: &ServeConfig) -> Result<(), ServeError> {
 /// client reads none of it for `--send-timeout` ends its connection too.
 async fn serve_http(
     listener: TcpListener,
-    app: axum::Router,
+    app: impl http::App,
     tls: Option<tokio_rustls::TlsAcceptor>,
     tasks: &Tasks,
     drain: std::time::Duration,

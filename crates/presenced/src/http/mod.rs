@@ -20,6 +20,7 @@ pub mod legacy;
 pub mod openapi;
 pub mod ops;
 pub mod presence;
+pub mod served;
 pub mod strict;
 pub mod subscriptions;
 pub mod wire;
@@ -275,22 +276,52 @@ pub fn openapi_document() -> serde_json::Value {
     openapi::document(routes().paths.build())
 }
 
+/// What hyper serves: the router (with the batch routes), inside request
+/// decompression, CORS when `--cors-origin` lists origins, and response
+/// compression for the requests that need them ([`served`]).
+pub trait App:
+    tower::Service<
+        axum::http::Request<hyper::body::Incoming>,
+        Response = axum::response::Response,
+        Error = std::convert::Infallible,
+        Future: Send + 'static,
+    > + Clone
+    + Send
+    + Sync
+    + 'static
+{
+}
+
+impl<S> App for S where
+    S: tower::Service<
+            axum::http::Request<hyper::body::Incoming>,
+            Response = axum::response::Response,
+            Error = std::convert::Infallible,
+            Future: Send + 'static,
+        > + Clone
+        + Send
+        + Sync
+        + 'static
+{
+}
+
 /// The whole application for a given state.
 ///
-/// Layers, outermost first: CORS (only with `--cors-origin`, and before
-/// everything else, so that a preflight is answered without a token), gzip
-/// for answers a client accepts it for and for request bodies sent with it,
-/// then the frame (the caller's principal or refusal into the request's
-/// extensions, ids, metrics, log line, error envelope), catch-panic, the
-/// body limit, the router. Unknown routes (404) and methods (405) and the
-/// operational routes (health, readiness, metrics, the OpenAPI document)
-/// never ask for the principal, so they are answered without regard to the
-/// token.
+/// Outermost first, for the requests that need them ([`served`]): gzip for
+/// answers a client accepts it for, CORS (only with `--cors-origin`, and
+/// before everything else that refuses, so that a preflight is answered
+/// without a token), gzip request bodies undone; then the router, whose routes have the frame (the caller's principal or
+/// refusal into the request's extensions, ids, metrics, log line, error
+/// envelope), catch-panic and the body limit. Unknown routes (404) and
+/// methods (405) and the operational routes (health, readiness, metrics,
+/// the OpenAPI document) never ask for the principal, so they are answered
+/// without regard to the token.
 ///
-/// The batch routes sit beside the router rather than in it: their inner
-/// requests are sent through the router, frame and all, which holds every
-/// route but the batches themselves.
-pub fn app(state: AppState, cors: &crate::cors::CorsOrigins) -> Router {
+/// The batch routes sit beside the router's other routes rather than among
+/// them: their inner requests are sent through a router that holds every
+/// route but the batches themselves, frame and all.
+pub fn app(state: AppState, cors: &crate::cors::CorsOrigins) -> impl App {
+    use tower::Layer;
     let api = routes();
     let request_metrics = ops::RequestMetrics::register(&api.served);
     let frame = frame::FrameLayer::new(request_metrics, state.auth.clone(), state.throttle.clone());
@@ -319,16 +350,18 @@ pub fn app(state: AppState, cors: &crate::cors::CorsOrigins) -> Router {
                 .layer(frame.clone()),
         );
     }
-    let router = router
-        .layer(
-            tower_http::decompression::RequestDecompressionLayer::new()
-                .pass_through_unaccepted(true),
-        )
-        .layer(tower_http::compression::CompressionLayer::new().compress_when(compressed()));
-    match cors.layer() {
-        Some(cors) => router.layer(cors),
-        None => router,
-    }
+    let decompressed = tower_http::decompression::RequestDecompressionLayer::new()
+        .pass_through_unaccepted(true)
+        .layer(router.clone());
+    let with_cors = tower::util::option_layer(cors.layer()).layer(decompressed);
+    let compressed = tower_http::compression::CompressionLayer::new()
+        .compress_when(Compressible)
+        .layer(with_cors);
+    let negotiated =
+        tower::util::MapResponse::new(compressed, |response: axum::http::Response<_>| {
+            response.map(axum::body::Body::new)
+        });
+    served::Served::new(router, negotiated, !cors.is_empty())
 }
 
 /// Which answers are gzipped, when the client accepts it: those of 1 KiB or
@@ -336,13 +369,20 @@ pub fn app(state: AppState, cors: &crate::cors::CorsOrigins) -> Router {
 /// 300 bytes) is not: gzip would save a few dozen bytes at the cost of a
 /// compressor's set-up on the most frequent request. A stream never is:
 /// each event must leave at once.
-fn compressed() -> impl tower_http::compression::Predicate {
-    use tower_http::compression::Predicate;
-    use tower_http::compression::predicate::{NotForContentType, SizeAbove};
-    SizeAbove::new(1024)
-        .and(NotForContentType::GRPC)
-        .and(NotForContentType::IMAGES)
-        .and(NotForContentType::SSE)
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Compressible;
+
+impl tower_http::compression::Predicate for Compressible {
+    fn should_compress<B>(&self, response: &axum::http::Response<B>) -> bool
+    where
+        B: hyper::body::Body,
+    {
+        use tower_http::compression::predicate::{NotForContentType, SizeAbove};
+        SizeAbove::new(1024).should_compress(response)
+            && NotForContentType::SSE.should_compress(response)
+            && NotForContentType::GRPC.should_compress(response)
+            && NotForContentType::IMAGES.should_compress(response)
+    }
 }
 
 async fn fallback(method: axum::http::Method, uri: axum::http::Uri) -> ApiError {
