@@ -88,6 +88,7 @@ use crate::wire_time::parse_duration;
         addresses (always allowed with --auth none)\n  \
         --max-subscription-lifetime DURATION  the longest a subscription may live [default: PT1H]\n  \
         --webhook-retry-window DURATION  how long a notification is retried [default: PT4H]\n  \
+        --webhook-ca-file F      extra CA certificates (PEM) trusted for webhook receivers\n  \
         --max-connections N, --max-streams N, --max-header-bytes BYTES, --max-body-bytes BYTES,\n  \
         --header-timeout DURATION, --body-timeout DURATION, --send-timeout DURATION,\n  \
         --max-users-per-tenant N|off\n                           \
@@ -616,6 +617,13 @@ pub struct ServeArgs {
     #[arg(long, env = "PRESENCED_WEBHOOK_RETRY_WINDOW", value_name = "DURATION")]
     pub webhook_retry_window: Option<String>,
 
+    /// A PEM file of one or more CA certificates trusted for webhook
+    /// receivers and lifecycle notification URLs (the validation handshake
+    /// and delivery), in addition to the public roots: for receivers whose
+    /// certificates a private CA signed.
+    #[arg(long, env = "PRESENCED_WEBHOOK_CA_FILE", value_name = "FILE")]
+    pub webhook_ca_file: Option<PathBuf>,
+
     /// The most connections open at once. At the bound, the keep-alive
     /// connection idle the longest (answered, no request in flight) is
     /// closed for each new client, so that new clients are served; when none
@@ -765,6 +773,7 @@ impl ServeArgs {
                 defaults.notify.retry_window,
                 "PT1H",
             )?,
+            webhook_ca_file: self.webhook_ca_file,
         };
         let rate = |flag: &str, given: Option<String>, default: Option<Rate>| match given {
             None => Ok(default),

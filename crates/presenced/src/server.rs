@@ -644,9 +644,13 @@ pub async fn run(
         idle: config.idle_timeout,
     };
     let tasks = Tasks::new(shutdown);
-    let (notifier, mut inboxes) =
-        crate::notify::Notifier::new(clock.clone(), timeouts, config.notify, tasks.clone())
-            .map_err(ServeError::Config)?;
+    let (notifier, mut inboxes) = crate::notify::Notifier::new(
+        clock.clone(),
+        timeouts,
+        config.notify.clone(),
+        tasks.clone(),
+    )
+    .map_err(ServeError::Config)?;
     let notifier = Arc::new(notifier);
     let service = Arc::new(PresenceService::new(
         clock.clone(),

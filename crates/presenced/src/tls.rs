@@ -1,6 +1,8 @@
 //! HTTPS: `--tls-cert` and `--tls-key` (PEM files) made into a rustls
 //! acceptor. The JavaScript Graph client sends its token only over https,
-//! so a presenced that checks tokens is usually served this way.
+//! so a presenced that checks tokens is usually served this way. Also the
+//! reading of a file of extra CA certificates that presenced trusts as a
+//! client (`--webhook-ca-file`).
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -64,4 +66,99 @@ pub fn acceptor(cert_path: &Path, key_path: &Path) -> Result<TlsAcceptor, String
     // presenced speaks HTTP/1.1 only.
     config.alpn_protocols = vec![b"http/1.1".to_vec()];
     Ok(TlsAcceptor::from(Arc::new(config)))
+}
+
+/// The CA certificates of the PEM file `path`, given by `flag`, each checked
+/// to be one a TLS client can trust. Every error names the flag, the file
+/// and what is wrong with it.
+pub fn trusted_certificates(
+    flag: &str,
+    path: &Path,
+) -> Result<Vec<CertificateDer<'static>>, String> {
+    let shown = path.display();
+    let bytes =
+        std::fs::read(path).map_err(|error| format!("cannot read {flag} {shown}: {error}"))?;
+    let certificates: Vec<CertificateDer<'static>> = CertificateDer::pem_slice_iter(&bytes)
+        .collect::<Result<_, _>>()
+        .map_err(|error| format!("{flag} {shown} is not valid PEM: {error}"))?;
+    if certificates.is_empty() {
+        return Err(format!(
+            "{flag} {shown} holds no CERTIFICATE block; give a PEM file of one or more CA certificates"
+        ));
+    }
+    for (index, certificate) in certificates.iter().enumerate() {
+        // rustls parses a trust anchor the way it will use it: what it
+        // refuses here could never verify a receiver.
+        rustls::RootCertStore::empty()
+            .add(certificate.clone())
+            .map_err(|error| {
+                format!(
+                    "certificate {} of {} in {flag} {shown} is not a usable X.509 certificate: {error}",
+                    index + 1,
+                    certificates.len()
+                )
+            })?;
+    }
+    Ok(certificates)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn file(contents: &[u8]) -> tempfile::NamedTempFile {
+        let mut file = tempfile::NamedTempFile::new().expect("a temporary file");
+        std::io::Write::write_all(&mut file, contents).expect("written");
+        file
+    }
+
+    fn ca_pem() -> String {
+        let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).expect("params");
+        params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+        let key = rcgen::KeyPair::generate().expect("a key");
+        params.self_signed(&key).expect("a certificate").pem()
+    }
+
+    #[test]
+    fn a_bundle_of_ca_certificates_is_read_whole() {
+        let bundle = file(format!("{}{}", ca_pem(), ca_pem()).as_bytes());
+        let certificates =
+            trusted_certificates("--webhook-ca-file", bundle.path()).expect("two certificates");
+        assert_eq!(certificates.len(), 2);
+    }
+
+    #[test]
+    fn each_unusable_file_is_refused_naming_the_flag_the_file_and_the_fault() {
+        let key = rcgen::KeyPair::generate().expect("a key").serialize_pem();
+        let garbage_certificate =
+            "-----BEGIN CERTIFICATE-----\nAAECAwQFBgcICQ==\n-----END CERTIFICATE-----\n";
+        let cases: [(&[u8], &str); 4] = [
+            (b"", "holds no CERTIFICATE block"),
+            (key.as_bytes(), "holds no CERTIFICATE block"),
+            (
+                b"-----BEGIN CERTIFICATE-----\n!!!\n-----END CERTIFICATE-----\n",
+                "is not valid PEM",
+            ),
+            (
+                garbage_certificate.as_bytes(),
+                "certificate 1 of 1 in --webhook-ca-file",
+            ),
+        ];
+        for (contents, fault) in cases {
+            let given = file(contents);
+            let error =
+                trusted_certificates("--webhook-ca-file", given.path()).expect_err("refused");
+            assert!(error.contains(fault), "{error}");
+            assert!(
+                error.contains(&given.path().display().to_string()),
+                "{error}"
+            );
+        }
+        let missing = std::path::Path::new("/nonexistent/ca.pem");
+        let error = trusted_certificates("--webhook-ca-file", missing).expect_err("refused");
+        assert!(
+            error.starts_with("cannot read --webhook-ca-file /nonexistent/ca.pem"),
+            "{error}"
+        );
+    }
 }

@@ -120,8 +120,11 @@ fn backoff(attempt: u32) -> Duration {
 }
 
 impl Delivery {
+    /// `extra_roots` are trusted beside the public roots
+    /// (`--webhook-ca-file`).
     pub fn new(
         allow_private: bool,
+        extra_roots: &[rustls_pki_types::CertificateDer<'static>],
         retry_window: Duration,
         reports: mpsc::UnboundedSender<Report>,
         tasks: Tasks,
@@ -135,6 +138,12 @@ impl Delivery {
             .user_agent(concat!("presenced/", env!("CARGO_PKG_VERSION")));
         if !allow_private {
             builder = builder.dns_resolver(Arc::new(PublicResolver));
+        }
+        for root in extra_roots {
+            let certificate = reqwest::Certificate::from_der(root).map_err(|error| {
+                format!("cannot trust a --webhook-ca-file certificate: {error}")
+            })?;
+            builder = builder.add_root_certificate(certificate);
         }
         let client = builder
             .build()

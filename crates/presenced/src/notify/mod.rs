@@ -153,7 +153,17 @@ impl Notifier {
         let (reports, reports_inbox) = mpsc::unbounded_channel();
         let retry_window =
             std::time::Duration::from_millis(settings.retry_window.as_millis().max(0) as u64);
-        let delivery = Delivery::new(settings.allow_private, retry_window, reports, tasks.clone())?;
+        let extra_roots = match &settings.webhook_ca_file {
+            None => Vec::new(),
+            Some(path) => crate::tls::trusted_certificates("--webhook-ca-file", path)?,
+        };
+        let delivery = Delivery::new(
+            settings.allow_private,
+            &extra_roots,
+            retry_window,
+            reports,
+            tasks.clone(),
+        )?;
         Ok((
             Notifier {
                 store: std::sync::OnceLock::new(),

@@ -158,7 +158,7 @@ async fn sigterm_makes_the_process_exit_0() {
     assert!(exit.success(), "presenced exits 0 on SIGTERM, got {exit}");
 }
 
-const FLAGS: [&str; 9] = [
+const FLAGS: [&str; 10] = [
     "--listen",
     "--data-dir",
     "--store",
@@ -167,6 +167,7 @@ const FLAGS: [&str; 9] = [
     "--auth",
     "--clock",
     "--idle-timeout",
+    "--webhook-ca-file",
     "--config",
 ];
 

@@ -59,6 +59,50 @@ pub struct Receiver {
 
 impl Receiver {
     pub async fn start() -> Receiver {
+        let (shared, app) = Receiver::app();
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("a loopback port");
+        let base = format!("http://{}", listener.local_addr().expect("bound"));
+        tokio::spawn(async move {
+            let _ = axum::serve(listener, app).await;
+        });
+        Receiver { base, shared }
+    }
+
+    /// A receiver served over HTTPS with the certificate `cert` and its key
+    /// `key` (PEM files), at `https://127.0.0.1:PORT`.
+    pub async fn start_tls(cert: &std::path::Path, key: &std::path::Path) -> Receiver {
+        let (shared, app) = Receiver::app();
+        let acceptor = presenced::tls::acceptor(cert, key).expect("the certificate serves");
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("a loopback port");
+        let base = format!("https://{}", listener.local_addr().expect("bound"));
+        tokio::spawn(async move {
+            loop {
+                let Ok((stream, _)) = listener.accept().await else {
+                    continue;
+                };
+                let (acceptor, app) = (acceptor.clone(), app.clone());
+                tokio::spawn(async move {
+                    // A client that refuses the certificate ends here.
+                    let Ok(stream) = acceptor.accept(stream).await else {
+                        return;
+                    };
+                    let _ = hyper::server::conn::http1::Builder::new()
+                        .serve_connection(
+                            hyper_util::rt::TokioIo::new(stream),
+                            hyper_util::service::TowerToHyperService::new(app),
+                        )
+                        .await;
+                });
+            }
+        });
+        Receiver { base, shared }
+    }
+
+    fn app() -> (Arc<Shared>, Router) {
         let shared = Arc::new(Shared {
             behaviour: Mutex::new(Behaviour::Accept),
             failures_left: Mutex::new(0),
@@ -69,14 +113,7 @@ impl Receiver {
             unhang: Notify::new(),
         });
         let app = Router::new().fallback(handle).with_state(shared.clone());
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-            .await
-            .expect("a loopback port");
-        let base = format!("http://{}", listener.local_addr().expect("bound"));
-        tokio::spawn(async move {
-            let _ = axum::serve(listener, app).await;
-        });
-        Receiver { base, shared }
+        (shared, app)
     }
 
     pub fn url(&self, path: &str) -> String {
