@@ -6,6 +6,7 @@
 use std::path::{Path, PathBuf};
 
 use crate::helpers::TestServer;
+use crate::sdk::{self, SECRET, app_token};
 
 fn sdk_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -23,41 +24,12 @@ fn sdk_python() -> PathBuf {
     .join("python")
 }
 
-/// An application token of the scripts' app, signed with `secret`.
-fn app_token(secret: &str) -> String {
-    presenced::token::mint(
-        &presenced::token::MintRequest {
-            tenant: "contoso".into(),
-            user: None,
-            app: "22553876-f5ab-4529-bffb-cfe50aa89f87".into(),
-            scopes: Vec::new(),
-            roles: vec!["Presence.ReadWrite.All".into()],
-            ttl_seconds: 3600,
-            issuer: None,
-            audience: None,
-            secret: presenced::token::Secret(secret.into()),
-        },
-        jiff::Timestamp::now().as_second(),
-    )
-    .expect("the token is signed")
-}
-
 /// Runs one of the SDK scripts; asserts it succeeded and returns what it
 /// printed.
-async fn run_script(python: &std::path::Path, script: &str, args: &[&str]) -> String {
-    let output = tokio::process::Command::new(python)
-        .arg(sdk_dir().join(script))
-        .args(args)
-        .output()
-        .await
-        .expect("python runs");
-    let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
-    assert!(
-        output.status.success(),
-        "the SDK script {script} failed:\n{stdout}\n{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    stdout
+async fn run_script(python: &Path, script: &str, args: &[&str]) -> String {
+    let mut command = tokio::process::Command::new(python);
+    command.arg(sdk_dir().join(script)).args(args);
+    sdk::run_script(command, script).await
 }
 
 #[tokio::test]
@@ -67,17 +39,16 @@ async fn the_official_python_sdk_works_with_a_real_token_by_changing_only_the_ba
         .expect("the installer ran");
     // With real token verification: the SDK sends an application token of
     // the script's app, signed with the server's secret.
-    let secret = "the hs256 secret of the SDK test, 32+ bytes long";
     // The script's webhook listens on loopback.
     let server = TestServer::start(&[
         "--auth",
         "hs256",
         "--jwt-secret",
-        secret,
+        SECRET,
         "--allow-private-webhooks",
     ])
     .await;
-    let token = app_token(secret);
+    let token = app_token(SECRET);
     let base_url = format!("{}/v1.0", server.base);
     let fixtures = sdk_dir().join("../fixtures");
     let stdout = run_script(
@@ -86,14 +57,7 @@ async fn the_official_python_sdk_works_with_a_real_token_by_changing_only_the_ba
         &[&base_url, &token, fixtures.to_str().expect("a UTF-8 path")],
     )
     .await;
-    assert!(
-        stdout
-            .lines()
-            .filter(|line| line.starts_with("ok: "))
-            .count()
-            >= 19,
-        "{stdout}"
-    );
+    sdk::assert_checks(&stdout, 19);
 }
 
 /// The SDK's own retry handler backs off after a 429's Retry-After and
@@ -105,17 +69,16 @@ async fn the_official_python_sdk_retries_a_429_by_itself_after_retry_after() {
     let python = tokio::task::spawn_blocking(sdk_python)
         .await
         .expect("the installer ran");
-    let secret = "the hs256 secret of the SDK test, 32+ bytes long";
     let server = TestServer::start(&[
         "--auth",
         "hs256",
         "--jwt-secret",
-        secret,
+        SECRET,
         "--throttle-app",
         "2/PT4S",
     ])
     .await;
-    let token = app_token(secret);
+    let token = app_token(SECRET);
     let base_url = format!("{}/v1.0", server.base);
     let stdout = run_script(&python, "graph_sdk_throttled.py", &[&base_url, &token, "6"]).await;
     assert!(stdout.contains("ok: 6 requests answered"), "{stdout}");
