@@ -56,3 +56,19 @@ pub fn pinned(
     std::fs::write(&stamp, pinned).expect("the stamp is writable");
     directory
 }
+
+/// Writes `contents` to `path` unless it holds them already, through a
+/// rename, so that a process reading the file meanwhile sees the old or
+/// the new file, never half of one.
+pub fn write_if_changed(path: &Path, contents: &[u8]) {
+    if std::fs::read(path).ok().as_deref() == Some(contents) {
+        return;
+    }
+    static WRITES: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let write = WRITES.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let partial = path.with_extension(format!("partial-{}-{write}", std::process::id()));
+    std::fs::write(&partial, contents)
+        .unwrap_or_else(|error| panic!("{} is writable: {error}", partial.display()));
+    std::fs::rename(&partial, path)
+        .unwrap_or_else(|error| panic!("{} is writable: {error}", path.display()));
+}

@@ -42,6 +42,17 @@ pub fn app_token(secret: &str) -> String {
     mint(secret, None, &[], &["Presence.ReadWrite.All"])
 }
 
+/// A delegated token of `user` signed in to the scripts' app, signed with
+/// `secret`: what `/me` needs.
+pub fn delegated_token(secret: &str, user: &str) -> String {
+    mint(
+        secret,
+        Some(user),
+        &["Presence.ReadWrite", "Presence.Read.All"],
+        &[],
+    )
+}
+
 /// Runs an SDK script to completion; asserts it succeeded and returns what
 /// it printed.
 pub async fn run_script(mut command: tokio::process::Command, script: &str) -> String {
