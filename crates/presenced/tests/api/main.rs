@@ -8,6 +8,8 @@ mod helpers;
 mod aggregation;
 mod auth;
 mod batch;
+mod browser;
+mod browser_cors;
 mod certs;
 mod combinations;
 mod compression;
