@@ -1,10 +1,12 @@
 #!/usr/bin/env bash
 # Runs every check presenced has: formatting, lints, every test (unit,
-# property, integration against the real binary, and the official Graph
-# Python SDK, which the SDK test installs into a virtual environment under
-# target/ on first use), the benchmark harness in quick mode, and each fuzz
-# target for a short time (scripts/fuzz.sh, which needs a nightly toolchain
-# and installs cargo-fuzz when it is missing). CI runs exactly this.
+# property, integration against the real binary, the official Graph Python
+# SDK, which the SDK test installs into a virtual environment under target/
+# on first use, the official Graph JavaScript SDKs and playwright-core,
+# which the tests install with npm ci under target/, and headless Chromium),
+# the benchmark harness in quick mode, and each fuzz target for a short time
+# (scripts/fuzz.sh, which needs a nightly toolchain and installs cargo-fuzz
+# when it is missing). CI runs exactly this.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -24,14 +26,37 @@ if ! python3 -c 'import venv, ensurepip' >/dev/null 2>&1; then
         exit 1
     fi
 fi
-# The Redis tests (presenced-testkit) start real redis-server processes.
-if ! command -v redis-server >/dev/null 2>&1 || ! command -v redis-cli >/dev/null 2>&1; then
+# Installs Debian packages when run as root, or fails naming them:
+# apt_install WHAT-IS-MISSING PACKAGE...
+apt_install() {
+    local missing=$1
+    shift
     if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
-        apt-get update -qq && apt-get install -y -qq redis-server redis-tools
+        apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$@"
     else
-        echo "scripts/test.sh: redis-server is missing; install it with: sudo apt-get install redis-server redis-tools" >&2
+        echo "scripts/test.sh: $missing is missing; install it with: sudo apt-get install $*" >&2
         exit 1
     fi
+}
+# The Redis tests (presenced-testkit) start real redis-server processes.
+if ! command -v redis-server >/dev/null 2>&1 || ! command -v redis-cli >/dev/null 2>&1; then
+    apt_install redis-server redis-server redis-tools
+fi
+# The JavaScript SDK and browser tests run node (20 or later: the pinned
+# packages need it) and npm, which installs the pinned packages under
+# target/, and Debian's Chromium, which playwright-core drives (it never
+# downloads a browser of its own).
+if ! command -v node >/dev/null 2>&1; then
+    apt_install "Node.js" nodejs npm
+fi
+need npm "Install npm, the one of your Node.js (Debian: apt-get install npm)."
+node_major=$(node -p 'process.versions.node.split(".")[0]')
+if [ "$node_major" -lt 20 ]; then
+    echo "scripts/test.sh: Node.js $(node --version) is too old: the pinned JavaScript packages (tests/js) need Node.js 20 or later (Debian 13's nodejs, or NodeSource's packages on Debian 12)." >&2
+    exit 1
+fi
+if [ ! -x /usr/bin/chromium ] || [ ! -x /usr/bin/chromedriver ]; then
+    apt_install "Chromium (/usr/bin/chromium)" chromium chromium-driver
 fi
 
 # Each step's time is printed at the end (the README's CI table comes from it).
@@ -56,7 +81,7 @@ step "fuzzing set-up" scripts/fuzz.sh --setup
 
 step "format" cargo fmt --all -- --check
 step "clippy" cargo clippy --workspace --all-targets --locked -- -D warnings
-step "tests (unit, property, integration, SDK)" cargo test --workspace --locked
+step "tests (unit, property, integration, SDKs, browser)" cargo test --workspace --locked
 
 # The benchmark harness in its quick mode, so that it never rots. Its
 # targets are for the full run on a quiet machine and are not asserted
