@@ -36,6 +36,7 @@ pub fn reserve_port() -> std::net::TcpListener {
 }
 
 /// One file of a static site.
+#[derive(Clone)]
 pub struct SiteFile {
     /// Its path, such as `/index.html`.
     pub path: String,

@@ -61,11 +61,11 @@ async fn a_page_from_a_listed_origin_reads_a_presence_and_one_from_another_origi
         .await
         .assert_ok_empty();
 
-    let files = tokio::task::spawn_blocking(|| (page_files(), page_files()))
+    let files = tokio::task::spawn_blocking(page_files)
         .await
         .expect("the files are read");
-    let listed = Site::serve(listed, files.0);
-    let unlisted = Site::serve(unlisted, files.1);
+    let listed = Site::serve(listed, files.clone());
+    let unlisted = Site::serve(unlisted, files);
     assert_eq!(listed.origin, listed_origin);
     let query = format!("?presenced={}&token={token}&user={USER}", server.base);
     let read_from = |site: &Site| {
