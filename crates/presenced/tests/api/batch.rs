@@ -5,24 +5,13 @@
 
 use serde_json::{Value, json};
 
-use crate::helpers::{Reply, TestServer};
+use crate::helpers::{Reply, TestServer, signed_token};
 
 const SECRET: &str = "the hs256 secret of the batching tests, 32+ bytes!";
 const APP: &str = "6e1f2a3b-4c5d-4e6f-8a9b-0c1d2e3f4a5b";
 
 fn token(roles: &[&str]) -> String {
-    let request = presenced::token::MintRequest {
-        tenant: "contoso".into(),
-        user: None,
-        app: APP.into(),
-        scopes: Vec::new(),
-        roles: roles.iter().map(|role| role.to_string()).collect(),
-        ttl_seconds: 3600,
-        issuer: None,
-        audience: None,
-        secret: presenced::token::Secret(SECRET.into()),
-    };
-    presenced::token::mint(&request, jiff::Timestamp::now().as_second()).expect("a token")
+    signed_token(SECRET, "contoso", APP, None, roles)
 }
 
 fn set_presence(id: &str, url: &str, availability: &str, activity: &str) -> Value {

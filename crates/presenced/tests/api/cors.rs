@@ -4,7 +4,7 @@
 //! none, and without the flag no answer has any. (The browser itself is
 //! driven in the browser tests.)
 
-use crate::helpers::{Reply, TestServer};
+use crate::helpers::{Reply, TestServer, signed_token};
 
 const LISTED: &str = "http://app.example.test:8080";
 const SECRET: &str = "the hs256 secret of the cors tests, at least 32 bytes";
@@ -90,21 +90,13 @@ async fn a_listed_origin_is_answered_before_the_token_and_an_unlisted_one_is_not
     }
 
     // A request from the page: its answer, even a refusal, may be read.
-    let token = presenced::token::mint(
-        &presenced::token::MintRequest {
-            tenant: "contoso".into(),
-            user: None,
-            app: "0d9c8b7a-6f5e-4d3c-2b1a-0f9e8d7c6b5a".into(),
-            scopes: Vec::new(),
-            roles: vec!["Presence.Read.All".into()],
-            ttl_seconds: 3600,
-            issuer: None,
-            audience: None,
-            secret: presenced::token::Secret(SECRET.into()),
-        },
-        jiff::Timestamp::now().as_second(),
-    )
-    .expect("a token");
+    let token = signed_token(
+        SECRET,
+        "contoso",
+        "0d9c8b7a-6f5e-4d3c-2b1a-0f9e8d7c6b5a",
+        None,
+        &["Presence.Read.All"],
+    );
     let reply = server
         .send(
             server

@@ -75,6 +75,36 @@ impl Reply {
     }
 }
 
+/// A token for a server started with `--auth hs256 --jwt-secret secret`:
+/// the application's own, with `grants` as its roles, when `user` is
+/// `None`; else delegated for `user`, with `grants` as its scopes. Valid for
+/// a day.
+pub fn signed_token(
+    secret: &str,
+    tenant: &str,
+    app: &str,
+    user: Option<&str>,
+    grants: &[&str],
+) -> String {
+    let grants: Vec<String> = grants.iter().map(|grant| grant.to_string()).collect();
+    let (scopes, roles) = match user {
+        Some(_) => (grants, Vec::new()),
+        None => (Vec::new(), grants),
+    };
+    let request = presenced::token::MintRequest {
+        tenant: tenant.into(),
+        user: user.map(str::to_owned),
+        app: app.into(),
+        scopes,
+        roles,
+        ttl_seconds: 24 * 3600,
+        issuer: None,
+        audience: None,
+        secret: presenced::token::Secret(secret.into()),
+    };
+    presenced::token::mint(&request, jiff::Timestamp::now().as_second()).expect("a token")
+}
+
 /// A delegated token for `--auth none`, where presenced reads its claims
 /// without verifying them.
 pub fn dev_token(user: &str) -> String {

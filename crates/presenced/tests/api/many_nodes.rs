@@ -377,18 +377,7 @@ const SECRET: &str = "the hs256 secret of the many-nodes tests, 32+ bytes";
 const APP: &str = "5d1f4c8e-0b6a-4d1e-9a43-6f0c2b7e8a91";
 
 fn app_token(tenant: &str) -> String {
-    let request = presenced::token::MintRequest {
-        tenant: tenant.into(),
-        user: None,
-        app: APP.into(),
-        scopes: Vec::new(),
-        roles: vec!["Presence.ReadWrite.All".into()],
-        ttl_seconds: 3600,
-        issuer: None,
-        audience: None,
-        secret: presenced::token::Secret(SECRET.into()),
-    };
-    presenced::token::mint(&request, jiff::Timestamp::now().as_second()).expect("a token")
+    crate::helpers::signed_token(SECRET, tenant, APP, None, &["Presence.ReadWrite.All"])
 }
 
 async fn as_token(

@@ -825,18 +825,7 @@ async fn start_with_tokens() -> (TestServer, Receiver) {
 }
 
 fn token(tenant: &str, app: &str, user: Option<&str>, grants: &[&str]) -> String {
-    let request = presenced::token::MintRequest {
-        tenant: tenant.into(),
-        user: user.map(str::to_owned),
-        app: app.into(),
-        scopes: grants.iter().map(|s| s.to_string()).collect(),
-        roles: grants.iter().map(|s| s.to_string()).collect(),
-        ttl_seconds: 3600,
-        issuer: None,
-        audience: None,
-        secret: presenced::token::Secret(SECRET.into()),
-    };
-    presenced::token::mint(&request, jiff::Timestamp::now().as_second()).expect("a token")
+    crate::helpers::signed_token(SECRET, tenant, app, user, grants)
 }
 
 async fn as_caller(

@@ -142,21 +142,13 @@ async fn schemathesis_finds_no_answer_the_openapi_document_does_not_describe() {
         "--allow-private-webhooks",
     ])
     .await;
-    let token = presenced::token::mint(
-        &presenced::token::MintRequest {
-            tenant: "contoso".into(),
-            user: Some(USER.into()),
-            app: APP.into(),
-            scopes: vec!["Presence.Read.All".into(), "Presence.ReadWrite".into()],
-            roles: Vec::new(),
-            ttl_seconds: 24 * 3600,
-            issuer: None,
-            audience: None,
-            secret: presenced::token::Secret(SECRET.into()),
-        },
-        jiff::Timestamp::now().as_second(),
-    )
-    .expect("the token is signed");
+    let token = crate::helpers::signed_token(
+        SECRET,
+        "contoso",
+        APP,
+        Some(USER),
+        &["Presence.Read.All", "Presence.ReadWrite"],
+    );
     let work = tempfile::tempdir().expect("a working directory");
 
     // The document is valid OpenAPI.

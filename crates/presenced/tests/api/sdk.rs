@@ -17,39 +17,21 @@ pub const SECRET: &str = "the hs256 secret of the SDK test, 32+ bytes long";
 /// A guard against a hung script, never a claim about speed.
 const SCRIPT_LIMIT: Duration = Duration::from_secs(300);
 
-fn mint(secret: &str, user: Option<&str>, scopes: &[&str], roles: &[&str]) -> String {
-    let owned = |names: &[&str]| names.iter().map(|name| name.to_string()).collect();
-    presenced::token::mint(
-        &presenced::token::MintRequest {
-            tenant: TENANT.into(),
-            user: user.map(str::to_owned),
-            app: APP.into(),
-            scopes: owned(scopes),
-            roles: owned(roles),
-            ttl_seconds: 3600,
-            issuer: None,
-            audience: None,
-            secret: presenced::token::Secret(secret.into()),
-        },
-        jiff::Timestamp::now().as_second(),
-    )
-    .expect("the token is signed")
-}
-
 /// An application token of the scripts' app, signed with `secret`, with
 /// Presence.ReadWrite.All.
 pub fn app_token(secret: &str) -> String {
-    mint(secret, None, &[], &["Presence.ReadWrite.All"])
+    crate::helpers::signed_token(secret, TENANT, APP, None, &["Presence.ReadWrite.All"])
 }
 
 /// A delegated token of `user` signed in to the scripts' app, signed with
 /// `secret`: what `/me` needs.
 pub fn delegated_token(secret: &str, user: &str) -> String {
-    mint(
+    crate::helpers::signed_token(
         secret,
+        TENANT,
+        APP,
         Some(user),
         &["Presence.ReadWrite", "Presence.Read.All"],
-        &[],
     )
 }
 

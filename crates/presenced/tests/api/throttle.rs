@@ -7,7 +7,7 @@
 use presenced_testkit::RedisServer;
 use serde_json::{Value, json};
 
-use crate::helpers::{Reply, TestServer, counter};
+use crate::helpers::{Reply, TestServer, counter, signed_token};
 
 const SECRET: &str = "the hs256 secret of the throttling tests, 32+ bytes";
 const USER: &str = "fa8bf3dc-eca7-46b7-bad1-db199b62afc3";
@@ -16,18 +16,7 @@ const APP_B: &str = "9b0e7d52-3c1a-4f6e-8d2b-1a4c6e8f0b3d";
 const APP_C: &str = "c3a1e5f7-2b4d-4e6f-8a0c-2d4f6a8c0e1b";
 
 fn token(tenant: &str, app: &str, roles: &[&str]) -> String {
-    let request = presenced::token::MintRequest {
-        tenant: tenant.into(),
-        user: None,
-        app: app.into(),
-        scopes: Vec::new(),
-        roles: roles.iter().map(|role| role.to_string()).collect(),
-        ttl_seconds: 3600,
-        issuer: None,
-        audience: None,
-        secret: presenced::token::Secret(SECRET.into()),
-    };
-    presenced::token::mint(&request, jiff::Timestamp::now().as_second()).expect("a token")
+    signed_token(SECRET, tenant, app, None, roles)
 }
 
 fn writer(tenant: &str, app: &str) -> String {
