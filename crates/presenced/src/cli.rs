@@ -666,6 +666,26 @@ pub struct ServeArgs {
     #[arg(long, env = "PRESENCED_MAX_STREAMS", value_name = "N")]
     pub max_streams: Option<usize>,
 
+    /// The most HTTP/2 streams (requests) open at once on one connection,
+    /// advertised to the client, which waits for one to end before it opens
+    /// another; a stream opened beyond it anyway is refused [default: 100].
+    #[arg(long, env = "PRESENCED_MAX_H2_STREAMS", value_name = "N")]
+    pub max_h2_streams: Option<u32>,
+
+    /// The most HTTP/2 streams a client may open and reset before presenced
+    /// has started on them, at once on one connection; beyond it the
+    /// connection is closed with GOAWAY (the "rapid reset" flood,
+    /// CVE-2023-44487) [default: 20].
+    #[arg(long, env = "PRESENCED_MAX_H2_PENDING_RESETS", value_name = "N")]
+    pub max_h2_pending_resets: Option<usize>,
+
+    /// The most HTTP/2 streams presenced may reset because of a client's
+    /// errors (a malformed or oversized head, a stream beyond
+    /// --max-h2-streams) over one connection's life; beyond it the
+    /// connection is closed with GOAWAY [default: 1024].
+    #[arg(long, env = "PRESENCED_MAX_H2_ERROR_RESETS", value_name = "N")]
+    pub max_h2_error_resets: Option<usize>,
+
     /// The most users one tenant may hold, or `off`. A write that would add
     /// another user to a tenant at the bound is answered 403
     /// (quotaLimitReached) and writes nothing; its users' own writes go on. A
@@ -958,6 +978,26 @@ fn limits(args: &ServeArgs, defaults: Limits) -> Result<Limits, String> {
             defaults.max_streams,
             1..=10_000_000,
         )?,
+        // One stream at a time would make HTTP/2 a slower HTTP/1.1; more
+        // than ten thousand on one connection is no longer a client.
+        max_h2_streams: within(
+            "--max-h2-streams",
+            args.max_h2_streams.map(|streams| streams as usize),
+            defaults.max_h2_streams as usize,
+            1..=10_000,
+        )? as u32,
+        max_h2_pending_resets: within(
+            "--max-h2-pending-resets",
+            args.max_h2_pending_resets,
+            defaults.max_h2_pending_resets,
+            1..=10_000,
+        )?,
+        max_h2_error_resets: within(
+            "--max-h2-error-resets",
+            args.max_h2_error_resets,
+            defaults.max_h2_error_resets,
+            1..=1_000_000,
+        )?,
         max_users_per_tenant,
     })
 }
@@ -1121,6 +1161,12 @@ mod tests {
             "PT3S",
             "--max-streams",
             "7",
+            "--max-h2-streams",
+            "8",
+            "--max-h2-pending-resets",
+            "9",
+            "--max-h2-error-resets",
+            "10",
             "--max-users-per-tenant",
             "100",
         ])
@@ -1135,6 +1181,9 @@ mod tests {
                 body_timeout: Duration::from_secs(2),
                 send_timeout: Duration::from_secs(3),
                 max_streams: 7,
+                max_h2_streams: 8,
+                max_h2_pending_resets: 9,
+                max_h2_error_resets: 10,
                 max_users_per_tenant: NonZeroU64::new(100),
             }
         );
@@ -1162,6 +1211,18 @@ mod tests {
                 "--send-timeout must be positive",
             ),
             (&["--max-streams", "0"], "--max-streams is 0"),
+            (
+                &["--max-h2-streams", "0"],
+                "--max-h2-streams is 0; give a number from 1 to 10000",
+            ),
+            (
+                &["--max-h2-pending-resets", "0"],
+                "--max-h2-pending-resets is 0",
+            ),
+            (
+                &["--max-h2-error-resets", "0"],
+                "--max-h2-error-resets is 0",
+            ),
             (
                 &["--max-users-per-tenant", "0"],
                 "give a number of users from 1 up, or off",

@@ -3,17 +3,20 @@
 //! telling a slow head from an idle keep-alive connection.
 //!
 //! Every connection is registered while it is open, with how many requests
-//! it has in flight (0 or 1: HTTP/1.1 answers one at a time) and when its
-//! last one ended. A request is in flight from the moment hyper hands it to
-//! the service until its response body has been handed back whole, so a
-//! stream (Server-Sent Events) is in flight for as long as it is open.
+//! it has in flight (0 or 1 on HTTP/1.1, which answers one at a time; up to
+//! `--max-h2-streams` on HTTP/2) and when its last one ended. A request is
+//! in flight from the moment hyper hands it to the service until its
+//! response body has been handed back whole, so a stream (Server-Sent
+//! Events) is in flight for as long as it is open, and an HTTP/2
+//! connection with any stream open is never idle.
 //!
 //! At the bound, a new client is served by closing the keep-alive
 //! connection idle the longest (one that has been answered and has no
 //! request in flight; one that has not asked anything yet is left to the
 //! header timeout): it is asked to close gracefully (hyper closes an idle HTTP/1
 //! connection at once and lets a request that raced the eviction finish
-//! first). When every connection has a request in flight, the new one is
+//! first; on HTTP/2 it sends GOAWAY and lets the streams the client had
+//! opened by then finish). When every connection has a request in flight, the new one is
 //! closed at once and counted as refused. The same eviction makes room when
 //! the process runs out of file descriptors.
 //!
@@ -73,6 +76,10 @@ pub struct Connection {
     reading: AtomicBool,
     /// A write waited longer than `--send-timeout` for the client to read.
     stalled: AtomicBool,
+    /// Woken when the last request in flight ends, for the HTTP/2
+    /// connection's own idle timer ([`Connection::idle_for`]); HTTP/1.1
+    /// leaves that to hyper, and its permit is never taken.
+    became_idle: tokio::sync::Notify,
     /// Asks the connection to close once it has no request in flight.
     pub close: CancellationToken,
 }
@@ -121,6 +128,7 @@ impl Connections {
             activity: self.activity.clone(),
             reading: AtomicBool::new(false),
             stalled: AtomicBool::new(false),
+            became_idle: tokio::sync::Notify::new(),
             close: self.drain.child_token(),
         });
         open.insert(id, connection.clone());
@@ -223,6 +231,36 @@ impl Connection {
     pub fn stalled(&self) -> bool {
         self.stalled.load(Ordering::Relaxed)
     }
+
+    /// Whether a request has been answered on it.
+    pub fn answered_any(&self) -> bool {
+        self.served.load(Ordering::Acquire)
+    }
+
+    /// Resolves once the connection has had no request in flight for
+    /// `timeout`: from when it is called, or from when its last request
+    /// ended, whichever is later. hyper bounds an idle HTTP/1.1 connection
+    /// itself (its header timeout); an HTTP/2 connection has no such bound
+    /// in hyper, so its task waits on this.
+    pub async fn idle_for(&self, timeout: std::time::Duration) {
+        loop {
+            // Taken before looking, so that a request ending in between
+            // wakes it (a stale wake only starts the wait again).
+            let became_idle = self.became_idle.notified();
+            if self.in_flight.load(Ordering::Acquire) == 0 {
+                tokio::select! {
+                    () = tokio::time::sleep(timeout) => {
+                        if self.in_flight.load(Ordering::Acquire) == 0 {
+                            return;
+                        }
+                    }
+                    () = became_idle => {}
+                }
+            } else {
+                became_idle.await;
+            }
+        }
+    }
 }
 
 /// A request in flight on a connection, until dropped.
@@ -244,7 +282,9 @@ impl Drop for Busy {
         connection.last_active.store(tick, Ordering::Relaxed);
         connection.reading.store(false, Ordering::Relaxed);
         connection.served.store(true, Ordering::Release);
-        connection.in_flight.fetch_sub(1, Ordering::AcqRel);
+        if connection.in_flight.fetch_sub(1, Ordering::AcqRel) == 1 {
+            connection.became_idle.notify_one();
+        }
     }
 }
 

@@ -12,6 +12,8 @@
 //! - [`token`]: verifying bearer tokens (hs256, JWKS) and minting dev tokens.
 //! - [`tls`]: serving HTTPS with rustls.
 //! - [`cors`]: which web pages may call presenced (`--cors-origin`).
+//! - [`protocol`]: HTTP/1.1 or HTTP/2 (ALPN, the h2c preface), and hyper's
+//!   builders of both with presenced's bounds.
 //! - [`throttle`]: the limits per application, tenant and address (429).
 //! - [`limits`]: the bounds on what clients may hold, and the refusals'
 //!   counts; [`connections`]: the open connections and the accept loop's
@@ -40,6 +42,7 @@ pub mod http;
 pub mod limits;
 pub mod notify;
 pub mod ownership;
+pub mod protocol;
 pub mod scheduler;
 pub mod server;
 pub mod service;

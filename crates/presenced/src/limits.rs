@@ -10,12 +10,13 @@
 //! of a tenant (`--max-users-per-tenant`, 403 `quotaLimitReached`, kept by
 //! the store). A client past a bound is cut off; the others are served.
 //!
-//! HTTP/2 is not served yet. When it is, its own bounds belong beside these:
-//! the concurrent streams of one connection (hyper's
-//! `max_concurrent_streams`), and the rate of stream resets a client may
-//! cause before its connection is closed (hyper's
-//! `max_pending_accept_reset_streams` and `max_local_error_reset_streams`,
-//! against the "rapid reset" flood).
+//! HTTP/2 has bounds of its own beside these, each handed to hyper (and the
+//! h2 library under it) by `protocol.rs`: the streams open at once on one
+//! connection (`--max-h2-streams`), and the stream resets a client may cause
+//! before its connection is closed with GOAWAY (`--max-h2-pending-resets`,
+//! `--max-h2-error-resets`: the "rapid reset" flood of CVE-2023-44487 and
+//! its variants). `--max-header-bytes` bounds an HTTP/2 header list too, and
+//! `--header-timeout` an HTTP/2 connection with no stream open.
 
 use std::num::NonZeroU64;
 
@@ -43,6 +44,22 @@ pub struct Limits {
     pub send_timeout: Duration,
     /// Live streams open at once on this node (`--max-streams`).
     pub max_streams: usize,
+    /// HTTP/2 streams open at once on one connection (`--max-h2-streams`),
+    /// advertised as `SETTINGS_MAX_CONCURRENT_STREAMS`: a client waits for
+    /// one of its streams to end before it opens another, and a stream
+    /// opened beyond it anyway is refused (`REFUSED_STREAM`).
+    pub max_h2_streams: u32,
+    /// HTTP/2 streams a client may open and reset before presenced has
+    /// started on them, at once on one connection, before the connection is
+    /// closed with GOAWAY `ENHANCE_YOUR_CALM` (`--max-h2-pending-resets`):
+    /// the bound on the "rapid reset" flood.
+    pub max_h2_pending_resets: usize,
+    /// HTTP/2 streams presenced may reset because of the client's errors
+    /// (a malformed or oversized head, a stream beyond
+    /// `max_h2_streams`) over one connection's life, before it closes the
+    /// connection with GOAWAY `ENHANCE_YOUR_CALM`
+    /// (`--max-h2-error-resets`).
+    pub max_h2_error_resets: usize,
     /// Users one tenant may hold (`--max-users-per-tenant`); `None`: no bound.
     pub max_users_per_tenant: Option<NonZeroU64>,
 }
@@ -60,6 +77,20 @@ impl Default for Limits {
             body_timeout: Duration::from_secs(10),
             send_timeout: Duration::from_secs(30),
             max_streams: 10_000,
+            // What Graph and most HTTP/2 servers (nginx, Go's) advertise,
+            // and what RFC 9113 recommends as the least: a browser or an
+            // SDK never needs more on one connection.
+            max_h2_streams: 100,
+            // The h2 library's own default, chosen against CVE-2023-44487:
+            // a client that cancels requests does so after presenced has
+            // started on them, so even a busy one rarely has more than a
+            // few reset before they were started, while a flood has
+            // thousands.
+            max_h2_pending_resets: 20,
+            // hyper's default against RUSTSEC-2024-0003: a client that
+            // makes presenced reset a thousand of its streams is broken or
+            // hostile; a well-behaved one makes it reset none.
+            max_h2_error_resets: 1_024,
             max_users_per_tenant: None,
         }
     }
@@ -110,13 +141,17 @@ pub enum Refusal {
     HeaderTooLarge,
     /// 503: the node holds `--max-streams` streams.
     StreamsFull,
+    /// An HTTP/2 connection closed with GOAWAY `ENHANCE_YOUR_CALM`: its
+    /// client reset more streams than `--max-h2-pending-resets` allows, or
+    /// made presenced reset more than `--max-h2-error-resets`.
+    TooManyResets,
     /// A new connection closed at once: `--max-connections` are open and
     /// none is idle.
     ConnectionRefused,
 }
 
 impl Refusal {
-    pub const ALL: [Refusal; 10] = [
+    pub const ALL: [Refusal; 11] = [
         Refusal::Unauthorized,
         Refusal::Forbidden,
         Refusal::Quota,
@@ -126,6 +161,7 @@ impl Refusal {
         Refusal::Throttled,
         Refusal::HeaderTooLarge,
         Refusal::StreamsFull,
+        Refusal::TooManyResets,
         Refusal::ConnectionRefused,
     ];
 
@@ -140,6 +176,7 @@ impl Refusal {
             Refusal::Throttled => "throttled",
             Refusal::HeaderTooLarge => "header_too_large",
             Refusal::StreamsFull => "streams_full",
+            Refusal::TooManyResets => "too_many_resets",
             Refusal::ConnectionRefused => "connection_refused",
         }
     }

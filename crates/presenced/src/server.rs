@@ -26,6 +26,7 @@ use crate::http;
 use crate::limits::{Limits, Refusal, Refusals};
 use crate::notify::NotifySettings;
 use crate::ownership::Ownership;
+use crate::protocol::{Builders, Protocol, reset_flood, sniff};
 use crate::scheduler::Scheduler;
 use crate::service::PresenceService;
 use crate::state::{AppState, Shared};
@@ -282,26 +283,26 @@ pub fn check_config(config: &ServeConfig) -> Result<(), ServeError> {
     Ok(())
 }
 
-/// Serves HTTP/1.1 (over TLS when `tls` is given) on `listener` until
-/// `tasks`' shutdown token is cancelled, then stops accepting, lets
+/// Serves HTTP/1.1 and HTTP/2 (over TLS when `tls` is given) on `listener`
+/// until `tasks`' shutdown token is cancelled, then stops accepting, lets
 /// in-flight requests finish (for at most `drain`) and closes idle
-/// keep-alive connections. Each connection is a short-lived task of `tasks`.
+/// keep-alive connections. Each connection is a short-lived task of `tasks`,
+/// and so is each HTTP/2 stream.
 ///
 /// Written out instead of `axum::serve` because that one accepts through
 /// hyper-util's protocol-detecting builder, which wraps every connection to
-/// replay the bytes it peeked at; presenced speaks HTTP/1.1 only (as Graph's
-/// SDKs do), and the direct connection is measurably cheaper per request.
-/// Each request carries its peer's address as `ConnectInfo`.
+/// replay the bytes it peeked at for as long as it lives; here the protocol
+/// is chosen once (`protocol.rs`: ALPN over TLS, the preface in plain
+/// text), and an HTTP/1.1 connection is hyper's own, measurably cheaper per
+/// request. Each request carries its peer's address as `ConnectInfo`.
 ///
 /// The bounds of the accept loop (`limits.rs`): at `--max-connections` the
 /// connection idle the longest is closed for each new client, or the new one
-/// is refused when none is idle (`connections.rs`); a head larger than
-/// `--max-header-bytes` is answered 431 by hyper (with no body: hyper writes
-/// that answer itself and takes none from the application) and the
-/// connection closed; a head slower than `--header-timeout` closes the
-/// connection (hyper answers nothing, the request being incomplete), which
-/// also ends idle keep-alive connections after that long; an answer whose
-/// client reads none of it for `--send-timeout` ends its connection too.
+/// is refused when none is idle (`connections.rs`); a client that has not
+/// said which protocol it speaks within `--header-timeout` is cut off;
+/// hyper's bounds on heads, streams and resets (`protocol::Builders`); an
+/// answer whose client reads none of it for `--send-timeout` ends its
+/// connection.
 async fn serve_http(
     listener: TcpListener,
     app: impl http::App,
@@ -311,7 +312,7 @@ async fn serve_http(
     limits: Limits,
 ) -> std::io::Result<()> {
     use axum::extract::connect_info::ConnectInfo;
-    use hyper_util::rt::{TokioIo, TokioTimer};
+    use hyper_util::rt::TokioIo;
     use hyper_util::service::TowerToHyperService;
     use tower::Layer;
 
@@ -320,11 +321,8 @@ async fn serve_http(
     let mut out_of_descriptors = OutOfDescriptors::default();
     // Closes what is still open when the drain time is up.
     let force_close = CancellationToken::new();
-    let mut builder = hyper::server::conn::http1::Builder::new();
-    builder
-        .timer(TokioTimer::new())
-        .header_read_timeout(limits.header_timeout())
-        .max_header_size(limits.max_header_bytes);
+    let builders = Builders::new(&limits, tasks.clone());
+    let header_timeout = limits.header_timeout();
     loop {
         let accepted = tokio::select! {
             accepted = listener.accept() => accepted,
@@ -357,7 +355,7 @@ async fn serve_http(
             TowerToHyperService::new(axum::Extension(ConnectInfo(peer)).layer(app.clone())),
             open.connection.clone(),
         );
-        let builder = builder.clone();
+        let builders = builders.clone();
         let tls = tls.clone();
         let force_close = force_close.clone();
         let refusals = refusals.clone();
@@ -366,8 +364,25 @@ async fn serve_http(
             let serve = async {
                 match tls {
                     None => {
-                        let io = TokioIo::new(stream);
-                        serve_connection(&builder, io, service, connection, &refusals).await;
+                        let sniffed = tokio::time::timeout(header_timeout, sniff(stream));
+                        let sniffed = tokio::select! {
+                            sniffed = sniffed => sniffed,
+                            () = connection.close.cancelled() => return,
+                        };
+                        match sniffed {
+                            Ok(Ok((protocol, stream))) => {
+                                let io = TokioIo::new(stream);
+                                serve_connection(
+                                    &builders, protocol, io, service, connection, &refusals,
+                                )
+                                .await;
+                            }
+                            // The client went away before it said anything.
+                            Ok(Err(_)) => {}
+                            // It said nothing, or too little to tell, in
+                            // time: as a head that did not arrive.
+                            Err(_) => refusals.count(Refusal::Timeout),
+                        }
                     }
                     Some(acceptor) => {
                         let handshake =
@@ -378,9 +393,13 @@ async fn serve_http(
                         };
                         match handshake {
                             Ok(Ok(stream)) => {
+                                let protocol =
+                                    Protocol::of_alpn(stream.get_ref().1.alpn_protocol());
                                 let io = TokioIo::new(stream);
-                                serve_connection(&builder, io, service, connection, &refusals)
-                                    .await;
+                                serve_connection(
+                                    &builders, protocol, io, service, connection, &refusals,
+                                )
+                                .await;
                             }
                             Ok(Err(error)) => {
                                 tracing::debug!(%error, %peer, "TLS handshake failed");
@@ -411,39 +430,91 @@ async fn serve_http(
     Ok(())
 }
 
+/// The service of one connection: the router with the peer's address,
+/// each request tracked in flight.
+type ConnectionService = Tracked<
+    hyper_util::service::TowerToHyperService<
+        axum::middleware::AddExtension<
+            axum::Router,
+            axum::extract::connect_info::ConnectInfo<SocketAddr>,
+        >,
+    >,
+>;
+
 /// Serves one connection until it ends; once its `close` is cancelled (the
 /// server stops, or the connection is evicted at `--max-connections`), it
-/// ends after the request in flight, at once if there is none. A client
-/// that goes away mid-request is not the server's error, so what the
-/// connection ends with is not reported; only the bounds it ran into are
-/// counted, before the socket is closed (so that a client that sees it
-/// closed finds it counted).
-async fn serve_connection<I, S>(
-    builder: &hyper::server::conn::http1::Builder,
+/// ends after the requests in flight, at once if there are none (HTTP/2
+/// says so first with GOAWAY, and finishes the streams the client had
+/// opened by then). A client that goes away mid-request is not the
+/// server's error, so what the connection ends with is not reported; only
+/// the bounds it ran into are counted, before the socket is closed (so
+/// that a client that sees it closed finds it counted).
+async fn serve_connection<I>(
+    builders: &Builders,
+    protocol: Protocol,
     io: I,
-    service: S,
+    service: ConnectionService,
     connection: &crate::connections::Connection,
     refusals: &Refusals,
 ) where
     I: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
-    S: hyper::service::HttpService<hyper::body::Incoming>,
-    S::ResBody: 'static,
-    <S::ResBody as hyper::body::Body>::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
 {
-    let served = builder.serve_connection(io, service);
-    tokio::pin!(served);
-    let ended = tokio::select! {
-        ended = served.as_mut() => ended,
-        () = connection.close.cancelled() => {
-            served.as_mut().graceful_shutdown();
-            served.as_mut().await
+    match protocol {
+        Protocol::Http1 => {
+            let served = builders.http1.serve_connection(io, service);
+            tokio::pin!(served);
+            let ended = tokio::select! {
+                ended = served.as_mut() => ended,
+                () = connection.close.cancelled() => {
+                    served.as_mut().graceful_shutdown();
+                    served.as_mut().await
+                }
+            };
+            if let Err(error) = ended {
+                if error.is_parse_too_large() {
+                    refusals.count(Refusal::HeaderTooLarge);
+                } else if connection.stalled()
+                    || (error.is_timeout() && connection.cut_off_mid_request())
+                {
+                    refusals.count(Refusal::Timeout);
+                }
+            }
         }
-    };
-    if let Err(error) = ended {
-        if error.is_parse_too_large() {
-            refusals.count(Refusal::HeaderTooLarge);
-        } else if connection.stalled() || (error.is_timeout() && connection.cut_off_mid_request()) {
-            refusals.count(Refusal::Timeout);
+        Protocol::Http2 => {
+            let served = builders.http2.serve_connection(io, service);
+            tokio::pin!(served);
+            let idle_timeout = builders.idle_timeout;
+            let mut closing = false;
+            let ended = loop {
+                tokio::select! {
+                    ended = served.as_mut() => break ended,
+                    () = connection.close.cancelled(), if !closing => {
+                        served.as_mut().graceful_shutdown();
+                        closing = true;
+                    }
+                    () = connection.idle_for(idle_timeout) => {
+                        if closing {
+                            // GOAWAY was sent, no stream is open, and the
+                            // client has neither closed nor answered.
+                            return;
+                        }
+                        if !connection.answered_any() {
+                            // Connected and never asked: as a head that did
+                            // not arrive on HTTP/1.1.
+                            refusals.count(Refusal::Timeout);
+                        }
+                        served.as_mut().graceful_shutdown();
+                        closing = true;
+                    }
+                }
+            };
+            if let Err(error) = ended {
+                if connection.stalled() {
+                    refusals.count(Refusal::Timeout);
+                } else if reset_flood(&error) {
+                    refusals.count(Refusal::TooManyResets);
+                }
+            }
         }
     }
 }

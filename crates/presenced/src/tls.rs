@@ -63,8 +63,10 @@ pub fn acceptor(cert_path: &Path, key_path: &Path) -> Result<TlsAcceptor, String
                 cert_path.display()
             )
         })?;
-    // presenced speaks HTTP/1.1 only.
-    config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    config.alpn_protocols = crate::protocol::ALPN
+        .iter()
+        .map(|protocol| protocol.to_vec())
+        .collect();
     Ok(TlsAcceptor::from(Arc::new(config)))
 }
 

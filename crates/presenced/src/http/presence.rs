@@ -40,10 +40,13 @@ impl FromRequestParts<AppState> for ServiceRoot {
         parts: &mut Parts,
         state: &AppState,
     ) -> Result<ServiceRoot, Self::Rejection> {
+        // HTTP/1.1 names the host in `Host`; HTTP/2 in the request's
+        // `:authority`, which hyper puts in the URI.
         let host = parts
             .headers
             .get(axum::http::header::HOST)
             .and_then(|value| value.to_str().ok())
+            .or_else(|| parts.uri.authority().map(|authority| authority.as_str()))
             .unwrap_or("localhost");
         // Routes are matched on the full path: the URI is the original one.
         let path = parts.uri.path();
