@@ -654,6 +654,7 @@ async fn one_tenant_never_sees_or_changes_another_tenants_presence() {
     .await;
     offline(
         &Reply {
+            version: batch.version,
             status: batch.status,
             headers: batch.headers.clone(),
             text: batch.body["value"][0].to_string(),

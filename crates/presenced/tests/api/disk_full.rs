@@ -8,7 +8,7 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use serde_json::{Value, json};
+use serde_json::json;
 
 use crate::helpers::{Reply, TestServer};
 
@@ -73,23 +73,17 @@ fn fill(path: &Path) {
 
 /// A status message write, answered with whatever status presenced gives.
 async fn set_status_message(server: &TestServer, content: &str) -> Reply {
-    let response = server
-        .client()
-        .post(server.url("/v1.0/users/u1/presence/setStatusMessage"))
-        .json(&json!({"statusMessage": {"message": {"content": content, "contentType": "text"}}}))
-        .send()
+    server
+        .try_send(
+            server
+                .client()
+                .post(server.url("/v1.0/users/u1/presence/setStatusMessage"))
+                .json(
+                    &json!({"statusMessage": {"message": {"content": content, "contentType": "text"}}}),
+                ),
+        )
         .await
-        .expect("answered");
-    let status = response.status().as_u16();
-    let headers = response.headers().clone();
-    let text = response.text().await.expect("readable");
-    let body = serde_json::from_str(&text).unwrap_or(Value::Null);
-    Reply {
-        status,
-        headers,
-        text,
-        body,
-    }
+        .expect("answered")
 }
 
 async fn shown_message(server: &TestServer) -> String {

@@ -21,6 +21,8 @@ pub struct TestServer {
 
 #[derive(Debug)]
 pub struct Reply {
+    /// The HTTP version it came over.
+    pub version: reqwest::Version,
     pub status: u16,
     pub headers: reqwest::header::HeaderMap,
     pub text: String,
@@ -167,12 +169,14 @@ impl TestServer {
 
     pub async fn send(&self, request: reqwest::RequestBuilder) -> Reply {
         let response = request.send().await.expect("the request is answered");
+        let version = response.version();
         let status = response.status().as_u16();
         let headers = response.headers().clone();
         let text = response.text().await.expect("the body is readable");
         let body = serde_json::from_str(&text).unwrap_or(Value::Null);
         assert!(status < 500, "presenced answered {status}: {text}");
         Reply {
+            version,
             status,
             headers,
             text,
@@ -523,11 +527,13 @@ impl TestServer {
         request: reqwest::RequestBuilder,
     ) -> Result<Reply, reqwest::Error> {
         let response = request.send().await?;
+        let version = response.version();
         let status = response.status().as_u16();
         let headers = response.headers().clone();
         let text = response.text().await?;
         let body = serde_json::from_str(&text).unwrap_or(Value::Null);
         Ok(Reply {
+            version,
             status,
             headers,
             text,

@@ -19,6 +19,7 @@ mod durability;
 mod endpoints;
 mod errors;
 mod extensions;
+mod http2;
 mod install;
 mod limits;
 mod many_nodes;
