@@ -12,7 +12,9 @@
 //! presenced's own cost.
 //!
 //! The harness starts it as a separate process (`presenced-bench ceiling`),
-//! exactly as it starts presenced.
+//! exactly as it starts presenced. With `--http2` it speaks HTTP/2 in plain
+//! text with prior knowledge (h2c) instead, hyper's own HTTP/2 server with
+//! its defaults, for the scenarios measured over h2c.
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
@@ -24,8 +26,10 @@ use hyper::body::Incoming;
 use hyper::header::{CONTENT_LENGTH, CONTENT_TYPE, DATE, HeaderMap, HeaderName, HeaderValue};
 use hyper::service::service_fn;
 use hyper::{Request, Response};
-use hyper_util::rt::{TokioIo, TokioTimer};
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use tokio::net::TcpListener;
+
+use crate::load::Protocol;
 
 /// The padding header's name.
 const PADDING_HEADER: &str = "x-ceiling-padding";
@@ -95,7 +99,12 @@ fn bare_header_bytes(headers: &HeaderMap, body_bytes: usize) -> usize {
 }
 
 /// Runs the ceiling until killed.
-pub fn serve(listen: SocketAddr, body_bytes: usize, header_bytes: usize) -> ExitCode {
+pub fn serve(
+    listen: SocketAddr,
+    body_bytes: usize,
+    header_bytes: usize,
+    protocol: Protocol,
+) -> ExitCode {
     // The default worker count (one per core), as presenced's runtime.
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -108,7 +117,7 @@ pub fn serve(listen: SocketAddr, body_bytes: usize, header_bytes: usize) -> Exit
         }
     };
     let answer = CannedAnswer::new(body_bytes, header_bytes);
-    match runtime.block_on(accept_forever(listen, answer)) {
+    match runtime.block_on(accept_forever(listen, answer, protocol)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(message) => {
             eprintln!("ceiling: {message}");
@@ -117,7 +126,11 @@ pub fn serve(listen: SocketAddr, body_bytes: usize, header_bytes: usize) -> Exit
     }
 }
 
-async fn accept_forever(listen: SocketAddr, answer: CannedAnswer) -> Result<(), String> {
+async fn accept_forever(
+    listen: SocketAddr,
+    answer: CannedAnswer,
+    protocol: Protocol,
+) -> Result<(), String> {
     let listener = TcpListener::bind(listen)
         .await
         .map_err(|error| format!("cannot listen on {listen}: {error}"))?;
@@ -145,11 +158,22 @@ async fn accept_forever(listen: SocketAddr, answer: CannedAnswer) -> Result<(), 
                     Ok::<_, Infallible>(answer.response())
                 }
             });
-            let _ = hyper::server::conn::http1::Builder::new()
-                .timer(TokioTimer::new())
-                .keep_alive(true)
-                .serve_connection(TokioIo::new(stream), service)
-                .await;
+            let io = TokioIo::new(stream);
+            let _ = match protocol {
+                Protocol::Http1 => {
+                    hyper::server::conn::http1::Builder::new()
+                        .timer(TokioTimer::new())
+                        .keep_alive(true)
+                        .serve_connection(io, service)
+                        .await
+                }
+                Protocol::Http2 => {
+                    hyper::server::conn::http2::Builder::new(TokioExecutor::new())
+                        .timer(TokioTimer::new())
+                        .serve_connection(io, service)
+                        .await
+                }
+            };
         });
     }
 }

@@ -1,6 +1,10 @@
 //! The load generator: N keep-alive HTTP/1.1 connections over loopback, one
 //! task per connection sending its requests one after the other, and the
 //! latency of every measured request in an HDR histogram (microseconds).
+//! The same over HTTP/2 in plain text (h2c with prior knowledge,
+//! [`Protocol::Http2`]): N connections, each with one stream at a time, so
+//! that the two protocols carry the same requests with the same
+//! concurrency and differ only in their framing.
 //!
 //! It runs on the harness's current-thread tokio runtime, so the whole
 //! generator uses at most one core and leaves the others to the server being
@@ -27,10 +31,11 @@ use std::time::Duration;
 use bytes::Bytes;
 use hdrhistogram::Histogram;
 use http_body_util::{BodyExt, Full};
-use hyper::client::conn::http1::SendRequest;
+use hyper::client::conn::{http1, http2};
 use hyper::header::{AUTHORIZATION, CONTENT_TYPE, HOST, HeaderMap, HeaderValue};
+use hyper::http::uri::{Authority, Scheme};
 use hyper::{Method, Request, StatusCode, Uri};
-use hyper_util::rt::TokioIo;
+use hyper_util::rt::{TokioExecutor, TokioIo};
 use tokio::net::TcpStream;
 use tokio::time::Instant;
 
@@ -135,6 +140,15 @@ pub enum Pacing {
     OpenLoop { requests_per_second: f64 },
 }
 
+/// The HTTP the generator speaks.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Protocol {
+    #[default]
+    Http1,
+    /// HTTP/2 in plain text with prior knowledge (h2c).
+    Http2,
+}
+
 /// One load run: connections, warm-up (sent but not counted), measured span.
 #[derive(Clone, Copy, Debug)]
 pub struct LoadPlan {
@@ -142,6 +156,7 @@ pub struct LoadPlan {
     pub warmup: Duration,
     pub measure: Duration,
     pub pacing: Pacing,
+    pub protocol: Protocol,
 }
 
 /// What a run (or one connection of it) measured.
@@ -282,15 +297,28 @@ pub fn header_block_bytes(headers: &HeaderMap) -> usize {
         .sum()
 }
 
-/// One keep-alive HTTP/1.1 client connection.
+/// One keep-alive client connection.
 pub struct Connection {
     address: SocketAddr,
     host: HeaderValue,
-    sender: SendRequest<Full<Bytes>>,
+    sender: Sender,
+}
+
+/// hyper's client side of one connection, of either protocol.
+enum Sender {
+    Http1(http1::SendRequest<Full<Bytes>>),
+    /// With the authority that HTTP/2 sends in each request's URI instead
+    /// of a `Host` header.
+    Http2(http2::SendRequest<Full<Bytes>>, Authority),
 }
 
 impl Connection {
+    /// Opens an HTTP/1.1 connection.
     pub async fn open(address: SocketAddr) -> Result<Connection, String> {
+        Connection::open_over(address, Protocol::Http1).await
+    }
+
+    pub async fn open_over(address: SocketAddr, protocol: Protocol) -> Result<Connection, String> {
         let stream = TcpStream::connect(address)
             .await
             .map_err(|error| format!("cannot connect to {address}: {error}"))?;
@@ -299,14 +327,33 @@ impl Connection {
         stream
             .set_nodelay(true)
             .map_err(|error| format!("cannot set TCP_NODELAY: {error}"))?;
-        let (sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
-            .await
-            .map_err(|error| format!("HTTP handshake with {address} failed: {error}"))?;
+        let handshake_failed =
+            |error: hyper::Error| format!("HTTP handshake with {address} failed: {error}");
         // The connection future does the socket IO; it ends when the sender
         // is dropped or the server closes.
-        tokio::spawn(async move {
-            let _ = connection.await;
-        });
+        let sender = match protocol {
+            Protocol::Http1 => {
+                let (sender, connection) = http1::handshake(TokioIo::new(stream))
+                    .await
+                    .map_err(handshake_failed)?;
+                tokio::spawn(async move {
+                    let _ = connection.await;
+                });
+                Sender::Http1(sender)
+            }
+            Protocol::Http2 => {
+                let (sender, connection) =
+                    http2::handshake(TokioExecutor::new(), TokioIo::new(stream))
+                        .await
+                        .map_err(handshake_failed)?;
+                tokio::spawn(async move {
+                    let _ = connection.await;
+                });
+                let authority = Authority::try_from(address.to_string())
+                    .map_err(|error| format!("{address} is not an authority: {error}"))?;
+                Sender::Http2(sender, authority)
+            }
+        };
         let host = HeaderValue::from_str(&address.to_string())
             .map_err(|error| format!("{address} is not a Host header: {error}"))?;
         Ok(Connection {
@@ -316,28 +363,44 @@ impl Connection {
         })
     }
 
+    fn protocol(&self) -> Protocol {
+        match self.sender {
+            Sender::Http1(_) => Protocol::Http1,
+            Sender::Http2(..) => Protocol::Http2,
+        }
+    }
+
     /// Sends `spec` and reads its whole answer, whatever its status.
     pub async fn send(&mut self, spec: &RequestSpec) -> Result<Answer, String> {
         let mut request = Request::new(Full::new(spec.body.clone()));
         *request.method_mut() = spec.method.clone();
-        *request.uri_mut() = spec.uri.clone();
         let headers = request.headers_mut();
-        headers.insert(HOST, self.host.clone());
         if !spec.body.is_empty() {
             headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
         }
         if let Some(authorization) = &spec.authorization {
             headers.insert(AUTHORIZATION, authorization.clone());
         }
-        self.sender
-            .ready()
-            .await
-            .map_err(|error| format!("connection closed: {error}"))?;
-        let response = self
-            .sender
-            .send_request(request)
-            .await
-            .map_err(|error| error.to_string())?;
+        let closed = |error: hyper::Error| format!("connection closed: {error}");
+        let response = match &mut self.sender {
+            Sender::Http1(sender) => {
+                *request.uri_mut() = spec.uri.clone();
+                request.headers_mut().insert(HOST, self.host.clone());
+                sender.ready().await.map_err(closed)?;
+                sender.send_request(request).await
+            }
+            Sender::Http2(sender, authority) => {
+                // The parts are reference-counted: no formatting per request.
+                let mut parts = spec.uri.clone().into_parts();
+                parts.scheme = Some(Scheme::HTTP);
+                parts.authority = Some(authority.clone());
+                *request.uri_mut() = Uri::from_parts(parts)
+                    .map_err(|error| format!("{} as an absolute URI: {error}", spec.uri))?;
+                sender.ready().await.map_err(closed)?;
+                sender.send_request(request).await
+            }
+        }
+        .map_err(|error| error.to_string())?;
         let (parts, body) = response.into_parts();
         // The whole body is read: a server is not done until it has sent it.
         let body = body
@@ -374,7 +437,7 @@ impl Connection {
     /// (a server that closed one connection may still accept another).
     pub async fn reconnect(&mut self, until: Instant) -> bool {
         while Instant::now() < until {
-            match Connection::open(self.address).await {
+            match Connection::open_over(self.address, self.protocol()).await {
                 Ok(fresh) => {
                     *self = fresh;
                     return true;
@@ -386,10 +449,19 @@ impl Connection {
     }
 }
 
-/// Sends one request on a fresh connection and returns the whole answer
-/// (sizes of a sample answer, /metrics, the manual clock).
+/// Sends one request on a fresh HTTP/1.1 connection and returns the whole
+/// answer (sizes of a sample answer, /metrics, the manual clock).
 pub async fn send_once(address: SocketAddr, spec: &RequestSpec) -> Result<Answer, String> {
-    let mut connection = Connection::open(address).await?;
+    send_once_over(address, Protocol::Http1, spec).await
+}
+
+/// [`send_once`] over `protocol`.
+pub async fn send_once_over(
+    address: SocketAddr,
+    protocol: Protocol,
+    spec: &RequestSpec,
+) -> Result<Answer, String> {
+    let mut connection = Connection::open_over(address, protocol).await?;
     connection
         .send(spec)
         .await
@@ -426,7 +498,7 @@ pub async fn run_load(
 ) -> Result<LoadOutcome, String> {
     let mut connections = Vec::with_capacity(plan.connections);
     for _ in 0..plan.connections {
-        connections.push(Connection::open(address).await?);
+        connections.push(Connection::open_over(address, plan.protocol).await?);
     }
     let start = Instant::now();
     let window = Window {

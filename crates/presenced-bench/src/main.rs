@@ -120,6 +120,11 @@ struct CeilingArgs {
     /// presenced's are counted), so that answers match presenced's in size.
     #[arg(long, value_name = "N", default_value_t = 0)]
     header_bytes: usize,
+
+    /// Speak HTTP/2 in plain text with prior knowledge (h2c) instead of
+    /// HTTP/1.1.
+    #[arg(long)]
+    http2: bool,
 }
 
 /// The sizes and spans of one harness run.
@@ -255,8 +260,9 @@ impl Settings {
         vec![
             mode.to_string(),
             format!(
-                "load: {} keep-alive HTTP/1.1 connections over loopback from one in-process \
-                 generator on one core; {} s warm-up (not counted), then {} s measured, per run",
+                "load: {} keep-alive HTTP/1.1 connections (h2c connections with one stream \
+                 at a time for the h2c rows) over loopback from one in-process generator on one \
+                 core; {} s warm-up (not counted), then {} s measured, per run",
                 self.connections,
                 self.warmup.as_secs_f64(),
                 self.measure.as_secs_f64()
@@ -298,9 +304,9 @@ impl Settings {
                 self.storm_users.div_ceil(storm::RECEIVERS)
             ),
             "servers: presenced and the ceiling each run as a separate process, one at a \
-             time; the ceiling is hyper 1 (HTTP/1.1, keep-alive, tokio multi-thread with the \
-             default workers) that reads each request body and answers with presenced's \
-             answer size (body and headers), doing nothing else"
+             time; the ceiling is hyper 1 (HTTP/1.1, keep-alive, or h2c for the h2c rows; \
+             tokio multi-thread with the default workers) that reads each request body and \
+             answers with presenced's answer size (body and headers), doing nothing else"
                 .to_string(),
             "50% of max: open loop at half the closed-loop requests/s; latency counts from the \
              instant a request was due whenever the connection was still busy then \
@@ -323,7 +329,12 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
         Some(Command::Ceiling(args)) => {
-            ceiling::serve(args.listen, args.body_bytes, args.header_bytes)
+            let protocol = if args.http2 {
+                load::Protocol::Http2
+            } else {
+                load::Protocol::Http1
+            };
+            ceiling::serve(args.listen, args.body_bytes, args.header_bytes, protocol)
         }
         Some(Command::Run(args)) => run(args),
         None => run(cli.run),
@@ -427,6 +438,7 @@ async fn measure(args: RunArgs) -> Result<bool, String> {
     let throughput_parts = [
         Part::SetPresence,
         Part::GetPresence,
+        Part::GetPresenceH2c,
         Part::Batch,
         Part::Mixed,
     ];
@@ -471,6 +483,7 @@ async fn measure(args: RunArgs) -> Result<bool, String> {
         footprint::note_durable_throughput(&mut report, settings.connections);
     }
     compare_auth(&mut report);
+    compare_protocols(&mut report);
     if wanted(Part::Footprint) {
         let result = footprint::measure_memory_and_idle_cpu(&context, &mut report).await;
         record_failure(&mut report, "footprint", result);
@@ -532,6 +545,41 @@ async fn measure(args: RunArgs) -> Result<bool, String> {
     Ok(report.failures.is_empty())
 }
 
+/// GET presence over h2c against the same over HTTP/1.1, on the same
+/// presenced in the same run: what HTTP/2's framing costs presenced (the
+/// two ceiling rows say what it costs hyper alone). No target: a client
+/// chooses its protocol; the number is there to be watched.
+fn compare_protocols(report: &mut Report) {
+    let server = "presenced (memory)";
+    let (Some(http1), Some(http2)) = (
+        report.maximum(GET_OVER_HTTP1, server),
+        report.maximum("GET presence over h2c, ", server),
+    ) else {
+        return;
+    };
+    if http1.requests_per_second <= 0.0 {
+        return;
+    }
+    let cpu = match (http1.server_cpu_micros, http2.server_cpu_micros) {
+        (Some(http1), Some(http2)) => format!("; CPU per request {http1:.1} µs → {http2:.1} µs"),
+        _ => String::new(),
+    };
+    report.footprint.push(report::FootprintRow {
+        measurement: "GET presence over h2c vs over HTTP/1.1 (memory, closed loop, one stream per connection at a time)".into(),
+        value: format!(
+            "{:.2} ({:.0} vs {:.0} requests/s{cpu})",
+            http2.requests_per_second / http1.requests_per_second,
+            http2.requests_per_second,
+            http1.requests_per_second
+        ),
+        target: None,
+    });
+}
+
+/// The name of the GET presence scenario over HTTP/1.1 begins so (the
+/// one over h2c begins `GET presence over h2c`).
+const GET_OVER_HTTP1: &str = "GET presence, ";
+
 /// What verifying a token costs: GET presence behind `--auth hs256` against
 /// the same scenario with `--auth none`, by requests/s (the target) and by
 /// server CPU per request (which the machine's noise moves less).
@@ -555,10 +603,9 @@ fn compare_auth(report: &mut Report) {
 /// One variant's best GET presence rate against another's, measured in
 /// the same run, with its target.
 fn compare_variants(report: &mut Report, base: &str, other: &str, measurement: &str, target: f64) {
-    let scenario = "GET presence";
     let (Some(open), Some(checked)) = (
-        report.maximum(scenario, base),
-        report.maximum(scenario, other),
+        report.maximum(GET_OVER_HTTP1, base),
+        report.maximum(GET_OVER_HTTP1, other),
     ) else {
         return;
     };

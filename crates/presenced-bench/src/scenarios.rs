@@ -23,8 +23,8 @@ use hyper::header::HeaderValue;
 
 use crate::Context;
 use crate::load::{
-    LoadOutcome, LoadPlan, Pacing, RequestGenerator, RequestSpec, SequenceGenerator, Xorshift64,
-    run_load, run_sequence, send_once,
+    LoadOutcome, LoadPlan, Pacing, Protocol, RequestGenerator, RequestSpec, SequenceGenerator,
+    Xorshift64, run_load, run_sequence, send_once_over,
 };
 use crate::process::ServerProcess;
 use crate::redis::RedisDeployment;
@@ -139,6 +139,7 @@ impl ServerVariant {
             parts: vec![
                 Part::SetPresence,
                 Part::GetPresence,
+                Part::GetPresenceH2c,
                 Part::Batch,
                 Part::Mixed,
             ],
@@ -278,6 +279,10 @@ pub enum Part {
     SetPresence,
     /// GET presence of random users.
     GetPresence,
+    /// GET presence of random users over HTTP/2 in plain text (h2c), each
+    /// load connection with one stream at a time, against a ceiling that
+    /// speaks h2c too.
+    GetPresenceH2c,
     /// getPresencesByUserId with 650 random ids.
     Batch,
     /// 90% GET presence, 10% setPresence.
@@ -312,6 +317,8 @@ pub struct ThroughputScenario {
     pub part: Part,
     pub name: String,
     pub variant: ServerVariant,
+    /// What the load generator, the sample and the ceiling speak.
+    pub protocol: Protocol,
     pub generator: RequestGenerator,
     /// Sent once before measuring; its answer's size is what the ceiling
     /// answers every request with.
@@ -403,6 +410,7 @@ pub fn throughput_scenarios(
             part: Part::SetPresence,
             name: format!("setPresence, {users} users ({label})"),
             variant: variant.clone(),
+            protocol: Protocol::Http1,
             generator: random_set,
             sample: RequestSpec::post_json(set_presence_uris[0].clone(), set_body)
                 .with_authorization(authorization),
@@ -415,7 +423,8 @@ pub fn throughput_scenarios(
             part: Part::GetPresence,
             name: format!("GET presence, {users} users ({label})"),
             variant: variant.clone(),
-            generator: random_get,
+            protocol: Protocol::Http1,
+            generator: random_get.clone(),
             sample: RequestSpec::get(presence_uris[0].clone()).with_authorization(authorization),
             ceiling_note: None,
             ratio_target: Some(0.85),
@@ -423,9 +432,22 @@ pub fn throughput_scenarios(
             half_load_p99_target: Some(Duration::from_millis(2)),
         },
         ThroughputScenario {
+            part: Part::GetPresenceH2c,
+            name: format!("GET presence over h2c, {users} users ({label})"),
+            variant: variant.clone(),
+            protocol: Protocol::Http2,
+            generator: random_get,
+            sample: RequestSpec::get(presence_uris[0].clone()).with_authorization(authorization),
+            ceiling_note: None,
+            ratio_target: None,
+            half_load: false,
+            half_load_p99_target: None,
+        },
+        ThroughputScenario {
             part: Part::Batch,
             name: format!("getPresencesByUserId({batch_ids}) ({label})"),
             variant: variant.clone(),
+            protocol: Protocol::Http1,
             generator: random_batch,
             sample: RequestSpec::post_json(batch_uri, batch_pool[0].clone())
                 .with_authorization(authorization),
@@ -438,6 +460,7 @@ pub fn throughput_scenarios(
             part: Part::Mixed,
             name: format!("mixed 90% GET / 10% set ({label})"),
             variant: variant.clone(),
+            protocol: Protocol::Http1,
             generator: mixed,
             sample: RequestSpec::get(presence_uris[0].clone()).with_authorization(authorization),
             ceiling_note: Some(
@@ -542,6 +565,7 @@ pub async fn run_throughput_scenario(
         warmup: settings.warmup,
         measure: settings.measure,
         pacing: Pacing::ClosedLoop,
+        protocol: scenario.protocol,
     };
     let presenced_label = format!("presenced ({})", scenario.variant.label);
 
@@ -566,7 +590,7 @@ pub async fn run_throughput_scenario(
     );
 
     // 2. The answer size the ceiling must match.
-    let sample = send_once(presenced.address(), &scenario.sample).await?;
+    let sample = send_once_over(presenced.address(), scenario.protocol, &scenario.sample).await?;
     if !sample.status.is_success() {
         return Err(format!(
             "{}: the sample request {} {} answered {}: {}",
@@ -652,7 +676,7 @@ pub async fn run_throughput_scenario(
     drop(presenced);
 
     // 5. The ceiling, same connections, same requests.
-    let ceiling_args: Vec<String> = vec![
+    let mut ceiling_args: Vec<String> = vec![
         "ceiling".into(),
         "--listen".into(),
         "127.0.0.1:0".into(),
@@ -661,8 +685,12 @@ pub async fn run_throughput_scenario(
         "--header-bytes".into(),
         header_bytes.to_string(),
     ];
+    if scenario.protocol == Protocol::Http2 {
+        ceiling_args.push("--http2".into());
+    }
     let ceiling = ServerProcess::start("ceiling", &context.bench_binary, &ceiling_args)?;
-    let ceiling_sample = send_once(ceiling.address(), &scenario.sample).await?;
+    let ceiling_sample =
+        send_once_over(ceiling.address(), scenario.protocol, &scenario.sample).await?;
     if ceiling_sample.body.len() != body_bytes || ceiling_sample.header_bytes() != header_bytes {
         report.notes.push(format!(
             "{}: the ceiling answered {} body bytes and {} header bytes for presenced's {} and {}",
