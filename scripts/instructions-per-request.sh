@@ -5,17 +5,31 @@
 # 4,000. Every run uses an application token (hs256) of one tenant; the
 # arguments are added to `presenced serve` (for example
 # `--throttle-app 1000000000/PT1S --throttle-tenant 1000000000/PT1S`).
+# With --h2c first, the requests go over HTTP/2 in plain text (prior
+# knowledge), one stream after the other on one connection.
 #
-#   scripts/instructions-per-request.sh [SERVE-ARGS...]
+#   scripts/instructions-per-request.sh [--h2c] [SERVE-ARGS...]
 #
-# Needs valgrind (Debian: apt-get install valgrind) and a release build
+# Needs valgrind (Debian: apt-get install valgrind), for --h2c Python's h2
+# (Debian: apt-get install python3-h2; set PYTHON=/usr/bin/python3 when
+# python3 is another one), and a release build
 # (cargo build --release -p presenced).
 set -euo pipefail
 cd "$(dirname "$0")/.."
+protocol=http1
+if [ "${1:-}" = "--h2c" ]; then
+    protocol=h2c
+    shift
+fi
+python=${PYTHON:-python3}
 command -v valgrind >/dev/null || {
     echo "valgrind is missing; install it with: apt-get install valgrind" >&2
     exit 1
 }
+if [ "$protocol" = h2c ] && ! "$python" -c 'import h2' 2>/dev/null; then
+    echo "$python has no h2 module; install it with: apt-get install python3-h2 (and set PYTHON=/usr/bin/python3)" >&2
+    exit 1
+fi
 # PRESENCED_BINARY names another build (to compare two in one run).
 binary=${PRESENCED_BINARY:-target/release/presenced}
 [ -x "$binary" ] || {
@@ -43,16 +57,45 @@ count() {
         sleep 0.1
     done
     [ -n "$address" ] || { echo "presenced did not start; see $work/stderr.$requests" >&2; exit 1; }
-    python3 - "$address" "$token" "$requests" <<'EOF'
-import http.client, sys
-host, port = sys.argv[1].rsplit(":", 1)
-connection = http.client.HTTPConnection(host, int(port))
-headers = {"Authorization": "Bearer " + sys.argv[2]}
-for _ in range(int(sys.argv[3])):
-    connection.request("GET", "/v1.0/users/fa8bf3dc-eca7-46b7-bad1-db199b62afc3/presence", headers=headers)
-    response = connection.getresponse()
-    response.read()
-    assert response.status == 200, response.status
+    "$python" - "$address" "$token" "$requests" "$protocol" <<'EOF'
+import http.client, socket, sys
+address, token, requests, protocol = sys.argv[1], sys.argv[2], int(sys.argv[3]), sys.argv[4]
+host, port = address.rsplit(":", 1)
+path = "/v1.0/users/fa8bf3dc-eca7-46b7-bad1-db199b62afc3/presence"
+if protocol == "http1":
+    connection = http.client.HTTPConnection(host, int(port))
+    headers = {"Authorization": "Bearer " + token}
+    for _ in range(requests):
+        connection.request("GET", path, headers=headers)
+        response = connection.getresponse()
+        response.read()
+        assert response.status == 200, response.status
+else:
+    import h2.config, h2.connection, h2.events
+    sock = socket.create_connection((host, int(port)))
+    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    connection = h2.connection.H2Connection(h2.config.H2Configuration(client_side=True))
+    connection.initiate_connection()
+    sock.sendall(connection.data_to_send())
+    headers = [(":method", "GET"), (":path", path), (":scheme", "http"),
+               (":authority", address), ("authorization", "Bearer " + token)]
+    for _ in range(requests):
+        stream = connection.get_next_available_stream_id()
+        connection.send_headers(stream, headers, end_stream=True)
+        sock.sendall(connection.data_to_send())
+        status, ended = None, False
+        while not ended:
+            data = sock.recv(65536)
+            assert data, "presenced closed the connection"
+            for event in connection.receive_data(data):
+                if isinstance(event, h2.events.ResponseReceived):
+                    status = dict(event.headers)[b":status"]
+                elif isinstance(event, h2.events.DataReceived):
+                    connection.acknowledge_received_data(event.flow_controlled_length, event.stream_id)
+                elif isinstance(event, h2.events.StreamEnded) and event.stream_id == stream:
+                    ended = True
+            sock.sendall(connection.data_to_send())
+        assert status == b"200", status
 EOF
     kill -TERM "$server"
     wait "$server" || true
@@ -61,4 +104,4 @@ EOF
 
 short=$(count 200 "$@")
 long=$(count 4200 "$@")
-echo "instructions per GET presence: $(((long - short) / 4000)) (serve args: ${*:-none})"
+echo "instructions per GET presence over $protocol: $(((long - short) / 4000)) (serve args: ${*:-none})"
