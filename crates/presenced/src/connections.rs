@@ -80,6 +80,18 @@ pub struct Connection {
     /// connection's own idle timer ([`Connection::idle_for`]); HTTP/1.1
     /// leaves that to hyper, and its permit is never taken.
     became_idle: tokio::sync::Notify,
+    /// HTTP/2's flow control, watched ([`Connection::starved_for`]): on
+    /// HTTP/1.1 a client that reads nothing stops the socket, which
+    /// `Watched` sees; on HTTP/2 it withholds its window instead, and hyper
+    /// stops asking the answers for more, with the socket idle. Set for
+    /// HTTP/2 connections only, so that HTTP/1.1 answers count nothing.
+    watch_sends: AtomicBool,
+    /// Data frames of answers handed to hyper that it has not asked the
+    /// next frame after yet (it asks once the client's window has room).
+    sends_waiting: AtomicU32,
+    /// How many times hyper asked for a frame after one was waiting: the
+    /// client's reading, seen from the answers.
+    sends: AtomicU64,
     /// Asks the connection to close once it has no request in flight.
     pub close: CancellationToken,
 }
@@ -129,6 +141,9 @@ impl Connections {
             reading: AtomicBool::new(false),
             stalled: AtomicBool::new(false),
             became_idle: tokio::sync::Notify::new(),
+            watch_sends: AtomicBool::new(false),
+            sends_waiting: AtomicU32::new(0),
+            sends: AtomicU64::new(0),
             close: self.drain.child_token(),
         });
         open.insert(id, connection.clone());
@@ -237,6 +252,36 @@ impl Connection {
         self.served.load(Ordering::Acquire)
     }
 
+    /// Marks the connection as HTTP/2, whose answers' progress
+    /// [`Connection::starved_for`] watches.
+    pub fn watch_sends(&self) {
+        self.watch_sends.store(true, Ordering::Relaxed);
+    }
+
+    /// Resolves once an answer has waited for the client's flow-control
+    /// window for `timeout` while no answer on the connection progressed
+    /// (within a quarter of `timeout` more), and marks the connection
+    /// stalled: an HTTP/2 client that reads nothing, as `Watched` finds one
+    /// on HTTP/1.1. One stream starved while the client reads the others
+    /// is left to the client: the connection makes progress. (An answer
+    /// whose last frame is what waits has been handed over whole and is no
+    /// longer in flight: the idle timer closes that connection.)
+    pub async fn starved_for(&self, timeout: std::time::Duration) {
+        let mut seen = self.sends.load(Ordering::Relaxed);
+        let mut progressed = tokio::time::Instant::now();
+        loop {
+            tokio::time::sleep(timeout / 4).await;
+            let sends = self.sends.load(Ordering::Relaxed);
+            if sends != seen || self.sends_waiting.load(Ordering::Relaxed) == 0 {
+                seen = sends;
+                progressed = tokio::time::Instant::now();
+            } else if progressed.elapsed() >= timeout {
+                self.stalled.store(true, Ordering::Relaxed);
+                return;
+            }
+        }
+    }
+
     /// Resolves once the connection has had no request in flight for
     /// `timeout`: from when it is called, or from when its last request
     /// ended, whichever is later. hyper bounds an idle HTTP/1.1 connection
@@ -341,17 +386,39 @@ where
         Poll::Ready(answered.map(|response| {
             response.map(|body| TrackedBody {
                 inner: body,
-                _busy: busy,
+                busy,
+                waiting: false,
             })
         }))
     }
 }
 
-/// A response body that keeps its request in flight until it is dropped.
+/// A response body that keeps its request in flight until it is dropped,
+/// and on HTTP/2 tells the connection whether hyper keeps taking its
+/// frames ([`Connection::starved_for`]).
 #[derive(Debug)]
 pub struct TrackedBody {
     inner: Body,
-    _busy: Option<Busy>,
+    busy: Option<Busy>,
+    /// A data frame was handed to hyper, which has not asked for the next.
+    waiting: bool,
+}
+
+impl TrackedBody {
+    fn connection(&self) -> Option<&Connection> {
+        self.busy.as_ref().map(|busy| &*busy.0)
+    }
+
+    /// hyper took the frame that was waiting (it asks for the next), or
+    /// the answer ended.
+    fn taken(&mut self) {
+        if std::mem::take(&mut self.waiting)
+            && let Some(connection) = self.connection()
+        {
+            connection.sends_waiting.fetch_sub(1, Ordering::Relaxed);
+            connection.sends.fetch_add(1, Ordering::Relaxed);
+        }
+    }
 }
 
 impl hyper::body::Body for TrackedBody {
@@ -362,7 +429,17 @@ impl hyper::body::Body for TrackedBody {
         mut self: Pin<&mut Self>,
         context: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, axum::Error>>> {
-        Pin::new(&mut self.inner).poll_frame(context)
+        self.taken();
+        let polled = Pin::new(&mut self.inner).poll_frame(context);
+        if let Poll::Ready(Some(Ok(frame))) = &polled
+            && frame.is_data()
+            && let Some(connection) = self.connection()
+            && connection.watch_sends.load(Ordering::Relaxed)
+        {
+            connection.sends_waiting.fetch_add(1, Ordering::Relaxed);
+            self.waiting = true;
+        }
+        polled
     }
 
     fn is_end_stream(&self) -> bool {
@@ -371,6 +448,12 @@ impl hyper::body::Body for TrackedBody {
 
     fn size_hint(&self) -> SizeHint {
         self.inner.size_hint()
+    }
+}
+
+impl Drop for TrackedBody {
+    fn drop(&mut self) {
+        self.taken();
     }
 }
 

@@ -153,6 +153,10 @@ pub struct Builders {
     /// How long an HTTP/2 connection with no stream open is kept
     /// (`--header-timeout`, as an idle HTTP/1.1 connection).
     pub idle_timeout: std::time::Duration,
+    /// How long an HTTP/2 connection's answers may wait for the client's
+    /// flow-control window with none progressing (`--send-timeout`, as an
+    /// HTTP/1.1 answer may wait for its socket).
+    pub send_timeout: std::time::Duration,
 }
 
 impl Builders {
@@ -175,7 +179,9 @@ impl Builders {
     /// long again: a peer that vanished while its streams were open is
     /// found. A connection with no stream open for `--header-timeout` is
     /// closed by its task ([`crate::connections::Connection::idle_for`]),
-    /// as an idle HTTP/1.1 connection is by hyper.
+    /// as an idle HTTP/1.1 connection is by hyper, and so is one whose
+    /// answers all wait for the client's window for `--send-timeout`
+    /// ([`crate::connections::Connection::starved_for`]).
     pub fn new(limits: &Limits, tasks: Tasks) -> Builders {
         let mut http1 = http1::Builder::new();
         http1
@@ -195,6 +201,7 @@ impl Builders {
             http1,
             http2,
             idle_timeout: limits.header_timeout(),
+            send_timeout: limits.send_timeout(),
         }
     }
 }

@@ -481,13 +481,21 @@ async fn serve_connection<I>(
             }
         }
         Protocol::Http2 => {
+            connection.watch_sends();
             let served = builders.http2.serve_connection(io, service);
             tokio::pin!(served);
             let idle_timeout = builders.idle_timeout;
+            let starved = connection.starved_for(builders.send_timeout);
+            tokio::pin!(starved);
             let mut closing = false;
             let ended = loop {
                 tokio::select! {
                     ended = served.as_mut() => break ended,
+                    () = starved.as_mut() => {
+                        // The client reads nothing: cut off, as on HTTP/1.1.
+                        refusals.count(Refusal::Timeout);
+                        return;
+                    }
                     () = connection.close.cancelled(), if !closing => {
                         served.as_mut().graceful_shutdown();
                         closing = true;

@@ -1,7 +1,8 @@
 //! HTTP/2 beside HTTP/1.1 on the same port: in plain text with prior
 //! knowledge (h2c) and over TLS by ALPN, its bounds (streams per
-//! connection, the reset flood), the live stream over it, the connection
-//! registry's view of its streams, and draining it on SIGTERM.
+//! connection, the reset flood, a client that withholds its window), the
+//! live stream over it, the connection registry's view of its streams, and
+//! draining it on SIGTERM.
 //!
 //! reqwest speaks for ordinary clients; the h2 library itself is the
 //! test's hand where a client must do what reqwest never does (hold many
@@ -447,6 +448,54 @@ async fn a_rapid_reset_flood_gets_goaway_while_another_client_is_served() {
     )
     .await;
     assert_eq!(read.body["availability"], "Busy", "{}", read.text);
+}
+
+#[tokio::test]
+async fn an_http2_client_that_reads_none_of_its_answers_is_cut_off_while_others_are_served() {
+    let server = TestServer::start(&["--send-timeout", "PT1S"]).await;
+    let (mut stalled, _) = H2::connect(&server).await;
+    // Batch reads, each answer several times larger than the window the
+    // client grants and never gives back (64 KiB): the answers wait on
+    // the client's flow control, with the socket idle.
+    let ids: Vec<String> = (0..650)
+        .map(|n| format!("a-user-with-a-long-id-{n:04}"))
+        .collect();
+    let mut unread = Vec::new();
+    for _ in 0..4 {
+        unread.push(
+            stalled
+                .request(
+                    Method::POST,
+                    "/v1.0/communications/getPresencesByUserId",
+                    Some(&json!({ "ids": ids })),
+                )
+                .await,
+        );
+    }
+    // Beside it, a fast client is served.
+    let client = h2c_client();
+    over_h2(
+        &server,
+        client
+            .post(server.url("/v1.0/users/alice/presence/setPresence"))
+            .json(&set_body("Busy", "InACall")),
+    )
+    .await
+    .assert_ok_empty();
+    // The server closes the stalled client's connection.
+    tokio::time::timeout(GUARD, stalled.connection)
+        .await
+        .expect("the server closes the connection of a client that reads nothing")
+        .expect("the connection task")
+        .ok();
+    assert!(refusals(&server, "timeout", 1.0).await >= 1.0);
+    let read = over_h2(
+        &server,
+        client.get(server.url("/v1.0/users/alice/presence")),
+    )
+    .await;
+    assert_eq!(read.body["availability"], "Busy", "{}", read.text);
+    drop(unread);
 }
 
 #[tokio::test]
