@@ -584,6 +584,57 @@ async fn an_http2_connection_with_a_stream_open_is_never_evicted_as_idle() {
 }
 
 #[tokio::test]
+async fn an_http2_connection_with_no_stream_open_is_closed_after_the_header_timeout() {
+    let server = TestServer::start(&["--header-timeout", "PT1S"]).await;
+    server
+        .set_presence("alice", "app", "Available", "Available", None)
+        .await
+        .assert_ok_empty();
+    // One that asked once and then sat idle; one that connected and never
+    // asked; one holding a live stream.
+    let (idle, _) = H2::connect(&server).await;
+    let address = server.base.strip_prefix("http://").expect("plain text");
+    let (_silent_send, silent) =
+        h2::client::handshake(TcpStream::connect(address).await.expect("connects"))
+            .await
+            .expect("the HTTP/2 handshake");
+    let silent = tokio::spawn(silent);
+    let (mut holding, _) = H2::connect(&server).await;
+    let mut live = open_stream(&mut holding, "alice").await;
+    // The first two are closed (GOAWAY, no error), as idle keep-alive
+    // connections are.
+    for (connection, name) in [
+        (idle.connection, "the idle one"),
+        (silent, "the silent one"),
+    ] {
+        let ended = tokio::time::timeout(GUARD, connection)
+            .await
+            .unwrap_or_else(|_| panic!("{name} is closed"))
+            .expect("the connection task");
+        if let Err(error) = ended {
+            assert_eq!(
+                error.reason(),
+                Some(h2::Reason::NO_ERROR),
+                "{name}: {error:?}"
+            );
+        }
+    }
+    // The one with a stream open outlived them, and its stream goes on.
+    server
+        .set_presence("alice", "app", "Busy", "InACall", None)
+        .await
+        .assert_ok_empty();
+    let mut seen = String::new();
+    assert!(
+        read_until(&mut live, &mut seen, "\"availability\":\"Busy\"").await,
+        "the stream goes on: {seen}"
+    );
+    assert!(!holding.connection.is_finished());
+    // Only the one that never asked anything is a refusal.
+    assert_eq!(refusals(&server, "timeout", 1.0).await, 1.0);
+}
+
+#[tokio::test]
 async fn sigterm_drains_an_http2_connection() {
     let mut server = TestServer::start(&[]).await;
     server
