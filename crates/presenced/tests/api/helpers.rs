@@ -549,6 +549,25 @@ impl TestServer {
     }
 }
 
+/// How long a step may take before the test fails: a guard against a hang,
+/// never a measurement.
+pub const GUARD: Duration = Duration::from_secs(60);
+
+/// `presenced_refusals_total{kind}` on `/metrics`, once it has reached
+/// `at_least` (a refusal that closes a connection is counted as it closes,
+/// so a client may see the close a moment before `/metrics` does).
+pub async fn refusals(server: &TestServer, kind: &str, at_least: f64) -> f64 {
+    let name = format!("presenced_refusals_total{{kind=\"{kind}\"}}");
+    let deadline = std::time::Instant::now() + GUARD;
+    loop {
+        let count = counter(&server.metrics().await, &name);
+        if count >= at_least || std::time::Instant::now() > deadline {
+            return count;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
 /// The value of a counter (or gauge) in Prometheus text by its full name
 /// with labels, e.g. `presenced_lease_changes_total{change="lost"}`; 0 when
 /// it was never incremented (absent).

@@ -18,11 +18,7 @@ use reqwest::Version;
 use serde_json::json;
 use tokio::net::TcpStream;
 
-use crate::helpers::{Reply, TestServer, counter};
-
-/// How long a step may take before the test fails: a guard against a hang,
-/// never a measurement.
-const GUARD: Duration = Duration::from_secs(60);
+use crate::helpers::{GUARD, Reply, TestServer, refusals};
 
 /// A client that speaks HTTP/2 in plain text from its first byte.
 fn h2c_client() -> reqwest::Client {
@@ -219,20 +215,6 @@ async fn open_stream(connection: &mut H2, users: &str) -> h2::RecvStream {
 
 fn set_body(availability: &str, activity: &str) -> serde_json::Value {
     json!({"sessionId": "app", "availability": availability, "activity": activity})
-}
-
-/// `presenced_refusals_total{kind}`, once it has reached `at_least` (a
-/// refusal that closes a connection is counted as it closes).
-async fn refusals(server: &TestServer, kind: &str, at_least: f64) -> f64 {
-    let name = format!("presenced_refusals_total{{kind=\"{kind}\"}}");
-    let deadline = std::time::Instant::now() + GUARD;
-    loop {
-        let count = counter(&server.metrics().await, &name);
-        if count >= at_least || std::time::Instant::now() > deadline {
-            return count;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
 }
 
 #[tokio::test]

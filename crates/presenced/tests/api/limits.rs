@@ -12,11 +12,7 @@ use serde_json::json;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
-use crate::helpers::{TestServer, counter};
-
-/// How long a step may take before the test fails: a guard against a hang,
-/// never a measurement.
-const GUARD: Duration = Duration::from_secs(60);
+use crate::helpers::{GUARD, TestServer, counter, refusals};
 
 /// One HTTP/1.1 connection written and read by hand, to hold it idle, send
 /// half a request, or see it closed.
@@ -185,21 +181,6 @@ async fn set(server: &TestServer, user: &str, availability: &str, activity: &str
         .set_presence(user, "app", availability, activity, None)
         .await
         .assert_ok_empty();
-}
-
-/// `presenced_refusals_total{kind}` on `/metrics`, once it has reached
-/// `at_least` (a refusal that closes a connection is counted as it closes,
-/// so a client may see the close a moment before `/metrics` does).
-async fn refusals(server: &TestServer, kind: &str, at_least: f64) -> f64 {
-    let name = format!("presenced_refusals_total{{kind=\"{kind}\"}}");
-    let deadline = std::time::Instant::now() + GUARD;
-    loop {
-        let count = counter(&server.metrics().await, &name);
-        if count >= at_least || std::time::Instant::now() > deadline {
-            return count;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
 }
 
 #[tokio::test]
