@@ -632,7 +632,9 @@ pub struct ServeArgs {
     pub max_connections: Option<usize>,
 
     /// The largest request head (request line and headers), in bytes; a
-    /// larger one is answered 431 and its connection closed [default: 16384].
+    /// larger one is answered 431 and its connection closed (on HTTP/2, the
+    /// header list as HTTP/2 counts it: answered 431, the connection goes
+    /// on) [default: 16384].
     #[arg(long, env = "PRESENCED_MAX_HEADER_BYTES", value_name = "BYTES")]
     pub max_header_bytes: Option<usize>,
 
@@ -643,7 +645,8 @@ pub struct ServeArgs {
 
     /// How long a client may take to send a request's headers, as an ISO 8601
     /// duration; a slower one has its connection closed. Also how long an
-    /// idle keep-alive connection is kept open [default: PT30S].
+    /// idle keep-alive connection (on HTTP/2, one with no request open) is
+    /// kept open [default: PT30S].
     #[arg(long, env = "PRESENCED_HEADER_TIMEOUT", value_name = "DURATION")]
     pub header_timeout: Option<String>,
 

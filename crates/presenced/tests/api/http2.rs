@@ -261,6 +261,26 @@ async fn h2c_with_prior_knowledge_serves_presence_and_http1_goes_on_on_the_same_
         "{}",
         unknown.text
     );
+    // A head beyond --max-header-bytes is answered 431 by the h2 library;
+    // the connection goes on.
+    let beyond = "x".repeat(20_000);
+    let refused = tokio::time::timeout(
+        GUARD,
+        client
+            .get(server.url("/healthz"))
+            .header("x-padding", &beyond)
+            .send(),
+    )
+    .await
+    .expect("answered in time")
+    .expect("answered");
+    assert_eq!(refused.status(), 431);
+    let read = over_h2(
+        &server,
+        client.get(server.url("/v1.0/users/alice/presence")),
+    )
+    .await;
+    assert_eq!(read.body["availability"], "Busy", "{}", read.text);
     // HTTP/1.1 on the same port, as before, sees the same presence.
     let plain = reqwest::Client::builder()
         .http1_only()
