@@ -13,12 +13,12 @@
 //! At the bound, a new client is served by closing the keep-alive
 //! connection idle the longest (one that has been answered and has no
 //! request in flight; one that has not asked anything yet is left to the
-//! header timeout): it is asked to close gracefully (hyper closes an idle HTTP/1
-//! connection at once and lets a request that raced the eviction finish
-//! first; on HTTP/2 it sends GOAWAY and lets the streams the client had
-//! opened by then finish). When every connection has a request in flight, the new one is
-//! closed at once and counted as refused. The same eviction makes room when
-//! the process runs out of file descriptors.
+//! header timeout): it is asked to close gracefully (hyper closes an idle
+//! HTTP/1 connection at once and lets a request that raced the eviction
+//! finish first; on HTTP/2 it sends GOAWAY and lets the streams the client
+//! had opened by then finish). When every connection has a request in
+//! flight, the new one is closed at once and counted as refused. The same
+//! eviction makes room when the process runs out of file descriptors.
 //!
 //! Why not a crate: tower's `ConcurrencyLimit` and hyper-util's graceful
 //! shutdown bound or close connections, but none chooses *which* connection

@@ -460,69 +460,92 @@ async fn serve_connection<I>(
     I: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
 {
     match protocol {
-        Protocol::Http1 => {
-            let served = builders.http1.serve_connection(io, service);
-            tokio::pin!(served);
-            let ended = tokio::select! {
-                ended = served.as_mut() => ended,
-                () = connection.close.cancelled() => {
-                    served.as_mut().graceful_shutdown();
-                    served.as_mut().await
+        Protocol::Http1 => serve_http1(builders, io, service, connection, refusals).await,
+        Protocol::Http2 => serve_http2(builders, io, service, connection, refusals).await,
+    }
+}
+
+/// HTTP/1.1: hyper bounds the head (size, time) and closes an idle
+/// keep-alive connection itself.
+async fn serve_http1<I>(
+    builders: &Builders,
+    io: I,
+    service: ConnectionService,
+    connection: &crate::connections::Connection,
+    refusals: &Refusals,
+) where
+    I: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
+{
+    let served = builders.http1.serve_connection(io, service);
+    tokio::pin!(served);
+    let ended = tokio::select! {
+        ended = served.as_mut() => ended,
+        () = connection.close.cancelled() => {
+            served.as_mut().graceful_shutdown();
+            served.as_mut().await
+        }
+    };
+    if let Err(error) = ended {
+        if error.is_parse_too_large() {
+            refusals.count(Refusal::HeaderTooLarge);
+        } else if connection.stalled() || (error.is_timeout() && connection.cut_off_mid_request()) {
+            refusals.count(Refusal::Timeout);
+        }
+    }
+}
+
+/// HTTP/2: hyper bounds the streams and the resets; the connection's task
+/// closes it when it has had no stream open for `--header-timeout` (hyper
+/// has no such bound), or when its client withholds its window from every
+/// answer for `--send-timeout`.
+async fn serve_http2<I>(
+    builders: &Builders,
+    io: I,
+    service: ConnectionService,
+    connection: &crate::connections::Connection,
+    refusals: &Refusals,
+) where
+    I: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
+{
+    connection.watch_sends();
+    let served = builders.http2.serve_connection(io, service);
+    tokio::pin!(served);
+    let starved = connection.starved_for(builders.send_timeout);
+    tokio::pin!(starved);
+    let mut closing = false;
+    let ended = loop {
+        tokio::select! {
+            ended = served.as_mut() => break ended,
+            () = starved.as_mut() => {
+                // The client reads nothing: cut off, as on HTTP/1.1.
+                refusals.count(Refusal::Timeout);
+                return;
+            }
+            () = connection.close.cancelled(), if !closing => {
+                served.as_mut().graceful_shutdown();
+                closing = true;
+            }
+            () = connection.idle_for(builders.idle_timeout) => {
+                if closing {
+                    // GOAWAY was sent, no stream is open, and the client
+                    // has neither closed nor answered.
+                    return;
                 }
-            };
-            if let Err(error) = ended {
-                if error.is_parse_too_large() {
-                    refusals.count(Refusal::HeaderTooLarge);
-                } else if connection.stalled()
-                    || (error.is_timeout() && connection.cut_off_mid_request())
-                {
+                if !connection.answered_any() {
+                    // Connected and never asked: as a head that did not
+                    // arrive on HTTP/1.1.
                     refusals.count(Refusal::Timeout);
                 }
+                served.as_mut().graceful_shutdown();
+                closing = true;
             }
         }
-        Protocol::Http2 => {
-            connection.watch_sends();
-            let served = builders.http2.serve_connection(io, service);
-            tokio::pin!(served);
-            let idle_timeout = builders.idle_timeout;
-            let starved = connection.starved_for(builders.send_timeout);
-            tokio::pin!(starved);
-            let mut closing = false;
-            let ended = loop {
-                tokio::select! {
-                    ended = served.as_mut() => break ended,
-                    () = starved.as_mut() => {
-                        // The client reads nothing: cut off, as on HTTP/1.1.
-                        refusals.count(Refusal::Timeout);
-                        return;
-                    }
-                    () = connection.close.cancelled(), if !closing => {
-                        served.as_mut().graceful_shutdown();
-                        closing = true;
-                    }
-                    () = connection.idle_for(idle_timeout) => {
-                        if closing {
-                            // GOAWAY was sent, no stream is open, and the
-                            // client has neither closed nor answered.
-                            return;
-                        }
-                        if !connection.answered_any() {
-                            // Connected and never asked: as a head that did
-                            // not arrive on HTTP/1.1.
-                            refusals.count(Refusal::Timeout);
-                        }
-                        served.as_mut().graceful_shutdown();
-                        closing = true;
-                    }
-                }
-            };
-            if let Err(error) = ended {
-                if connection.stalled() {
-                    refusals.count(Refusal::Timeout);
-                } else if reset_flood(&error) {
-                    refusals.count(Refusal::TooManyResets);
-                }
-            }
+    };
+    if let Err(error) = ended {
+        if connection.stalled() {
+            refusals.count(Refusal::Timeout);
+        } else if reset_flood(&error) {
+            refusals.count(Refusal::TooManyResets);
         }
     }
 }
