@@ -11,12 +11,10 @@
 //! Why not hyper-util's `auto::Builder`, which tells the two apart the same
 //! way: it reads the first bytes with no time bound, so a client that
 //! connects and says nothing would hold its connection past
-//! `--header-timeout`; it takes no ALPN; and it holds both protocols' state
-//! behind every HTTP/1.1 connection, which answers one request after
-//! another for as long as it lives. Here the choice is made once, before
-//! hyper is called, and an HTTP/1.1 connection is hyper's own HTTP/1.1
-//! connection as it was before HTTP/2 came, with the few bytes read to
-//! choose put back in front.
+//! `--header-timeout`, and it takes no ALPN. Here the choice is made once,
+//! before hyper is called, and each connection is hyper's own connection of
+//! its protocol, as HTTP/1.1's was before HTTP/2 came, with the few bytes
+//! read to choose put back in front.
 
 use std::future::Future;
 use std::io;
