@@ -306,7 +306,7 @@ pub fn check_config(config: &ServeConfig) -> Result<(), ServeError> {
 /// connection.
 async fn serve_http(
     listener: TcpListener,
-    app: impl http::App,
+    app: http::served::Served,
     tls: Option<tokio_rustls::TlsAcceptor>,
     tasks: &Tasks,
     drain: std::time::Duration,
@@ -431,12 +431,12 @@ async fn serve_http(
     Ok(())
 }
 
-/// The service of one connection: the router with the peer's address,
-/// each request tracked in flight.
+/// The service of one connection: the application with the peer's
+/// address, each request tracked in flight.
 type ConnectionService = Tracked<
     hyper_util::service::TowerToHyperService<
         axum::middleware::AddExtension<
-            axum::Router,
+            http::served::Served,
             axum::extract::connect_info::ConnectInfo<SocketAddr>,
         >,
     >,

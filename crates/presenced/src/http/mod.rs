@@ -276,35 +276,6 @@ pub fn openapi_document() -> serde_json::Value {
     openapi::document(routes().paths.build())
 }
 
-/// What hyper serves: the router (with the batch routes), inside request
-/// decompression, CORS when `--cors-origin` lists origins, and response
-/// compression for the requests that need them ([`served`]).
-pub trait App:
-    tower::Service<
-        axum::http::Request<hyper::body::Incoming>,
-        Response = axum::response::Response,
-        Error = std::convert::Infallible,
-        Future: Send + 'static,
-    > + Clone
-    + Send
-    + Sync
-    + 'static
-{
-}
-
-impl<S> App for S where
-    S: tower::Service<
-            axum::http::Request<hyper::body::Incoming>,
-            Response = axum::response::Response,
-            Error = std::convert::Infallible,
-            Future: Send + 'static,
-        > + Clone
-        + Send
-        + Sync
-        + 'static
-{
-}
-
 /// The whole application for a given state.
 ///
 /// Outermost first, for the requests that need them ([`served`]): gzip for
@@ -320,8 +291,7 @@ impl<S> App for S where
 /// The batch routes sit beside the router's other routes rather than among
 /// them: their inner requests are sent through a router that holds every
 /// route but the batches themselves, frame and all.
-pub fn app(state: AppState, cors: &crate::cors::CorsOrigins) -> impl App {
-    use tower::Layer;
+pub fn app(state: AppState, cors: &crate::cors::CorsOrigins) -> served::Served {
     let api = routes();
     let request_metrics = ops::RequestMetrics::register(&api.served);
     let frame = frame::FrameLayer::new(request_metrics, state.auth.clone(), state.throttle.clone());
@@ -350,39 +320,7 @@ pub fn app(state: AppState, cors: &crate::cors::CorsOrigins) -> impl App {
                 .layer(frame.clone()),
         );
     }
-    let decompressed = tower_http::decompression::RequestDecompressionLayer::new()
-        .pass_through_unaccepted(true)
-        .layer(router.clone());
-    let with_cors = tower::util::option_layer(cors.layer()).layer(decompressed);
-    let compressed = tower_http::compression::CompressionLayer::new()
-        .compress_when(Compressible)
-        .layer(with_cors);
-    let negotiated =
-        tower::util::MapResponse::new(compressed, |response: axum::http::Response<_>| {
-            response.map(axum::body::Body::new)
-        });
-    served::Served::new(router, negotiated, !cors.is_empty())
-}
-
-/// Which answers are gzipped, when the client accepts it: those of 1 KiB or
-/// more (a batch read, a list of subscriptions). A single presence (about
-/// 300 bytes) is not: gzip would save a few dozen bytes at the cost of a
-/// compressor's set-up on the most frequent request. A stream never is:
-/// each event must leave at once.
-#[derive(Clone, Copy, Debug, Default)]
-pub struct Compressible;
-
-impl tower_http::compression::Predicate for Compressible {
-    fn should_compress<B>(&self, response: &axum::http::Response<B>) -> bool
-    where
-        B: hyper::body::Body,
-    {
-        use tower_http::compression::predicate::{NotForContentType, SizeAbove};
-        SizeAbove::new(1024).should_compress(response)
-            && NotForContentType::SSE.should_compress(response)
-            && NotForContentType::GRPC.should_compress(response)
-            && NotForContentType::IMAGES.should_compress(response)
-    }
+    served::Served::new(router, cors)
 }
 
 async fn fallback(method: axum::http::Method, uri: axum::http::Uri) -> ApiError {

@@ -22,34 +22,54 @@ use axum::Router;
 use axum::http::{HeaderMap, Request, header};
 use axum::response::Response;
 use futures_util::future::Either;
+use hyper::body::Incoming;
 use tower::{Service, ServiceExt};
+use tower_http::compression::predicate::{NotForContentType, SizeAbove};
+use tower_http::compression::{Compression, CompressionLayer, Predicate};
+use tower_http::cors::Cors;
+use tower_http::decompression::{RequestDecompression, RequestDecompressionLayer};
+
+/// The router inside request decompression, CORS (when any origin is
+/// listed) and response compression.
+pub type Negotiated =
+    Compression<tower::util::Either<Cors<Decompressed>, Decompressed>, Compressible>;
+
+type Decompressed = RequestDecompression<Router>;
 
 /// The router, and the same router inside the layers (`negotiated`).
-#[derive(Debug)]
-pub struct Served<N> {
+#[derive(Clone)]
+pub struct Served {
     plain: Router,
     /// Shared: hyper's glue clones the service for every request, and the
     /// layers hold settings (the CORS origins) that cloning would copy.
-    negotiated: Arc<N>,
+    negotiated: Arc<Negotiated>,
     cors: bool,
 }
 
-impl<N> Clone for Served<N> {
-    fn clone(&self) -> Served<N> {
-        Served {
-            plain: self.plain.clone(),
-            negotiated: self.negotiated.clone(),
-            cors: self.cors,
-        }
+impl std::fmt::Debug for Served {
+    fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        formatter
+            .debug_struct("Served")
+            .field("cors", &self.cors)
+            .finish_non_exhaustive()
     }
 }
 
-impl<N> Served<N> {
-    pub fn new(plain: Router, negotiated: N, cors: bool) -> Served<N> {
+impl Served {
+    /// `router` served as is, and inside the layers; CORS for `cors`.
+    pub fn new(router: Router, cors: &crate::cors::CorsOrigins) -> Served {
+        use tower::Layer;
+        let decompressed = RequestDecompressionLayer::new()
+            .pass_through_unaccepted(true)
+            .layer(router.clone());
+        let with_cors = tower::util::option_layer(cors.layer()).layer(decompressed);
+        let negotiated = CompressionLayer::new()
+            .compress_when(Compressible)
+            .layer(with_cors);
         Served {
-            plain,
+            plain: router,
             negotiated: Arc::new(negotiated),
-            cors,
+            cors: !cors.is_empty(),
         }
     }
 
@@ -73,18 +93,32 @@ fn contains_gzip(value: &[u8]) -> bool {
         .any(|window| window.eq_ignore_ascii_case(b"gzip"))
 }
 
-type Negotiated = Pin<Box<dyn Future<Output = Result<Response, Infallible>> + Send>>;
+/// Which answers are gzipped, when the client accepts it: those of 1 KiB or
+/// more (a batch read, a list of subscriptions). A single presence (about
+/// 300 bytes) is not: gzip would save a few dozen bytes at the cost of a
+/// compressor's set-up on the most frequent request. A stream never is:
+/// each event must leave at once.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Compressible;
 
-impl<N, B> Service<Request<B>> for Served<N>
-where
-    N: Service<Request<B>, Response = Response, Error = Infallible> + Clone + Send + Sync + 'static,
-    N::Future: Send + 'static,
-    B: axum::body::HttpBody<Data = bytes::Bytes> + Send + 'static,
-    B::Error: Into<axum::BoxError>,
-{
+impl Predicate for Compressible {
+    fn should_compress<B>(&self, response: &axum::http::Response<B>) -> bool
+    where
+        B: hyper::body::Body,
+    {
+        SizeAbove::new(1024).should_compress(response)
+            && NotForContentType::SSE.should_compress(response)
+            && NotForContentType::GRPC.should_compress(response)
+            && NotForContentType::IMAGES.should_compress(response)
+    }
+}
+
+type Answer = Pin<Box<dyn Future<Output = Result<Response, Infallible>> + Send>>;
+
+impl Service<Request<Incoming>> for Served {
     type Response = Response;
     type Error = Infallible;
-    type Future = Either<<Router as Service<Request<B>>>::Future, Negotiated>;
+    type Future = Either<<Router as Service<Request<Incoming>>>::Future, Answer>;
 
     fn poll_ready(&mut self, _context: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
         // The router is always ready, and the layers around it are ready
@@ -92,10 +126,13 @@ where
         Poll::Ready(Ok(()))
     }
 
-    fn call(&mut self, request: Request<B>) -> Self::Future {
+    fn call(&mut self, request: Request<Incoming>) -> Self::Future {
         if self.negotiates(request.headers()) {
-            let negotiated = N::clone(&self.negotiated);
-            Either::Right(Box::pin(negotiated.oneshot(request)))
+            let negotiated = Negotiated::clone(&self.negotiated);
+            Either::Right(Box::pin(async move {
+                let response = negotiated.oneshot(request).await?;
+                Ok(response.map(axum::body::Body::new))
+            }))
         } else {
             Either::Left(self.plain.call(request))
         }
