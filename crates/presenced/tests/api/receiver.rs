@@ -90,12 +90,22 @@ impl Receiver {
                     let Ok(stream) = acceptor.accept(stream).await else {
                         return;
                     };
-                    let _ = hyper::server::conn::http1::Builder::new()
-                        .serve_connection(
-                            hyper_util::rt::TokioIo::new(stream),
-                            hyper_util::service::TowerToHyperService::new(app),
+                    // HTTP/2 when the client chose it by ALPN (the
+                    // acceptor is presenced's own, which offers both).
+                    let h2 = stream.get_ref().1.alpn_protocol() == Some(b"h2".as_slice());
+                    let io = hyper_util::rt::TokioIo::new(stream);
+                    let service = hyper_util::service::TowerToHyperService::new(app);
+                    let _ = if h2 {
+                        hyper::server::conn::http2::Builder::new(
+                            hyper_util::rt::TokioExecutor::new(),
                         )
-                        .await;
+                        .serve_connection(io, service)
+                        .await
+                    } else {
+                        hyper::server::conn::http1::Builder::new()
+                            .serve_connection(io, service)
+                            .await
+                    };
                 });
             }
         });
