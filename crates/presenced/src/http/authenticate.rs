@@ -116,11 +116,32 @@ impl<S: Send + Sync> axum::extract::FromRequestParts<S> for Principal {
     }
 }
 
-/// The principal without counting the request against any throttling
-/// limit: for `$batch`, which counts each of its inner requests instead
-/// (`batch.rs`). A request without one is refused 401 all the same.
+/// The principal, without counting the request against its throttling
+/// limits: for `$batch`, which counts each of its inner requests instead
+/// (`batch.rs`), and itself only when it is refused whole ([`charge`]).
+/// A request without a principal is refused 401, and counted against its
+/// address's limit, as any other.
+///
+/// [`charge`]: Unthrottled::charge
 #[derive(Debug)]
-pub struct Unthrottled(pub Principal);
+pub struct Unthrottled {
+    pub principal: Principal,
+    throttle: Option<Arc<Throttle>>,
+}
+
+impl Unthrottled {
+    /// Counts the request once against the principal's limits: 429 beyond
+    /// them.
+    pub async fn charge(&self) -> Result<(), crate::http::error::ApiError> {
+        match &self.throttle {
+            Some(throttle) => throttle
+                .check(&self.principal)
+                .await
+                .map_err(crate::http::error::ApiError::TooManyRequests),
+            None => Ok(()),
+        }
+    }
+}
 
 impl<S: Send + Sync> axum::extract::FromRequestParts<S> for Unthrottled {
     type Rejection = crate::http::error::ApiError;
@@ -129,10 +150,20 @@ impl<S: Send + Sync> axum::extract::FromRequestParts<S> for Unthrottled {
         parts: &mut axum::http::request::Parts,
         state: &S,
     ) -> Result<Unthrottled, crate::http::error::ApiError> {
-        parts.extensions.remove::<Arc<Throttle>>();
+        if let Some(principal) = parts.extensions.remove::<Principal>() {
+            let throttle = parts.extensions.remove::<Arc<Throttle>>();
+            return Ok(Unthrottled {
+                principal,
+                throttle,
+            });
+        }
+        // No principal: refused, and counted, as the extractor refuses.
         <Principal as axum::extract::FromRequestParts<S>>::from_request_parts(parts, state)
             .await
-            .map(Unthrottled)
+            .map(|principal| Unthrottled {
+                principal,
+                throttle: None,
+            })
     }
 }
 

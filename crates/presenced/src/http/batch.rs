@@ -49,6 +49,10 @@ pub const MAX_REQUESTS: usize = 20;
 /// need not; Graph's own bound is of this order.
 pub const MAX_BATCH_BYTES: usize = 1024 * 1024;
 
+/// The most headers one inner request may carry: far more than any SDK
+/// sends, few enough that a batch cannot build a header map past its bound.
+pub const MAX_INNER_HEADERS: usize = 64;
+
 /// The largest inner response read back into a batch's answer: far more
 /// than a 650-id read, so it bounds only what cannot happen.
 const MAX_INNER_RESPONSE_BYTES: usize = 16 * 1024 * 1024;
@@ -130,7 +134,7 @@ struct Step {
 /// `POST /v1.0/$batch` and `POST /beta/$batch`.
 pub async fn batch(
     State(batches): State<Batches>,
-    Unthrottled(_principal): Unthrottled,
+    caller: Unthrottled,
     request: Request,
 ) -> Result<Response, ApiError> {
     let version = if request.uri().path().starts_with("/beta") {
@@ -140,15 +144,30 @@ pub async fn batch(
     };
     let (parts, body) = request.into_parts();
     let limit = batches.limits.max_body_bytes.max(MAX_BATCH_BYTES);
-    let body: BatchBody = wire::read_json(
+    let body: BatchBody = match wire::read_json(
         &parts.headers,
         body,
         &batches.limits,
         limit,
         "send at most 20 requests, each with a small body",
     )
-    .await?;
-    let steps = plan(body, version, &parts.headers, &parts.extensions)?;
+    .await
+    {
+        Ok(body) => body,
+        Err(refused) => {
+            caller.charge().await?;
+            return Err(refused);
+        }
+    };
+    let steps = match plan(body, version, &parts.uri, &parts.headers, &parts.extensions) {
+        Ok(steps) => steps,
+        // A batch refused whole runs no inner request to count, so it is
+        // counted itself: a caller cannot have batches parsed without end.
+        Err(refused) => {
+            caller.charge().await?;
+            return Err(refused);
+        }
+    };
     let answers = run(&batches.inner, steps).await;
     Ok(json_answer(
         &BatchResponseCollection { responses: answers },
@@ -164,6 +183,7 @@ pub fn check(body: BatchBody) -> Result<usize, ApiError> {
     plan(
         body,
         "/v1.0",
+        &Uri::from_static("/v1.0/$batch"),
         &HeaderMap::new(),
         &axum::http::Extensions::new(),
     )
@@ -174,6 +194,7 @@ pub fn check(body: BatchBody) -> Result<usize, ApiError> {
 fn plan(
     body: BatchBody,
     version: &str,
+    uri: &Uri,
     headers: &HeaderMap,
     extensions: &axum::http::Extensions,
 ) -> Result<Vec<Step>, ApiError> {
@@ -204,6 +225,11 @@ fn plan(
         }
     }
     let authorization = headers.get(header::AUTHORIZATION);
+    // HTTP/2 sends the host as the URI's authority rather than a header.
+    let host = headers.get(header::HOST).cloned().or_else(|| {
+        uri.authority()
+            .and_then(|authority| HeaderValue::from_str(authority.as_str()).ok())
+    });
     let peer = extensions.get::<ConnectInfo<std::net::SocketAddr>>();
     let mut steps = Vec::with_capacity(requests.len());
     for inner in requests {
@@ -220,7 +246,7 @@ fn plan(
             };
             depends_on.push(position);
         }
-        let request = build(&inner, method, version, authorization, peer);
+        let request = build(&inner, method, version, authorization, host.as_ref(), peer);
         steps.push(Step {
             id,
             request,
@@ -268,25 +294,26 @@ fn in_a_cycle(steps: &[Step]) -> Option<&str> {
         Walking,
         Done,
     }
-    fn walk(at: usize, steps: &[Step], marks: &mut [Mark]) -> bool {
+    /// The request met again while being walked (one on the cycle), if any.
+    fn walk(at: usize, steps: &[Step], marks: &mut [Mark]) -> Option<usize> {
         match marks[at] {
-            Mark::Done => return false,
-            Mark::Walking => return true,
+            Mark::Done => return None,
+            Mark::Walking => return Some(at),
             Mark::New => {}
         }
         marks[at] = Mark::Walking;
         for &next in &steps[at].depends_on {
-            if walk(next, steps, marks) {
-                return true;
+            if let Some(on_cycle) = walk(next, steps, marks) {
+                return Some(on_cycle);
             }
         }
         marks[at] = Mark::Done;
-        false
+        None
     }
     let mut marks = vec![Mark::New; steps.len()];
     (0..steps.len())
-        .find(|&start| walk(start, steps, &mut marks))
-        .map(|start| steps[start].id.as_str())
+        .find_map(|start| walk(start, steps, &mut marks))
+        .map(|on_cycle| steps[on_cycle].id.as_str())
 }
 
 /// The HTTP request an inner request stands for, or the 400 that answers it.
@@ -295,6 +322,7 @@ fn build(
     method: Method,
     version: &str,
     authorization: Option<&HeaderValue>,
+    host: Option<&HeaderValue>,
     peer: Option<&ConnectInfo<std::net::SocketAddr>>,
 ) -> Result<Request, ApiError> {
     let uri = inner_uri(inner.url.as_deref().unwrap_or_default(), version)?;
@@ -305,6 +333,12 @@ fn build(
         .map_err(|error| {
             ApiError::BadRequest(format!("The request could not be built: {error}."))
         })?;
+    let given = inner.headers.as_ref().map_or(0, BTreeMap::len);
+    if given > MAX_INNER_HEADERS {
+        return Err(ApiError::BadRequest(format!(
+            "The request has {given} headers; a request of a batch may have at most {MAX_INNER_HEADERS}."
+        )));
+    }
     let headers = request.headers_mut();
     for (name, value) in inner.headers.iter().flatten() {
         let name = HeaderName::from_bytes(name.as_bytes()).map_err(|_| {
@@ -325,6 +359,11 @@ fn build(
     }
     if let Some(authorization) = authorization {
         headers.insert(header::AUTHORIZATION, authorization.clone());
+    }
+    // The batch's host, so that what an inner answer says of itself
+    // (`@odata.context`, `Location`, `@odata.nextLink`) names it.
+    if let Some(host) = host {
+        headers.insert(header::HOST, host.clone());
     }
     if let Some(peer) = peer {
         request.extensions_mut().insert(*peer);
@@ -572,6 +611,7 @@ mod tests {
                 requests: Some(requests),
             },
             "/v1.0",
+            &Uri::from_static("/v1.0/$batch"),
             &HeaderMap::new(),
             &axum::http::Extensions::new(),
         )
@@ -641,6 +681,11 @@ mod tests {
             assert_eq!(error.status(), 400);
             assert!(error.to_string().contains(expected), "{error}");
         }
+        let mut crowded = inner("1", &[]);
+        crowded.headers = Some((0..65).map(|n| (format!("x-{n}"), String::new())).collect());
+        let steps = planned(vec![crowded]).expect("refused alone");
+        let refused = steps[0].request.as_ref().expect_err("too many headers");
+        assert!(refused.to_string().contains("at most 64"), "{refused}");
         let mut put = inner("1", &[]);
         put.method = Some("TRACE".into());
         assert!(

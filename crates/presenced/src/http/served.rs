@@ -6,11 +6,12 @@
 //! router, 5% of the whole request, even for a client that asks for none of
 //! what they do: each parses headers, wraps the bodies and grows the
 //! request's future, which is moved several times. So a request goes
-//! through them only when it has a `Content-Encoding`, accepts gzip, or
-//! (with `--cors-origin`) comes from a page with an `Origin`; any other
-//! request is answered by the router directly, exactly as the layers would
-//! have answered it (they would neither compress, decompress nor add a
-//! header to it).
+//! through them only when it has a `Content-Encoding` or accepts gzip, and
+//! every request does when `--cors-origin` is given. Any other request is
+//! answered by the router directly, as the layers would have answered it
+//! but for one header: the compression layer marks an answer of 1 KiB or
+//! more `Vary: Accept-Encoding` even when it leaves it plain, and a cache
+//! may serve a plain answer to any client, so none is needed on one.
 
 use std::convert::Infallible;
 use std::future::Future;
@@ -74,14 +75,36 @@ impl Served {
     }
 
     /// Whether any of the layers has work to do for a request with these
-    /// headers.
+    /// headers. With `--cors-origin`, every request: the CORS layer marks
+    /// every answer `Vary: Origin`, so that a cache never serves an answer
+    /// made for one origin (or none) to another.
     fn negotiates(&self, headers: &HeaderMap) -> bool {
         headers.contains_key(header::CONTENT_ENCODING)
             || headers
                 .get_all(header::ACCEPT_ENCODING)
                 .iter()
                 .any(|value| contains_gzip(value.as_bytes()))
-            || (self.cors && headers.contains_key(header::ORIGIN))
+            || self.cors
+    }
+}
+
+/// Spells a `Content-Encoding` of gzip as the decompression layer reads it:
+/// encodings are matched regardless of case (RFC 9110), and `x-gzip` is
+/// gzip.
+fn normalize_gzip(headers: &mut HeaderMap) {
+    let gzip = headers
+        .get(header::CONTENT_ENCODING)
+        .and_then(|value| value.to_str().ok())
+        .map(str::trim)
+        .is_some_and(|value| {
+            value != "gzip"
+                && (value.eq_ignore_ascii_case("gzip") || value.eq_ignore_ascii_case("x-gzip"))
+        });
+    if gzip && headers.get_all(header::CONTENT_ENCODING).iter().count() == 1 {
+        headers.insert(
+            header::CONTENT_ENCODING,
+            axum::http::HeaderValue::from_static("gzip"),
+        );
     }
 }
 
@@ -126,8 +149,9 @@ impl Service<Request<Incoming>> for Served {
         Poll::Ready(Ok(()))
     }
 
-    fn call(&mut self, request: Request<Incoming>) -> Self::Future {
+    fn call(&mut self, mut request: Request<Incoming>) -> Self::Future {
         if self.negotiates(request.headers()) {
+            normalize_gzip(request.headers_mut());
             let negotiated = Negotiated::clone(&self.negotiated);
             Either::Right(Box::pin(async move {
                 let response = negotiated.oneshot(request).await?;
@@ -156,6 +180,23 @@ mod tests {
         }
         for refused in ["", "identity", "br", "deflate, zstd", "gzi"] {
             assert!(!contains_gzip(refused.as_bytes()), "{refused}");
+        }
+    }
+
+    #[test]
+    fn gzip_is_spelled_as_the_layer_reads_it() {
+        for (given, read) in [
+            ("GZIP", "gzip"),
+            ("x-gzip", "gzip"),
+            (" Gzip ", "gzip"),
+            ("gzip", "gzip"),
+            ("br", "br"),
+            ("gzip, br", "gzip, br"),
+        ] {
+            let mut headers = HeaderMap::new();
+            headers.insert(header::CONTENT_ENCODING, given.parse().expect("a value"));
+            normalize_gzip(&mut headers);
+            assert_eq!(headers[header::CONTENT_ENCODING], read, "{given}");
         }
     }
 }

@@ -78,6 +78,7 @@ pub async fn read_json<T: DeserializeOwned>(
             timeout.as_secs_f64()
         ))
     })?;
+    let declared_json = declared.as_deref().is_some_and(is_json_media_type);
     let bytes = read
         .map_err(|error| {
             if error
@@ -92,6 +93,10 @@ pub async fn read_json<T: DeserializeOwned>(
                 ApiError::PayloadTooLarge(format!(
                     "The request body is larger than {max_bytes} bytes{flag}; {smaller}."
                 ))
+            } else if !declared_json {
+                // The type is judged before the content (415 before 400),
+                // even when the content (a broken gzip body) failed first.
+                not_json(declared.as_deref())
             } else {
                 ApiError::BadRequest(format!(
                     "The request body could not be read (a gzip body must be whole and valid gzip): {error}."
@@ -103,14 +108,8 @@ pub async fn read_json<T: DeserializeOwned>(
     // that is not declared JSON is refused even when empty, so that a
     // web page cannot send a "simple" cross-site request (text/plain,
     // form data) that changes presence.
-    if !declared.as_deref().is_some_and(is_json_media_type) {
-        return Err(ApiError::UnsupportedMediaType(match declared {
-            Some(found) => format!(
-                "The request body is sent as {:?}; send it as JSON, with Content-Type: application/json.",
-                truncate(&found)
-            ),
-            None => "The request has no Content-Type; send the body as JSON, with Content-Type: application/json.".into(),
-        }));
+    if !declared_json {
+        return Err(not_json(declared.as_deref()));
     }
     // A gzip body has been undone by the time it is read (its
     // Content-Encoding removed); any other encoding is left in place.
@@ -129,6 +128,17 @@ pub async fn read_json<T: DeserializeOwned>(
         &bytes
     };
     parse_json(text)
+}
+
+/// The 415 for a body declared as something other than JSON, or not at all.
+fn not_json(declared: Option<&str>) -> ApiError {
+    ApiError::UnsupportedMediaType(match declared {
+        Some(found) => format!(
+            "The request body is sent as {:?}; send it as JSON, with Content-Type: application/json.",
+            truncate(found)
+        ),
+        None => "The request has no Content-Type; send the body as JSON, with Content-Type: application/json.".into(),
+    })
 }
 
 /// Whether a Content-Type names JSON: `application/json`, in any case, with

@@ -101,10 +101,11 @@ async fn twenty_set_presences_in_one_batch_are_each_applied_and_answered() {
         assert_eq!(answer["status"], 200);
         assert_eq!(answer["body"]["id"], format!("batch-user-{n}"));
         assert_eq!(answer["body"]["availability"], "Busy");
+        // The inner request was served as the batch's host.
         assert!(
             answer["body"]["@odata.context"]
                 .as_str()
-                .is_some_and(|context| context.contains("/beta/")),
+                .is_some_and(|context| context.starts_with(&format!("{}/beta/", server.base))),
             "{answer}"
         );
         assert!(
@@ -261,6 +262,8 @@ async fn each_inner_request_is_authorized_and_throttled_as_if_sent_alone() {
         SECRET,
         "--throttle-app",
         "3/PT1H",
+        "--throttle-unauthenticated",
+        "1/PT1H",
     ])
     .await;
     let reader = token(&["Presence.Read.All"]);
@@ -268,9 +271,12 @@ async fn each_inner_request_is_authorized_and_throttled_as_if_sent_alone() {
         set_presence("write", "/users/auth-a/presence/setPresence", "Busy", "InACall"),
         {"id": "read", "method": "GET", "url": "/users/auth-a/presence"},
     ]});
-    // Without a token the batch is refused whole, and counts nothing.
+    // Without a token the batch is refused whole, and counted against the
+    // address's limit as any request without one.
     let reply = batch(&server, "/v1.0/$batch", body.clone(), None).await;
     reply.assert_error(401, "InvalidAuthenticationToken");
+    let reply = batch(&server, "/v1.0/$batch", body.clone(), None).await;
+    reply.assert_error(429, "TooManyRequests");
     let reply = batch(&server, "/v1.0/$batch", body, Some(&reader)).await;
     assert_eq!(reply.status, 200, "{}", reply.text);
     let write = response(&reply, "write");
@@ -316,6 +322,16 @@ async fn each_inner_request_is_authorized_and_throttled_as_if_sent_alone() {
             assert!(retry_after >= 1, "{answer}");
         }
     }
+    // A batch refused whole runs nothing to count, so it counts itself:
+    // beyond the limit, even a malformed batch is a 429.
+    let reply = batch(
+        &server,
+        "/v1.0/$batch",
+        json!({"requests": []}),
+        Some(&reader),
+    )
+    .await;
+    reply.assert_error(429, "TooManyRequests");
 }
 
 #[tokio::test]

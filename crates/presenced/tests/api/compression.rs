@@ -114,6 +114,36 @@ async fn gzip_request_bodies_are_read_and_other_encodings_refused_with_415() {
         let message = reply.assert_error(415, "UnsupportedMediaType");
         assert!(message.contains("gzip"), "{message}");
     }
+    // The encoding's name in any case, and its old alias.
+    for spelling in ["GZIP", "x-gzip"] {
+        let user = format!("gz-{spelling}");
+        let available =
+            json!({"sessionId": "app", "availability": "Available", "activity": "Available"});
+        set_encoded(
+            &server,
+            &user,
+            spelling,
+            gzip(available.to_string().as_bytes()),
+        )
+        .await
+        .assert_ok_empty();
+        assert_eq!(
+            server.shown(&user).await,
+            ("Available".into(), "Available".into())
+        );
+    }
+    // Broken gzip, not declared JSON: the type is judged first (415).
+    let reply = server
+        .send(
+            server
+                .client()
+                .post(server.url("/v1.0/users/gz-in/presence/setPresence"))
+                .header("content-type", "text/plain")
+                .header("content-encoding", "gzip")
+                .body(busy.clone()),
+        )
+        .await;
+    reply.assert_error(415, "UnsupportedMediaType");
     // Not gzip after all: a 400 that says so.
     let reply = set_encoded(&server, "gz-in", "gzip", busy.clone().into_bytes()).await;
     reply.assert_error(400, "BadRequest");

@@ -108,6 +108,21 @@ async fn a_listed_origin_is_answered_before_the_token_and_an_unlisted_one_is_not
         .await;
     assert_eq!(reply.status, 200, "{}", reply.text);
     assert_eq!(header(&reply, "access-control-allow-origin"), Some(LISTED));
+    // Every answer says it depends on the origin, one to a request without
+    // an Origin too, so that a cache never serves it to a page.
+    let plain = server
+        .send(
+            server
+                .client()
+                .get(server.url("/v1.0/users/someone/presence"))
+                .bearer_auth(&token),
+        )
+        .await;
+    assert!(
+        listed(&plain, "vary").contains(&"origin".to_string()),
+        "{:?}",
+        plain.headers
+    );
     let exposed = listed(&reply, "access-control-expose-headers");
     for name in ["retry-after", "request-id", "client-request-id", "location"] {
         assert!(exposed.contains(&name.to_string()), "{name}: {exposed:?}");
