@@ -36,9 +36,15 @@ class StaticToken {
 
 /** The Kiota-based client (@microsoft/msgraph-sdk): the request adapter's
  * base URL names presenced and the version. Returns the client and its
- * adapter (raw requests go through the adapter). */
-export function kiotaClient(origin, token) {
-  const adapter = new GraphRequestAdapter(new BaseBearerTokenAuthenticationProvider(new StaticToken(token)));
+ * adapter (raw requests go through the adapter). `httpClient`, when given,
+ * replaces Kiota's default one (its middleware chain). */
+export function kiotaClient(origin, token, httpClient) {
+  const adapter = new GraphRequestAdapter(
+    new BaseBearerTokenAuthenticationProvider(new StaticToken(token)),
+    undefined,
+    undefined,
+    httpClient,
+  );
   adapter.baseUrl = `${origin}/v1.0`;
   return { client: createGraphServiceClient(adapter), adapter };
 }
