@@ -484,7 +484,6 @@ fn inner_body(body: Option<&serde_json::Value>) -> Result<Vec<u8>, ApiError> {
 /// least one request (there is no cycle), so at most 20 rounds run.
 async fn run(inner: &Router, steps: Vec<Step>) -> Vec<BatchResponseJson> {
     let count = steps.len();
-    let mut statuses: Vec<Option<u16>> = vec![None; count];
     let mut answers: Vec<Option<BatchResponseJson>> = (0..count).map(|_| None).collect();
     let mut pending: Vec<Option<Step>> = steps.into_iter().map(Some).collect();
     while answers.iter().any(Option::is_none) {
@@ -496,7 +495,7 @@ async fn run(inner: &Router, steps: Vec<Step>) -> Vec<BatchResponseJson> {
             let needed: Option<Vec<u16>> = step
                 .depends_on
                 .iter()
-                .map(|&other| statuses[other])
+                .map(|&other| answers[other].as_ref().map(|answer| answer.status))
                 .collect();
             let Some(needed) = needed else {
                 continue;
@@ -507,9 +506,7 @@ async fn run(inner: &Router, steps: Vec<Step>) -> Vec<BatchResponseJson> {
                     "Request {:?} was not run: a request it depends on was answered {failed}.",
                     wire::truncate(&step.id)
                 ));
-                let answer = answer(step.id, refused.into_response()).await;
-                statuses[position] = Some(answer.status);
-                answers[position] = Some(answer);
+                answers[position] = Some(answer(step.id, refused.into_response()).await);
                 continue;
             }
             round.push((position, step));
@@ -528,7 +525,6 @@ async fn run(inner: &Router, steps: Vec<Step>) -> Vec<BatchResponseJson> {
             }
         });
         for (position, answer) in futures_util::future::join_all(sent).await {
-            statuses[position] = Some(answer.status);
             answers[position] = Some(answer);
         }
     }

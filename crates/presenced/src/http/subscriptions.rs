@@ -468,8 +468,7 @@ pub async fn list_subscriptions(
     axum::extract::RawQuery(query): axum::extract::RawQuery,
 ) -> Result<Response, ApiError> {
     let page = Page::parse(query.as_deref())?;
-    let mut all = state.notifier.list(&owner(&principal));
-    all.sort_by(|a, b| a.id.cmp(&b.id));
+    let all = state.notifier.list(&owner(&principal));
     let (listed, next_link) = page.of(&all, &root);
     let value = listed
         .iter()

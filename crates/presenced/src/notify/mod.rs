@@ -366,7 +366,8 @@ impl Notifier {
             .count()
     }
 
-    /// The caller's own subscriptions, oldest expiry first.
+    /// The caller's own subscriptions, in the order of their ids (the
+    /// order `GET /subscriptions` pages them in).
     pub fn list(&self, owner: &Owner) -> Vec<Arc<Subscription>> {
         let mut found: Vec<Arc<Subscription>> = self
             .registry()
@@ -375,7 +376,7 @@ impl Notifier {
             .filter(|active| active.subscription.owned_by(owner))
             .map(|active| active.subscription.clone())
             .collect();
-        found.sort_by(|a, b| a.expiration.cmp(&b.expiration).then(a.id.cmp(&b.id)));
+        found.sort_by(|a, b| a.id.cmp(&b.id));
         found
     }
 
