@@ -172,6 +172,15 @@ fn allowed_refusal(status: StatusCode, headers: &HeaderMap) -> Option<Duration> 
     Some(Duration::from_secs(seconds))
 }
 
+/// `N × kind` for each kind counted, in the map's order.
+fn counted<K: std::fmt::Display>(counts: &BTreeMap<K, u64>) -> String {
+    let kinds: Vec<String> = counts
+        .iter()
+        .map(|(kind, count)| format!("{count} × {kind}"))
+        .collect();
+    kinds.join(", ")
+}
+
 /// What was not a success, by kind.
 #[derive(Debug, Default)]
 struct Refusals {
@@ -216,26 +225,16 @@ impl Refusals {
         if self.allowed.is_empty() {
             return "none".into();
         }
-        let kinds: Vec<String> = self
-            .allowed
-            .iter()
-            .map(|(status, count)| format!("{count} × {status}"))
-            .collect();
-        kinds.join(", ")
+        counted(&self.allowed)
     }
 
     fn describe_errors(&self) -> String {
         if self.errors.is_empty() {
             return "none".into();
         }
-        let kinds: Vec<String> = self
-            .errors
-            .iter()
-            .map(|(kind, count)| format!("{count} × {kind}"))
-            .collect();
         format!(
             "{}; the first: {}",
-            kinds.join(", "),
+            counted(&self.errors),
             self.quoted.join(" | ")
         )
     }

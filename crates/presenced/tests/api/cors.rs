@@ -25,6 +25,21 @@ async fn preflight(server: &TestServer, origin: &str, method: &str, headers: &st
         .await
 }
 
+/// GET a presence as a page of `origin` would (or a client that sends no
+/// Origin), with `token` when given.
+async fn read_presence(server: &TestServer, origin: Option<&str>, token: Option<&str>) -> Reply {
+    let mut request = server
+        .client()
+        .get(server.url("/v1.0/users/someone/presence"));
+    if let Some(origin) = origin {
+        request = request.header("origin", origin);
+    }
+    if let Some(token) = token {
+        request = request.bearer_auth(token);
+    }
+    server.send(request).await
+}
+
 fn header<'a>(reply: &'a Reply, name: &str) -> Option<&'a str> {
     reply
         .headers
@@ -97,27 +112,12 @@ async fn a_listed_origin_is_answered_before_the_token_and_an_unlisted_one_is_not
         None,
         &["Presence.Read.All"],
     );
-    let reply = server
-        .send(
-            server
-                .client()
-                .get(server.url("/v1.0/users/someone/presence"))
-                .header("origin", LISTED)
-                .bearer_auth(&token),
-        )
-        .await;
+    let reply = read_presence(&server, Some(LISTED), Some(&token)).await;
     assert_eq!(reply.status, 200, "{}", reply.text);
     assert_eq!(header(&reply, "access-control-allow-origin"), Some(LISTED));
     // Every answer says it depends on the origin, one to a request without
     // an Origin too, so that a cache never serves it to a page.
-    let plain = server
-        .send(
-            server
-                .client()
-                .get(server.url("/v1.0/users/someone/presence"))
-                .bearer_auth(&token),
-        )
-        .await;
+    let plain = read_presence(&server, None, Some(&token)).await;
     assert!(
         listed(&plain, "vary").contains(&"origin".to_string()),
         "{:?}",
@@ -127,14 +127,7 @@ async fn a_listed_origin_is_answered_before_the_token_and_an_unlisted_one_is_not
     for name in ["retry-after", "request-id", "client-request-id", "location"] {
         assert!(exposed.contains(&name.to_string()), "{name}: {exposed:?}");
     }
-    let refused = server
-        .send(
-            server
-                .client()
-                .get(server.url("/v1.0/users/someone/presence"))
-                .header("origin", LISTED),
-        )
-        .await;
+    let refused = read_presence(&server, Some(LISTED), None).await;
     refused.assert_error(401, "InvalidAuthenticationToken");
     assert_eq!(
         header(&refused, "access-control-allow-origin"),
@@ -145,15 +138,7 @@ async fn a_listed_origin_is_answered_before_the_token_and_an_unlisted_one_is_not
     let unlisted = "http://elsewhere.example.test";
     let reply = preflight(&server, unlisted, "POST", "authorization,content-type").await;
     assert_eq!(header(&reply, "access-control-allow-origin"), None);
-    let reply = server
-        .send(
-            server
-                .client()
-                .get(server.url("/v1.0/users/someone/presence"))
-                .header("origin", unlisted)
-                .bearer_auth(&token),
-        )
-        .await;
+    let reply = read_presence(&server, Some(unlisted), Some(&token)).await;
     assert_eq!(reply.status, 200);
     assert_eq!(header(&reply, "access-control-allow-origin"), None);
 }
@@ -171,14 +156,7 @@ async fn without_the_flag_no_answer_has_cors_headers() {
         "{:?}",
         reply.headers
     );
-    let reply = server
-        .send(
-            server
-                .client()
-                .get(server.url("/v1.0/users/someone/presence"))
-                .header("origin", LISTED),
-        )
-        .await;
+    let reply = read_presence(&server, Some(LISTED), None).await;
     assert_eq!(reply.status, 200);
     assert_eq!(header(&reply, "access-control-allow-origin"), None);
 }

@@ -120,18 +120,22 @@ pub fn dev_token(user: &str) -> String {
     )
 }
 
+/// `presenced serve` on a free loopback port with the memory store and the
+/// manual clock: what most tests start.
+pub const SERVE_MEMORY_MANUAL: [&str; 7] = [
+    "serve",
+    "--listen",
+    "127.0.0.1:0",
+    "--store",
+    "memory",
+    "--clock",
+    "manual",
+];
+
 impl TestServer {
     /// Starts presenced with the manual clock and the memory store, plus `args`.
     pub async fn start(args: &[&str]) -> TestServer {
-        let mut all = vec![
-            "serve",
-            "--listen",
-            "127.0.0.1:0",
-            "--store",
-            "memory",
-            "--clock",
-            "manual",
-        ];
+        let mut all = SERVE_MEMORY_MANUAL.to_vec();
         all.extend_from_slice(args);
         TestServer::start_with(&all).await
     }

@@ -295,26 +295,17 @@ async fn h2c_with_prior_knowledge_serves_presence_and_http1_goes_on_on_the_same_
 
 #[tokio::test]
 async fn https_offers_http2_by_alpn_and_http1_to_clients_that_ask_for_it() {
-    let certified =
-        rcgen::generate_simple_self_signed(vec!["localhost".into(), "127.0.0.1".into()])
-            .expect("a certificate");
-    let directory = tempfile::tempdir().expect("a directory");
-    let cert = directory.path().join("cert.pem");
-    let key = directory.path().join("key.pem");
-    std::fs::write(&cert, certified.cert.pem()).expect("written");
-    std::fs::write(&key, certified.signing_key.serialize_pem()).expect("written");
-    let server = TestServer::start(&[
-        "--tls-cert",
-        cert.to_str().expect("UTF-8"),
-        "--tls-key",
-        key.to_str().expect("UTF-8"),
-    ])
-    .await;
+    let pki = crate::certs::TestPki::new();
+    let (cert, key) = (
+        crate::certs::text(&pki.cert()),
+        crate::certs::text(&pki.key()),
+    );
+    let server = TestServer::start(&["--tls-cert", &cert, "--tls-key", &key]).await;
     assert!(server.base.starts_with("https://"), "{}", server.base);
+    let authority = std::fs::read(pki.ca()).expect("the authority's certificate");
     let trusting = || {
-        reqwest::Client::builder().add_root_certificate(
-            reqwest::Certificate::from_pem(certified.cert.pem().as_bytes()).expect("PEM"),
-        )
+        reqwest::Client::builder()
+            .add_root_certificate(reqwest::Certificate::from_pem(&authority).expect("PEM"))
     };
     let h2 = trusting().build().expect("a client");
     over_h2(

@@ -12,7 +12,7 @@ use serde_json::json;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
-use crate::helpers::{GUARD, TestServer, counter, refusals};
+use crate::helpers::{GUARD, SERVE_MEMORY_MANUAL, TestServer, counter, refusals};
 
 /// One HTTP/1.1 connection written and read by hand, to hold it idle, send
 /// half a request, or see it closed.
@@ -223,40 +223,52 @@ async fn at_the_connection_limit_with_every_connection_busy_a_new_client_is_refu
     // Once the second stream's client has gone, a new client is let in,
     // and the first stream was never disturbed.
     drop(second);
-    let reply = loop {
-        let mut writer = Raw::connect(&server).await;
-        writer
-            .send(&post(
-                "/v1.0/users/alice/presence/setPresence",
-                &json!({"sessionId": "app", "availability": "Busy", "activity": "InACall"}),
-            ))
-            .await;
-        // Refused while the server has not yet seen the second client go.
-        if let Some(reply) = writer.reply().await {
-            break reply;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    };
+    // Refused while the server has not yet seen the second client go.
+    let reply = set_busy_once_let_in(&server).await;
     assert_eq!(reply.status, 200, "{reply:?}");
     assert!(
         first.until("\"availability\":\"Busy\"").await,
         "the first stream goes on"
     );
     drop(first);
-    let metrics = loop {
-        if let Ok(reply) = server
-            .try_send(server.client().get(server.url("/metrics")))
-            .await
-        {
-            break reply.text;
-        }
-    };
+    let metrics = metrics_once_let_in(&server).await;
     assert!(
         counter(
             &metrics,
             "presenced_refusals_total{kind=\"connection_refused\"}"
         ) >= 1.0
     );
+}
+
+/// Sets alice Busy on a connection of its own, connecting again until the
+/// server, full until a client of its leaves, lets one in; its answer.
+async fn set_busy_once_let_in(server: &TestServer) -> RawReply {
+    loop {
+        let mut writer = Raw::connect(server).await;
+        writer
+            .send(&post(
+                "/v1.0/users/alice/presence/setPresence",
+                &json!({"sessionId": "app", "availability": "Busy", "activity": "InACall"}),
+            ))
+            .await;
+        if let Some(reply) = writer.reply().await {
+            return reply;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// `/metrics`, asked again until the server lets the client in.
+async fn metrics_once_let_in(server: &TestServer) -> String {
+    loop {
+        if let Ok(reply) = server
+            .try_send(server.client().get(server.url("/metrics")))
+            .await
+        {
+            return reply.text;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
 }
 
 /// A POST of `body` as JSON, by hand.
@@ -499,19 +511,7 @@ const DESCRIPTORS: usize = 64;
 
 async fn start_with_few_descriptors() -> TestServer {
     let limit = format!("--nofile={DESCRIPTORS}:{DESCRIPTORS}");
-    TestServer::start_through(
-        &["prlimit", &limit],
-        &[
-            "serve",
-            "--listen",
-            "127.0.0.1:0",
-            "--store",
-            "memory",
-            "--clock",
-            "manual",
-        ],
-    )
-    .await
+    TestServer::start_through(&["prlimit", &limit], &SERVE_MEMORY_MANUAL).await
 }
 
 #[tokio::test]
@@ -576,19 +576,7 @@ async fn out_of_file_descriptors_with_every_connection_busy_new_clients_wait_unt
     }
     // The streams still open carry a change made now.
     drop(open.remove(0));
-    let reply = loop {
-        let mut writer = Raw::connect(&server).await;
-        writer
-            .send(&post(
-                "/v1.0/users/alice/presence/setPresence",
-                &json!({"sessionId": "app", "availability": "Busy", "activity": "InACall"}),
-            ))
-            .await;
-        if let Some(reply) = writer.reply().await {
-            break reply;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    };
+    let reply = set_busy_once_let_in(&server).await;
     assert_eq!(reply.status, 200, "{reply:?}");
     for stream in &mut open {
         assert!(
@@ -597,15 +585,7 @@ async fn out_of_file_descriptors_with_every_connection_busy_new_clients_wait_unt
         );
     }
     drop(open);
-    let metrics = loop {
-        if let Ok(reply) = server
-            .try_send(server.client().get(server.url("/metrics")))
-            .await
-        {
-            break reply.text;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    };
+    let metrics = metrics_once_let_in(&server).await;
     assert!(
         counter(
             &metrics,

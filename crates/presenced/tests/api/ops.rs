@@ -7,7 +7,7 @@ use std::time::Duration;
 use serde_json::Value;
 
 use crate::endpoints::{VERSIONS, graph_path_templates};
-use crate::helpers::{TestServer, gauge, run_binary};
+use crate::helpers::{SERVE_MEMORY_MANUAL, TestServer, gauge, run_binary};
 
 fn pair(availability: &str, activity: &str) -> (String, String) {
     (availability.to_owned(), activity.to_owned())
@@ -233,19 +233,9 @@ async fn a_config_file_sets_the_idle_timeout() {
 
 #[tokio::test]
 async fn the_presenced_idle_timeout_variable_sets_the_idle_timeout() {
-    let server = TestServer::start_with_env(
-        &[
-            "serve",
-            "--listen",
-            "127.0.0.1:0",
-            "--store",
-            "memory",
-            "--clock",
-            "manual",
-        ],
-        &[("PRESENCED_IDLE_TIMEOUT", "PT10S")],
-    )
-    .await;
+    let server =
+        TestServer::start_with_env(&SERVE_MEMORY_MANUAL, &[("PRESENCED_IDLE_TIMEOUT", "PT10S")])
+            .await;
     server
         .set_presence("u1", "app", "Available", "Available", Some("PT1H"))
         .await
@@ -262,17 +252,7 @@ async fn a_flag_beats_its_variable_which_beats_the_config_file() {
     let mut file = tempfile::NamedTempFile::new().expect("a temporary file");
     writeln!(file, "idle_timeout = \"PT10S\"").expect("writable");
     let path = file.path().to_str().expect("a UTF-8 path").to_owned();
-    let base = [
-        "serve",
-        "--listen",
-        "127.0.0.1:0",
-        "--store",
-        "memory",
-        "--clock",
-        "manual",
-    ];
-
-    let mut args = base.to_vec();
+    let mut args = SERVE_MEMORY_MANUAL.to_vec();
     args.extend(["--config", path.as_str()]);
     let variable_over_file =
         TestServer::start_with_env(&args, &[("PRESENCED_IDLE_TIMEOUT", "PT20S")]).await;
