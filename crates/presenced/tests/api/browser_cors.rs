@@ -5,9 +5,8 @@
 //! browser.
 
 use crate::browser::{self, Page, Site, SiteFile};
-use crate::certs::{TestPki, text};
-use crate::helpers::TestServer;
-use crate::sdk::{SECRET, app_token};
+use crate::certs::TestPki;
+use crate::sdk::{self, SECRET, app_token};
 
 const USER: &str = "fa8bf3dc-eca7-46b7-bad1-db199b62afc3";
 
@@ -30,20 +29,7 @@ async fn a_page_from_a_listed_origin_reads_a_presence_and_one_from_another_origi
     // Both sites' origins are known before presenced starts.
     let (listed, unlisted) = (browser::reserve_port(), browser::reserve_port());
     let listed_origin = format!("http://{}", listed.local_addr().expect("bound"));
-    let (cert, key) = (text(&pki.cert()), text(&pki.key()));
-    let server = TestServer::start(&[
-        "--auth",
-        "hs256",
-        "--jwt-secret",
-        SECRET,
-        "--tls-cert",
-        &cert,
-        "--tls-key",
-        &key,
-        "--cors-origin",
-        &listed_origin,
-    ])
-    .await;
+    let server = sdk::start_https(&pki, &["--cors-origin", &listed_origin]).await;
     let token = app_token(SECRET);
     server
         .send(

@@ -65,3 +65,31 @@ pub fn assert_checks(stdout: &str, expected: usize) {
         "{passed} checks passed, {expected} expected:\n{stdout}"
     );
 }
+
+/// presenced over HTTPS with the certificate of `pki`, checking tokens
+/// signed with [`SECRET`], with `extra` arguments: how the JavaScript SDK
+/// and browser tests serve it (the legacy client sends its token only over
+/// https).
+pub async fn start_https(
+    pki: &crate::certs::TestPki,
+    extra: &[&str],
+) -> crate::helpers::TestServer {
+    let (cert, key) = (
+        crate::certs::text(&pki.cert()),
+        crate::certs::text(&pki.key()),
+    );
+    let mut args = vec![
+        "--auth",
+        "hs256",
+        "--jwt-secret",
+        SECRET,
+        "--tls-cert",
+        &cert,
+        "--tls-key",
+        &key,
+    ];
+    args.extend_from_slice(extra);
+    let server = crate::helpers::TestServer::start(&args).await;
+    assert!(server.base.starts_with("https://"), "{}", server.base);
+    server
+}

@@ -30,31 +30,18 @@ struct Run {
 impl Run {
     async fn start(with_throttled: bool) -> Run {
         let pki = TestPki::new();
-        let (cert, key, ca) = (text(&pki.cert()), text(&pki.key()), text(&pki.ca()));
-        let common = [
-            "--auth",
-            "hs256",
-            "--jwt-secret",
-            SECRET,
-            "--tls-cert",
-            &cert,
-            "--tls-key",
-            &key,
-        ];
-        let mut args = common.to_vec();
+        let ca = text(&pki.ca());
         // The scripts' receiver listens on loopback, with a certificate of
         // the test CA.
-        args.extend(["--allow-private-webhooks", "--webhook-ca-file", &ca]);
-        let server = TestServer::start(&args).await;
+        let server = sdk::start_https(
+            &pki,
+            &["--allow-private-webhooks", "--webhook-ca-file", &ca],
+        )
+        .await;
         let throttled = match with_throttled {
             false => None,
-            true => {
-                let mut args = common.to_vec();
-                args.extend(["--throttle-app", "2/PT1H"]);
-                Some(TestServer::start(&args).await)
-            }
+            true => Some(sdk::start_https(&pki, &["--throttle-app", "2/PT1H"]).await),
         };
-        assert!(server.base.starts_with("https://"), "{}", server.base);
         Run {
             pki,
             server,
