@@ -144,7 +144,7 @@ pub async fn batch(
     };
     let (parts, body) = request.into_parts();
     let limit = batches.limits.max_body_bytes.max(MAX_BATCH_BYTES);
-    let body: BatchBody = match wire::read_json(
+    let planned = wire::read_json::<BatchBody>(
         &parts.headers,
         body,
         &batches.limits,
@@ -152,14 +152,8 @@ pub async fn batch(
         "send at most 20 requests, each with a small body",
     )
     .await
-    {
-        Ok(body) => body,
-        Err(refused) => {
-            caller.charge().await?;
-            return Err(refused);
-        }
-    };
-    let steps = match plan(body, version, &parts.uri, &parts.headers, &parts.extensions) {
+    .and_then(|body| plan(body, version, &parts.uri, &parts.headers, &parts.extensions));
+    let steps = match planned {
         Ok(steps) => steps,
         // A batch refused whole runs no inner request to count, so it is
         // counted itself: a caller cannot have batches parsed without end.
@@ -569,7 +563,7 @@ async fn answer(id: String, response: Response) -> BatchResponseJson {
             .headers
             .get(header::CONTENT_TYPE)
             .and_then(|value| value.to_str().ok())
-            .is_some_and(|value| value.starts_with("application/json"));
+            .is_some_and(wire::is_json_media_type);
         if json {
             serde_json::from_slice::<Box<RawValue>>(&bytes).ok()
         } else {

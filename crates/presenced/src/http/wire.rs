@@ -143,7 +143,7 @@ fn not_json(declared: Option<&str>) -> ApiError {
 
 /// Whether a Content-Type names JSON: `application/json`, in any case, with
 /// any parameters (`charset=utf-8`, `odata.metadata=minimal`).
-fn is_json_media_type(value: &str) -> bool {
+pub fn is_json_media_type(value: &str) -> bool {
     value
         .split(';')
         .next()
