@@ -159,6 +159,13 @@ impl Principal {
         }
     }
 
+    /// Whether this principal may read every user of its tenant at once
+    /// (the tenant's stream, its list of users).
+    pub fn reads_tenant(&self) -> bool {
+        self.grants
+            .has_any(&[Grants::PRESENCE_READ_ALL, Grants::PRESENCE_READ_WRITE_ALL])
+    }
+
     /// Whether this principal may do `access` to `target`; the error says
     /// which permission is missing.
     pub fn authorize(&self, access: Access, target: &UserId) -> Result<(), AuthError> {

@@ -3,11 +3,11 @@
 //! the manual clock.
 
 use axum::Json;
-use axum::extract::{RawPathParams, State};
+use axum::extract::{RawPathParams, RawQuery, State};
 use axum::http::{Extensions, StatusCode};
 use axum::response::Response;
 use presence_core::{
-    Command, Duration, OutOfOffice, SessionKind, UserKey, next_change, presence_at,
+    Command, Duration, OutOfOffice, SessionKind, UserId, UserKey, next_change, presence_at,
 };
 use serde::Serialize;
 use utoipa::ToSchema;
@@ -15,8 +15,11 @@ use utoipa::ToSchema;
 use crate::auth::{Access, Principal};
 use crate::http::error::ApiError;
 use crate::http::ops::local_only_with_tokens;
-use crate::http::presence::target_user;
-use crate::http::wire::{ClockAdvanceBody, JsonBody, OutOfOfficeBody, json_answer, required};
+use crate::http::paging::{Listed, Page};
+use crate::http::presence::{PresenceCollection, ServiceRoot, target_user};
+use crate::http::wire::{
+    ClockAdvanceBody, JsonBody, OutOfOfficeBody, PRESENCE_JSON_BYTES, json_answer, required,
+};
 use crate::state::AppState;
 use crate::wire::presence::DecisionJson;
 use crate::wire::schema;
@@ -196,6 +199,55 @@ pub async fn get_sessions(
         now: format_instant(now),
     };
     Ok(json_answer(&answer, 1024))
+}
+
+/// How `GET /_presenced/users` pages: a thousand presences a page unless
+/// `$top` asks for fewer.
+const USERS: Listed = Listed {
+    what: "users",
+    default_page: 1000,
+    max_page: 1000,
+};
+
+/// `GET /_presenced/users`: the presence of every user the caller's tenant
+/// holds facts for (Offline ones included), a page at a time in the order
+/// of their ids, with `@odata.nextLink` while more follow. It spans the
+/// tenant, so it needs `Presence.Read.All`, as the tenant's stream does.
+/// The board reads it once the stream is open, and keeps for each user
+/// whichever of the two carries the higher `sequenceNumber`.
+pub async fn list_users(
+    State(state): State<AppState>,
+    principal: Principal,
+    root: ServiceRoot,
+    RawQuery(query): RawQuery,
+) -> Result<Response, ApiError> {
+    let page = Page::parse(query.as_deref(), USERS)?;
+    if !principal.reads_tenant() {
+        return Err(ApiError::Forbidden(
+            "Listing a tenant's users needs Presence.Read.All or Presence.ReadWrite.All; read named users with getPresencesByUserId instead.".into(),
+        ));
+    }
+    let all = state.service.users_of(&principal.tenant).await?;
+    let (listed, next_link) = page.of(
+        &all,
+        |(text, _)| text.as_str(),
+        &format!("{}/_presenced/users", root.origin()),
+    );
+    let users: Vec<UserId> = listed.iter().map(|(_, user)| user.clone()).collect();
+    let value = state
+        .service
+        .read(&principal.tenant, &users, &principal.viewer(), |_| None)
+        .await?;
+    let capacity = 200 + value.len() * PRESENCE_JSON_BYTES;
+    let collection = PresenceCollection {
+        odata_context: format!(
+            "{}/v1.0/$metadata#Collection(microsoft.graph.presence)",
+            root.origin()
+        ),
+        value,
+        next_link,
+    };
+    Ok(json_answer(&collection, capacity))
 }
 
 /// `PUT /_presenced/users/{id}/outOfOffice`.

@@ -13,12 +13,14 @@
 pub mod actions;
 pub mod authenticate;
 pub mod batch;
+pub mod board;
 pub mod error;
 pub mod extensions;
 pub mod frame;
 pub mod legacy;
 pub mod openapi;
 pub mod ops;
+pub mod paging;
 pub mod presence;
 pub mod served;
 pub mod strict;
@@ -260,11 +262,14 @@ fn routes() -> Api {
             ),
         );
     }
-    api.route(Get, "/_presenced/users/{id}/sessions", get(extensions::get_sessions), doc("The sessions behind a presence: each one's set state, current stage, next fade and expiry, and the rule that decided the aggregate.", None, Answer::Json("SessionsJson")))
+    api.route(Get, "/_presenced/users", get(extensions::list_users), doc("The presence of every user the caller's tenant holds facts for (Offline ones included), a page at a time in the order of their ids; @odata.nextLink leads to the next page. Needs Presence.Read.All.", None, Answer::Json("PresenceCollection")).queries(&[("$top", "Users per page, 1 to 1000 [default: 1000]."), ("$skiptoken", "Where the page starts: as @odata.nextLink gives it.")]))
+        .route(Get, "/_presenced/users/{id}/sessions", get(extensions::get_sessions), doc("The sessions behind a presence: each one's set state, current stage, next fade and expiry, and the rule that decided the aggregate.", None, Answer::Json("SessionsJson")))
         .route(Put, "/_presenced/users/{id}/outOfOffice", put(extensions::put_out_of_office), doc("Set outOfOfficeSettings, which Graph derives from a mailbox.", Some("OutOfOfficeBody"), Answer::Empty))
         .route(Get, "/_presenced/stream", get(subscriptions::stream), doc("Server-Sent Events: a `presence` event for every visible change of the users in ?ids=a,b (or of the whole tenant, with Presence.Read.All); Last-Event-ID resumes.", None, Answer::EventStream).queries(&[("ids", "Comma-separated user ids (at most 650); without it, the whole tenant.")]))
         .route(Get, "/_presenced/clock", get(extensions::get_clock), doc("The manual clock's now (only with --clock manual; with tokens, only from the server's own machine).", None, Answer::Json("ClockJson")).also(&[404]))
         .route(Post, "/_presenced/clock/advance", post(extensions::advance_clock), doc("Advance the manual clock, firing every fade and expiry that falls due, each at its instant.", Some("ClockAdvanceBody"), Answer::Json("ClockJson")).also(&[404]))
+        .route(Get, "/_presenced/board", get(board::page), doc("The board: a live presence page for people. The page and its files load without a token; the data it shows is read through the API with one.", None, Answer::Board).open())
+        .route(Get, "/_presenced/board/{asset}", get(board::asset), doc("One of the files the board loads.", None, Answer::BoardAsset).open().also(&[404]))
         .route(Get, "/healthz", get(ops::healthz), doc("Liveness: the process answers.", None, Answer::Json("HealthJson")).open())
         .route(Get, "/readyz", get(ops::readyz), doc("Readiness: the store answers.", None, Answer::Json("HealthJson")).open())
         .route(Get, "/metrics", get(ops::metrics), doc("Prometheus metrics (with tokens, only to clients on the server's own machine).", None, Answer::Metrics).open().also(&[403]))

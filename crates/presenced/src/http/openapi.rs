@@ -45,6 +45,10 @@ pub enum Answer {
     EventStream,
     /// `200` with this document.
     Document,
+    /// `200` with the board's page (HTML).
+    Board,
+    /// `200` with one of the board's files (a script, a style sheet, an icon).
+    BoardAsset,
 }
 
 /// How the OpenAPI document describes one route.
@@ -213,6 +217,20 @@ fn success(answer: Answer) -> (&'static str, utoipa::openapi::Response) {
                 .content("text/event-stream", string_content())
                 .build(),
         ),
+        Answer::Board => (
+            "200",
+            response("The board's page.")
+                .content("text/html", string_content())
+                .build(),
+        ),
+        Answer::BoardAsset => (
+            "200",
+            response("The file.")
+                .content("text/javascript", string_content())
+                .content("text/css", string_content())
+                .content("image/svg+xml", string_content())
+                .build(),
+        ),
         Answer::Document => (
             "200",
             response("This document.")
@@ -233,7 +251,16 @@ fn path_parameter(path: &str, name: &str) -> utoipa::openapi::path::Parameter {
         .name(name)
         .parameter_in(ParameterIn::Path)
         .required(Required::True);
-    if path.contains("/subscriptions/") {
+    if name == "asset" {
+        builder
+            .description(Some("The file's name."))
+            .schema(Some(
+                ObjectBuilder::new()
+                    .schema_type(Type::String)
+                    .enum_values(Some(crate::http::board::asset_names())),
+            ))
+            .build()
+    } else if path.contains("/subscriptions/") {
         builder
             .description(Some("The subscription's id."))
             .schema(Some(

@@ -30,7 +30,16 @@ pub fn target_user(principal: &Principal, params: &RawPathParams) -> Result<User
 #[derive(Debug)]
 pub struct ServiceRoot {
     pub root: String,
+    /// How much of `root` is its origin (`https://host`).
+    origin_len: usize,
     pub communications: bool,
+}
+
+impl ServiceRoot {
+    /// `https://host`: the root without its version.
+    pub fn origin(&self) -> &str {
+        &self.root[..self.origin_len]
+    }
 }
 
 impl FromRequestParts<AppState> for ServiceRoot {
@@ -59,9 +68,11 @@ impl FromRequestParts<AppState> for ServiceRoot {
         root.push_str(state.scheme);
         root.push_str("://");
         root.push_str(host);
+        let origin_len = root.len();
         root.push_str(version);
         Ok(ServiceRoot {
             root,
+            origin_len,
             communications: path.contains("/communications/"),
         })
     }
@@ -94,8 +105,11 @@ pub async fn get_presence(
 #[derive(Debug, serde::Serialize, utoipa::ToSchema)]
 pub struct PresenceCollection {
     #[serde(rename = "@odata.context")]
-    odata_context: String,
-    value: Vec<PresenceJson>,
+    pub odata_context: String,
+    pub value: Vec<PresenceJson>,
+    /// The next page of a paged list (`GET /_presenced/users`).
+    #[serde(rename = "@odata.nextLink", skip_serializing_if = "Option::is_none")]
+    pub next_link: Option<String>,
 }
 
 pub async fn get_presences_by_user_id(
@@ -133,6 +147,7 @@ pub async fn get_presences_by_user_id(
             root.root
         ),
         value,
+        next_link: None,
     };
     Ok(json_answer(&collection, capacity))
 }

@@ -17,8 +17,9 @@ use presence_core::{Instant, UserId};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
-use crate::auth::{Access, Caller, Grants, Principal};
+use crate::auth::{Access, Caller, Principal};
 use crate::http::error::ApiError;
+use crate::http::paging::{Listed, Page};
 use crate::http::presence::ServiceRoot;
 use crate::http::wire::{self, JsonBody, json_answer};
 use crate::notify::crypto::EncryptionCertificate;
@@ -146,93 +147,12 @@ pub struct SubscriptionCollection {
     next_link: Option<String>,
 }
 
-/// Subscriptions in one page of `GET /subscriptions` when `$top` is not given.
-pub const DEFAULT_PAGE: usize = 100;
-
-/// The largest page `$top` may ask for.
-pub const MAX_PAGE: usize = 1000;
-
-/// One page of a subscription list: how many, and after which id.
-#[derive(Debug, PartialEq, Eq)]
-struct Page {
-    /// `$top` as given, which the next link repeats.
-    top: Option<usize>,
-    /// The id the previous page ended with (`$skiptoken`, base64url of it).
-    after: Option<String>,
-}
-
-impl Page {
-    fn parse(query: Option<&str>) -> Result<Page, ApiError> {
-        use base64::Engine;
-        let mut page = Page {
-            top: None,
-            after: None,
-        };
-        for (name, value) in url::form_urlencoded::parse(query.unwrap_or_default().as_bytes()) {
-            match name.as_ref() {
-                "$top" | "top" => {
-                    let top = value
-                        .parse::<usize>()
-                        .ok()
-                        .filter(|top| (1..=MAX_PAGE).contains(top))
-                        .ok_or_else(|| {
-                            ApiError::BadRequest(format!(
-                                "$top is {:?}; give a number of subscriptions from 1 to {MAX_PAGE}.",
-                                wire::truncate(&value)
-                            ))
-                        })?;
-                    page.top = Some(top);
-                }
-                "$skiptoken" | "skiptoken" => {
-                    let after = base64::engine::general_purpose::URL_SAFE_NO_PAD
-                        .decode(value.as_bytes())
-                        .ok()
-                        .and_then(|bytes| String::from_utf8(bytes).ok())
-                        .ok_or_else(|| {
-                            ApiError::BadRequest(
-                                "$skiptoken is not one presenced gave; follow @odata.nextLink as it is.".into(),
-                            )
-                        })?;
-                    page.after = Some(after);
-                }
-                _ => {}
-            }
-        }
-        Ok(page)
-    }
-
-    /// The page of `all` (in the order of their ids) this asks for, and the
-    /// link to the next one when more follow.
-    fn of<'a>(
-        &self,
-        all: &'a [Arc<Subscription>],
-        root: &ServiceRoot,
-    ) -> (&'a [Arc<Subscription>], Option<String>) {
-        use base64::Engine;
-        let size = self.top.unwrap_or(DEFAULT_PAGE);
-        let start = match &self.after {
-            Some(after) => all.partition_point(|subscription| subscription.id <= *after),
-            None => 0,
-        };
-        let end = all.len().min(start + size);
-        let page = &all[start..end];
-        let next = match page.last() {
-            Some(last) if end < all.len() => {
-                let token = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(&last.id);
-                let top = self
-                    .top
-                    .map(|top| format!("$top={top}&"))
-                    .unwrap_or_default();
-                Some(format!(
-                    "{}/subscriptions?{top}$skiptoken={token}",
-                    root.root
-                ))
-            }
-            _ => None,
-        };
-        (page, next)
-    }
-}
+/// How `GET /subscriptions` pages: 100 a page unless `$top` says otherwise.
+const SUBSCRIPTIONS: Listed = Listed {
+    what: "subscriptions",
+    default_page: 100,
+    max_page: 1000,
+};
 
 fn invalid(message: String) -> ApiError {
     ApiError::Refused("InvalidRequest", message)
@@ -467,9 +387,13 @@ pub async fn list_subscriptions(
     root: ServiceRoot,
     axum::extract::RawQuery(query): axum::extract::RawQuery,
 ) -> Result<Response, ApiError> {
-    let page = Page::parse(query.as_deref())?;
+    let page = Page::parse(query.as_deref(), SUBSCRIPTIONS)?;
     let all = state.notifier.list(&owner(&principal));
-    let (listed, next_link) = page.of(&all, &root);
+    let (listed, next_link) = page.of(
+        &all,
+        |subscription| subscription.id.as_str(),
+        &format!("{}/subscriptions", root.root),
+    );
     let value = listed
         .iter()
         .map(|subscription| {
@@ -649,10 +573,7 @@ pub async fn stream(
             }
         }
         None => {
-            if !principal
-                .grants
-                .has_any(&[Grants::PRESENCE_READ_ALL, Grants::PRESENCE_READ_WRITE_ALL])
-            {
+            if !principal.reads_tenant() {
                 return Err(ApiError::Forbidden(
                     "Streaming a whole tenant needs Presence.Read.All or Presence.ReadWrite.All; name the users with ids=a,b to stream only those.".into(),
                 ));

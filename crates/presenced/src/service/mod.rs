@@ -197,6 +197,22 @@ impl PresenceService {
         Ok(found)
     }
 
+    /// Every user `tenant` holds facts for (Offline ones included), in the
+    /// order of their ids, each with its id's text.
+    pub async fn users_of(
+        &self,
+        tenant: &presence_core::TenantId,
+    ) -> Result<Vec<(String, UserId)>, ServiceError> {
+        let mut found = Vec::new();
+        self.store()?
+            .scan_tenant(tenant, &mut |user, _| {
+                found.push((user.as_str().to_string(), user.clone()));
+            })
+            .await?;
+        found.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+        Ok(found)
+    }
+
     /// A copy of one user's facts and the instant they were read at (for the
     /// sessions view, which shows what GET hides).
     pub async fn facts(&self, key: &UserKey) -> Result<(UserFacts, Instant), ServiceError> {
