@@ -490,8 +490,15 @@ mod tests {
                 assert!(!responses.contains_key("default"), "{method} {path}");
                 assert!(responses.contains_key("503"), "{method} {path}");
                 let secured = operation.get("security").is_some();
-                let open =
-                    ["/healthz", "/readyz", "/metrics", "/openapi.json"].contains(&path.as_str());
+                let open = [
+                    "/healthz",
+                    "/readyz",
+                    "/metrics",
+                    "/openapi.json",
+                    "/_presenced/board",
+                    "/_presenced/board/{asset}",
+                ]
+                .contains(&path.as_str());
                 assert_eq!(secured, !open, "{method} {path}");
                 if secured {
                     assert!(responses.contains_key("401"), "{method} {path}");
