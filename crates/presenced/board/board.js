@@ -133,36 +133,33 @@ function count() {
 }
 
 /** Draws one card: shape, availability and activity in words, the id, the
- * status message and the marks. All text is set as text. */
+ * status message and the marks. All text is set as text. The card's name
+ * for screen readers is its text, with unseen commas between the parts. */
 function renderCard(button, id, presence) {
   const availability = presence.availability;
   button.className = `card group-${groupOf(availability)}`;
   button.dataset.availability = availability;
+  const pause = () => element("span", ", ", "visually-hidden");
   const head = element("span", undefined, "card-head");
   head.append(
     symbol(shapeOf(availability), `shape avail-${availability}`),
     element("span", words(availability), "availability"),
     element("span", words(presence.activity), "activity"),
   );
-  const parts = [head, element("span", id, "user")];
+  const parts = [head, pause(), element("span", id, "user")];
   const message = statusText(presence);
+  if (message) parts.push(pause());
   parts.push(element("span", message, message ? "status" : "status empty"));
   const marks = element("span", undefined, "marks");
-  const away = isOutOfOffice(presence);
-  if (away) {
+  if (isOutOfOffice(presence)) {
     const ooo = element("span", undefined, "ooo");
     ooo.append(symbol("shape-ooo", "shape"), "Out of office");
-    marks.append(ooo);
+    marks.append(pause(), ooo);
   }
   const location = locationWords(presence);
-  if (location) marks.append(element("span", location, "location"));
+  if (location) marks.append(pause(), element("span", location, "location"));
   parts.push(marks);
   button.replaceChildren(...parts);
-  const label = [`${id}: ${words(availability)}, ${words(presence.activity)}`];
-  if (message) label.push(`status message: ${message}`);
-  if (away) label.push("out of office");
-  if (location) label.push(location);
-  button.setAttribute("aria-label", label.join("; "));
 }
 
 const grid = new VirtualGrid($("grid"), {
@@ -206,17 +203,22 @@ async function load() {
   }
 }
 
-/** Shows the clock's buttons when presenced runs with the manual clock. */
+/** Shows the clock's buttons when presenced runs with the manual clock
+ * (the page says so: presenced serves it so). */
 async function findClock() {
+  if (document.body.dataset.clock !== "manual") return;
   try {
     const clock = await call("GET", "/_presenced/clock");
     board.manualClock = true;
     showClock(clock.now);
     $("clock").hidden = false;
+    $("detail-clock").hidden = false;
   } catch {
-    // No manual clock (404), or not ours to move (403): no buttons.
+    // Not ours to move (403: with tokens, only from the server's own
+    // machine): no buttons.
     board.manualClock = false;
     $("clock").hidden = true;
+    $("detail-clock").hidden = true;
   }
 }
 
@@ -227,7 +229,7 @@ function showClock(now) {
 }
 
 async function advance(by, button) {
-  for (const other of document.querySelectorAll("#clock button")) other.disabled = true;
+  for (const other of document.querySelectorAll("button[data-by]")) other.disabled = true;
   try {
     const clock = await call("POST", "/_presenced/clock/advance", { by });
     showClock(clock.now);
@@ -235,7 +237,7 @@ async function advance(by, button) {
   } catch (error) {
     show(`The clock did not move: ${error.message}`);
   } finally {
-    for (const other of document.querySelectorAll("#clock button")) other.disabled = false;
+    for (const other of document.querySelectorAll("button[data-by]")) other.disabled = false;
     button.focus();
   }
 }
@@ -325,7 +327,10 @@ function controls() {
     stream.stop();
     refuse(new ApiError(401, "InvalidAuthenticationToken", "The token was forgotten."));
   });
-  for (const button of document.querySelectorAll("#clock button")) {
+  // The detail is modal: it has the clock's buttons too, so that its
+  // countdowns can be moved while it is open.
+  $("detail-clock").append($("clock").querySelector(".clock-buttons").cloneNode(true));
+  for (const button of document.querySelectorAll("button[data-by]")) {
     button.addEventListener("click", () => advance(button.dataset.by, button));
   }
   $("skip").addEventListener("click", (event) => {

@@ -15,11 +15,12 @@
 
 use std::sync::LazyLock;
 
-use axum::extract::Path;
+use axum::extract::{Path, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 
 use crate::http::error::ApiError;
+use crate::state::AppState;
 
 /// The policy every file of the board is served with.
 pub const CONTENT_SECURITY_POLICY: &str = "default-src 'none'; script-src 'self'; \
@@ -69,21 +70,44 @@ pub fn total_bytes() -> usize {
     PAGE.body.len() + ASSETS.iter().map(|file| file.body.len()).sum::<usize>()
 }
 
-/// Each file's entity tag, computed once: a hash of its bytes, so that a
-/// browser revalidates (`Cache-Control: no-cache`) and gets a 304 until
-/// another build of presenced serves other bytes.
+/// The page as served with `--clock manual`: its body says so, so that the
+/// page shows the clock's buttons without asking (asking a server that has
+/// no manual clock would be a 404, which browsers log as an error).
+static PAGE_MANUAL: LazyLock<BoardFile> = LazyLock::new(|| {
+    let page = std::str::from_utf8(PAGE.body).expect("the page is UTF-8");
+    assert!(page.contains(SYSTEM_CLOCK), "the page names its clock");
+    BoardFile {
+        name: PAGE.name,
+        content_type: PAGE.content_type,
+        body: page
+            .replace(SYSTEM_CLOCK, "data-clock=\"manual\"")
+            .into_bytes()
+            .leak(),
+    }
+});
+
+const SYSTEM_CLOCK: &str = "data-clock=\"system\"";
+
+/// A file's entity tag: a hash of its bytes, so that a browser revalidates
+/// (`Cache-Control: no-cache`) and gets a 304 until another build of
+/// presenced serves other bytes.
+fn tag(body: &[u8]) -> HeaderValue {
+    use std::hash::{Hash, Hasher};
+    // SipHash with fixed keys: the same bytes give the same tag in every
+    // process of one build.
+    let mut hasher = std::hash::DefaultHasher::new();
+    body.hash(&mut hasher);
+    HeaderValue::from_str(&format!("\"{:016x}\"", hasher.finish()))
+        .expect("hex digits and quotes are a valid header value")
+}
+
+/// Each file's tag, computed once: the page with the system clock, the page
+/// with the manual clock, then the assets in order.
 static TAGS: LazyLock<Vec<HeaderValue>> = LazyLock::new(|| {
-    std::iter::once(&PAGE)
-        .chain(ASSETS.iter())
-        .map(|file| {
-            use std::hash::{Hash, Hasher};
-            // SipHash with fixed keys: the same bytes give the same tag in
-            // every process of one build.
-            let mut hasher = std::hash::DefaultHasher::new();
-            file.body.hash(&mut hasher);
-            HeaderValue::from_str(&format!("\"{:016x}\"", hasher.finish()))
-                .expect("hex digits and quotes are a valid header value")
-        })
+    [PAGE.body, PAGE_MANUAL.body]
+        .into_iter()
+        .chain(ASSETS.iter().map(|file| file.body))
+        .map(tag)
         .collect()
 });
 
@@ -130,8 +154,12 @@ fn serve(file: &BoardFile, tag: &HeaderValue, request: &HeaderMap) -> Response {
 }
 
 /// `GET /_presenced/board`: the page.
-pub async fn page(headers: HeaderMap) -> Response {
-    serve(&PAGE, &TAGS[0], &headers)
+pub async fn page(State(state): State<AppState>, headers: HeaderMap) -> Response {
+    if state.clock.is_manual() {
+        serve(&PAGE_MANUAL, &TAGS[1], &headers)
+    } else {
+        serve(&PAGE, &TAGS[0], &headers)
+    }
 }
 
 /// `GET /_presenced/board/{asset}`: one of the files the page loads.
@@ -146,7 +174,7 @@ pub async fn asset(Path(name): Path<String>, headers: HeaderMap) -> Result<Respo
                 crate::http::wire::truncate(&name)
             ))
         })?;
-    Ok(serve(file, &TAGS[index + 1], &headers))
+    Ok(serve(file, &TAGS[index + 2], &headers))
 }
 
 #[cfg(test)]
@@ -196,12 +224,20 @@ mod tests {
     }
 
     #[test]
+    fn the_manual_clock_page_differs_only_in_its_clock() {
+        let manual = std::str::from_utf8(PAGE_MANUAL.body).expect("UTF-8");
+        assert!(manual.contains("data-clock=\"manual\""));
+        assert_eq!(manual.len(), PAGE.body.len());
+        assert_ne!(TAGS[0], TAGS[1]);
+    }
+
+    #[test]
     fn a_tag_the_browser_holds_gets_304() {
         let mut headers = HeaderMap::new();
-        headers.insert(header::IF_NONE_MATCH, TAGS[1].clone());
-        let response = serve(&ASSETS[0], &TAGS[1], &headers);
+        headers.insert(header::IF_NONE_MATCH, TAGS[2].clone());
+        let response = serve(&ASSETS[0], &TAGS[2], &headers);
         assert_eq!(response.status(), StatusCode::NOT_MODIFIED);
-        let response = serve(&ASSETS[0], &TAGS[1], &HeaderMap::new());
+        let response = serve(&ASSETS[0], &TAGS[2], &HeaderMap::new());
         assert_eq!(response.status(), StatusCode::OK);
         assert_eq!(
             response.headers()[header::X_CONTENT_TYPE_OPTIONS],

@@ -106,6 +106,8 @@ async fn serve_file(State(files): State<Files>, OriginalUri(uri): OriginalUri) -
 #[derive(Default)]
 pub struct Page {
     steps: Vec<Value>,
+    /// The name of each step that gives a result, in order.
+    names: Vec<String>,
 }
 
 impl Page {
@@ -125,9 +127,85 @@ impl Page {
     }
 
     /// Reads the text of the element matching `selector`: the next entry
-    /// of the report's `results`.
-    pub fn text(mut self, selector: &str) -> Page {
-        self.steps.push(json!({ "text": selector }));
+    /// of the report's `results`, named by the selector.
+    pub fn text(self, selector: &str) -> Page {
+        self.result(selector, json!({ "text": selector }))
+    }
+
+    /// Reads the text of the element matching `selector`, as `name`.
+    pub fn text_as(self, name: &str, selector: &str) -> Page {
+        self.result(name, json!({ "text": selector }))
+    }
+
+    fn result(mut self, name: &str, step: Value) -> Page {
+        self.names.push(name.to_owned());
+        self.steps.push(step);
+        self
+    }
+
+    /// Waits until the text of the element matching `selector` holds `text`.
+    pub fn wait_for_text(mut self, selector: &str, text: &str) -> Page {
+        self.steps.push(json!({ "waitForText": [selector, text] }));
+        self
+    }
+
+    /// Waits until the text of the element matching `selector` changes.
+    pub fn wait_for_change(mut self, selector: &str) -> Page {
+        self.steps.push(json!({ "waitForChange": selector }));
+        self
+    }
+
+    /// How many elements match `selector`, as `name`.
+    pub fn count(self, name: &str, selector: &str) -> Page {
+        self.result(name, json!({ "count": selector }))
+    }
+
+    /// The attribute `attribute` of the element matching `selector`, as `name`.
+    pub fn attribute(self, name: &str, selector: &str, attribute: &str) -> Page {
+        self.result(name, json!({ "attribute": [selector, attribute] }))
+    }
+
+    /// Presses `key` (such as `Tab`, `Enter`, `ArrowRight`) wherever the
+    /// focus is.
+    pub fn key(mut self, key: &str) -> Page {
+        self.steps.push(json!({ "key": key }));
+        self
+    }
+
+    /// The focused element (`tag#id.class[data-user=...]: text`), as `name`.
+    pub fn focused(self, name: &str) -> Page {
+        self.result(name, json!({ "focused": true }))
+    }
+
+    /// The value of `expression` in the page, as JSON, as `name`.
+    pub fn eval(self, name: &str, expression: &str) -> Page {
+        self.result(name, json!({ "eval": expression }))
+    }
+
+    /// axe-core's violations on the page as it is now, as `name`.
+    pub fn axe(self, name: &str) -> Page {
+        self.result(name, json!({ "axe": true }))
+    }
+
+    /// An HTTP request made by the driver while the page stays open; its
+    /// status, as `name`.
+    pub fn request(
+        self,
+        name: &str,
+        method: &str,
+        url: &str,
+        headers: Value,
+        body: Option<&str>,
+    ) -> Page {
+        self.result(
+            name,
+            json!({ "request": { "method": method, "url": url, "headers": headers, "body": body } }),
+        )
+    }
+
+    /// Resizes the page.
+    pub fn viewport(mut self, width: u32, height: u32) -> Page {
+        self.steps.push(json!({ "viewport": [width, height] }));
         self
     }
 
@@ -181,6 +259,9 @@ pub struct PageReport {
     /// The step that failed (a page that did not load, an element that
     /// never appeared), which ended the page's steps.
     pub step_error: Option<String>,
+    /// The names of the results, from the page's steps.
+    #[serde(skip)]
+    pub names: Vec<String>,
 }
 
 impl PageReport {
@@ -191,6 +272,28 @@ impl PageReport {
             .filter(|message| message.kind == "error")
             .map(|message| message.text.as_str())
             .collect()
+    }
+
+    /// The result named `name` (the first of that name); fails with the
+    /// whole report (console included) when the steps did not get to it.
+    #[track_caller]
+    pub fn get(&self, name: &str) -> &str {
+        let index = self
+            .names
+            .iter()
+            .position(|candidate| candidate == name)
+            .unwrap_or_else(|| panic!("no step gives a result named {name:?}"));
+        self.result(index)
+    }
+
+    /// Fails, with the whole report, unless every step ran and the page's
+    /// scripts threw nothing.
+    #[track_caller]
+    pub fn assert_ran(&self) {
+        assert!(
+            self.step_error.is_none() && self.errors.is_empty(),
+            "the page's steps did not all run: {self:#?}"
+        );
     }
 
     /// The text the `index`th `text` step read; fails with the whole report
@@ -225,7 +328,7 @@ pub async fn run(pages: Vec<Page>, trust: &[&Path]) -> Vec<PageReport> {
         "chromium": CHROMIUM,
         "trust": trust.iter().map(|path| path.to_str().expect("a UTF-8 path")).collect::<Vec<_>>(),
         "timeoutSeconds": STEP_LIMIT_SECONDS,
-        "pages": pages.into_iter().map(|page| json!({ "steps": page.steps })).collect::<Vec<_>>(),
+        "pages": pages.iter().map(|page| json!({ "steps": page.steps })).collect::<Vec<_>>(),
     });
     let output = tokio::time::timeout(
         RUN_LIMIT,
@@ -255,7 +358,15 @@ pub async fn run(pages: Vec<Page>, trust: &[&Path]) -> Vec<PageReport> {
         .last()
         .and_then(|line| serde_json::from_str(line).ok())
         .unwrap_or_else(|| panic!("the browser driver printed no report:\n{stdout}"));
-    report.pages
+    report
+        .pages
+        .into_iter()
+        .zip(pages)
+        .map(|(mut report, page)| {
+            report.names = page.names;
+            report
+        })
+        .collect()
 }
 
 /// The harness itself: a page's text is read once its script has run, a

@@ -8,6 +8,7 @@ mod helpers;
 mod aggregation;
 mod auth;
 mod batch;
+mod board;
 mod browser;
 mod browser_cors;
 mod certs;

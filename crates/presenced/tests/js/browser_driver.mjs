@@ -14,6 +14,23 @@
 //   {"fill": [SELECTOR, VALUE]}
 //   {"press": [SELECTOR, KEY]}
 //   {"screenshot": PATH}          a PNG of the page
+//   {"waitForText": [SELECTOR, TEXT]}  wait until the element's text holds TEXT
+//   {"waitForChange": SELECTOR}   wait until the element's text differs from
+//                                 what it was when the step began
+//   {"count": SELECTOR}           how many elements match (a result)
+//   {"attribute": [SELECTOR, NAME]}  an attribute's value (a result)
+//   {"key": KEY}                  press a key wherever the focus is
+//   {"focused": true}             the focused element, as
+//                                 "tag#id.class[data-user=...]: text" (a result)
+//   {"eval": EXPRESSION}          the expression's value in the page, as JSON
+//                                 (a result)
+//   {"axe": true}                 axe-core's violations on the page as JSON
+//                                 [{"id","impact","help","targets"}] (a result)
+//   {"request": {"method", "url", "headers", "body"}}
+//                                 an HTTP request made by the driver, not the
+//                                 page (so the test can change presenced while
+//                                 the page is open); its status (a result)
+//   {"viewport": [WIDTH, HEIGHT]} resize the page
 // Each page gets its own tab. The certificates in "trust" are accepted by
 // their public keys (Chromium's --ignore-certificate-errors-spki-list), so
 // that a page can reach an https server with a test certificate.
@@ -26,6 +43,7 @@
 import { createHash, X509Certificate } from "node:crypto";
 import { readFileSync } from "node:fs";
 import { mkdtemp, rm } from "node:fs/promises";
+import { createRequire } from "node:module";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 
@@ -57,6 +75,35 @@ if (plan.trust?.length) {
   args.push(`--ignore-certificate-errors-spki-list=${plan.trust.map(spki).join(",")}`);
 }
 
+/** The focused element, in a line: "button#id.card[data-user=alice]: text". */
+function describeFocus() {
+  const element = document.activeElement;
+  if (!element || element === document.body) return "body";
+  let text = element.tagName.toLowerCase();
+  if (element.id) text += `#${element.id}`;
+  for (const name of element.classList) text += `.${name}`;
+  if (element.dataset.user) text += `[data-user=${element.dataset.user}]`;
+  return `${text}: ${(element.textContent ?? "").trim().slice(0, 80)}`;
+}
+
+/** axe-core (pinned in package.json) run on the page: its violations. It
+ * is evaluated through the DevTools protocol, which a page's
+ * Content-Security-Policy does not apply to, so the page is checked under
+ * its own policy. */
+async function axe(page) {
+  const source = readFileSync(createRequire(import.meta.url).resolve("axe-core/axe.min.js"), "utf8");
+  await page.evaluate(source);
+  const results = await page.evaluate(() =>
+    window.axe.run(document, { resultTypes: ["violations"] }),
+  );
+  return results.violations.map((violation) => ({
+    id: violation.id,
+    impact: violation.impact,
+    help: violation.help,
+    targets: violation.nodes.map((node) => node.target.join(" ")),
+  }));
+}
+
 async function runPage(context, steps) {
   const report = { results: [], console: [], errors: [], failed: [], stepError: null };
   const page = await context.newPage();
@@ -82,6 +129,37 @@ async function runPage(context, steps) {
         await page.press(step.press[0], step.press[1]);
       } else if ("screenshot" in step) {
         await page.screenshot({ path: step.screenshot, fullPage: true });
+      } else if ("waitForText" in step) {
+        const [selector, text] = step.waitForText;
+        await page.waitForFunction(
+          ([selector, text]) => document.querySelector(selector)?.textContent.includes(text),
+          [selector, text],
+        );
+      } else if ("waitForChange" in step) {
+        const before = await page.textContent(step.waitForChange);
+        await page.waitForFunction(
+          ([selector, before]) => document.querySelector(selector)?.textContent !== before,
+          [step.waitForChange, before],
+        );
+      } else if ("count" in step) {
+        report.results.push(String(await page.locator(step.count).count()));
+      } else if ("attribute" in step) {
+        report.results.push(await page.getAttribute(step.attribute[0], step.attribute[1]));
+      } else if ("key" in step) {
+        await page.keyboard.press(step.key);
+      } else if ("focused" in step) {
+        report.results.push(await page.evaluate(describeFocus));
+      } else if ("eval" in step) {
+        report.results.push(JSON.stringify(await page.evaluate(step.eval)));
+      } else if ("axe" in step) {
+        report.results.push(JSON.stringify(await axe(page)));
+      } else if ("request" in step) {
+        const { method = "GET", url, headers = {}, body } = step.request;
+        const response = await fetch(url, { method, headers, body });
+        await response.arrayBuffer();
+        report.results.push(String(response.status));
+      } else if ("viewport" in step) {
+        await page.setViewportSize({ width: step.viewport[0], height: step.viewport[1] });
       } else {
         throw new Error(`unknown step ${JSON.stringify(step)}`);
       }
