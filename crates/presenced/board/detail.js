@@ -38,6 +38,7 @@ export class Detail {
     this.localAt = 0;
     this.timer = null;
     this.loading = null;
+    this.again = false;
     dialog.querySelector("#detail-close").addEventListener("click", () => dialog.close());
     dialog.addEventListener("close", () => {
       clearInterval(this.timer);
@@ -61,10 +62,29 @@ export class Detail {
     await this.refresh();
   }
 
-  /** Reads the sessions again (after a change of the user, or a clock advance). */
+  /** Reads the sessions again (after a change of the user, or a clock
+   * advance). One read at a time: changes that arrive during a read cause
+   * one more read after it, not one each. */
   async refresh(presence) {
     if (!this.user) return;
     if (presence) this.presence = presence;
+    if (this.loading) {
+      this.again = true;
+      return this.loading;
+    }
+    this.loading = this.load();
+    try {
+      await this.loading;
+    } finally {
+      this.loading = null;
+    }
+    if (this.again) {
+      this.again = false;
+      await this.refresh();
+    }
+  }
+
+  async load() {
     const user = this.user;
     try {
       const answer = await call("GET", `/_presenced/users/${encodeURIComponent(user)}/sessions`);

@@ -590,3 +590,18 @@ async fn the_user_list_pages_through_the_tenant_in_id_order_and_needs_read_all()
             .assert_error(400, "BadRequest");
     }
 }
+
+#[tokio::test]
+async fn the_board_s_words_countdowns_and_event_parser_hold_in_node() {
+    let workspace = tokio::task::spawn_blocking(crate::npm::workspace)
+        .await
+        .expect("the installer ran");
+    let board = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("board");
+    let mut command = tokio::process::Command::new("node");
+    command
+        .arg(workspace.join("board_units.mjs"))
+        .arg(&board)
+        .current_dir(&workspace);
+    let stdout = crate::sdk::run_script(command, "board_units.mjs").await;
+    crate::sdk::assert_checks(&stdout, 5);
+}
