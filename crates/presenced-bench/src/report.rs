@@ -69,6 +69,9 @@ pub struct Report {
     pub settings: Vec<String>,
     pub throughput: Vec<ThroughputRow>,
     pub footprint: Vec<FootprintRow>,
+    /// The board in a browser: rows like the footprint's, in a table of
+    /// their own.
+    pub board: Vec<FootprintRow>,
     pub notes: Vec<String>,
     /// Failed requests and failed measurements: printed last and loudly.
     pub failures: Vec<String>,
@@ -124,11 +127,11 @@ impl Report {
         }
     }
 
-    fn footprint_table(&self) -> Table {
+    /// The footprint's rows, or rows in their shape (the board's).
+    fn measurement_table(rows: &[FootprintRow]) -> Table {
         Table {
             headers: vec!["measurement", "value", "target"],
-            rows: self
-                .footprint
+            rows: rows
                 .iter()
                 .map(|row| {
                     vec![
@@ -155,7 +158,11 @@ impl Report {
         }
         if !self.footprint.is_empty() {
             let _ = writeln!(text, "\nFootprint\n");
-            text.push_str(&self.footprint_table().to_text());
+            text.push_str(&Report::measurement_table(&self.footprint).to_text());
+        }
+        if !self.board.is_empty() {
+            let _ = writeln!(text, "\nBoard (headless Chromium)\n");
+            text.push_str(&Report::measurement_table(&self.board).to_text());
         }
         if !self.notes.is_empty() {
             let _ = writeln!(text, "\nNotes");
@@ -186,7 +193,11 @@ impl Report {
         }
         if !self.footprint.is_empty() {
             let _ = writeln!(text, "\n#### Footprint\n");
-            text.push_str(&self.footprint_table().to_markdown());
+            text.push_str(&Report::measurement_table(&self.footprint).to_markdown());
+        }
+        if !self.board.is_empty() {
+            let _ = writeln!(text, "\n#### Board (headless Chromium)\n");
+            text.push_str(&Report::measurement_table(&self.board).to_markdown());
         }
         if !self.notes.is_empty() {
             let _ = writeln!(text, "\n#### Notes\n");
@@ -300,6 +311,11 @@ mod tests {
                 value: "n/a (no durable store yet)".into(),
                 target: None,
             }],
+            board: vec![FootprintRow {
+                measurement: "first paint, 10000 users".into(),
+                value: "312.5 ms (slowest 420.0 ms)".into(),
+                target: None,
+            }],
             notes: vec![],
             failures: vec!["3 requests failed".into()],
         }
@@ -320,6 +336,8 @@ mod tests {
             "!! 3 ERRORS",
             "≥ 0.85 × ceiling: PASS",
             "n/a (no durable store yet)",
+            "Board (headless Chromium)",
+            "312.5 ms (slowest 420.0 ms)",
         ] {
             assert!(text.contains(cell), "text lacks {cell:?}:\n{text}");
             assert!(
