@@ -8,8 +8,10 @@
 //! the two; then the footprint: memory per user, idle scheduler CPU, fades
 //! processed at once, the lag of change notifications to a local receiver,
 //! and a reconnect storm (every user changing at once while streams are
-//! dropped and resume, checked for each user's final presence). `--quick`
-//! is the same in under a minute, for CI.
+//! dropped and resume, checked for each user's final presence), and the
+//! board in headless Chromium (first paint, the latency of a change to a
+//! card, the longest frame under a burst of events). `--quick` is the same
+//! with short runs and small data sets, for CI.
 //!
 //! Layout: `load.rs` is the generator and its histograms, `scenarios.rs` the
 //! throughput scenarios and their data, `footprint.rs` the memory and
@@ -18,10 +20,14 @@
 //! throughput rows, Redis's cost per request and memory per user),
 //! `nodes.rs` three nodes over one Redis (fades and takeover), `storm.rs`
 //! the reconnect storm (its stream clients, their reconnections, and the
-//! check of every user's final presence), `ceiling.rs` the ceiling server,
+//! check of every user's final presence), `board.rs` the board in a browser
+//! and `browser.rs` the Chromium it runs in (driven by `js/board_bench.mjs`
+//! through the pinned playwright-core), `ceiling.rs` the ceiling server,
 //! `process.rs` starting servers and reading `/proc`, `report.rs` the
 //! tables.
 
+mod board;
+mod browser;
 mod ceiling;
 mod footprint;
 mod load;
@@ -41,6 +47,7 @@ use std::time::{Duration, Instant};
 
 use clap::{Args, Parser, Subcommand};
 
+use crate::browser::CHROMIUM;
 use crate::report::Report;
 use crate::scenarios::{Part, ServerVariant};
 
@@ -170,6 +177,17 @@ pub struct Settings {
     /// Stream clients of the reconnect storm, each watching its own slice
     /// of those users.
     pub storm_streams: usize,
+    /// Users of the board's tenant.
+    pub board_users: usize,
+    /// Times the board is loaded, each with a cold cache, for its first
+    /// paint.
+    pub board_loads: usize,
+    /// Status-message probes sent one at a time with no other traffic.
+    pub board_idle_probes: usize,
+    /// How long setPresence arrives at `board_events_per_second` while the
+    /// board is probed and its frames watched.
+    pub board_burst: Duration,
+    pub board_events_per_second: f64,
 }
 
 impl Settings {
@@ -197,6 +215,11 @@ impl Settings {
                 takeover_trials: 1,
                 storm_users: 10_000,
                 storm_streams: 100,
+                board_users: 10_000,
+                board_loads: 2,
+                board_idle_probes: 20,
+                board_burst: Duration::from_secs(4),
+                board_events_per_second: 1_000.0,
             }
         } else {
             Settings {
@@ -221,6 +244,11 @@ impl Settings {
                 takeover_trials: 3,
                 storm_users: 100_000,
                 storm_streams: 1_000,
+                board_users: 10_000,
+                board_loads: 5,
+                board_idle_probes: 100,
+                board_burst: Duration::from_secs(10),
+                board_events_per_second: 1_000.0,
             }
         };
         let warmup = args.warmup.map_or(defaults.warmup, |seconds| {
@@ -302,6 +330,21 @@ impl Settings {
                 self.storm_users.div_ceil(self.storm_streams.max(1)),
                 storm::RECEIVERS,
                 self.storm_users.div_ceil(storm::RECEIVERS)
+            ),
+            format!(
+                "board: {} users on presenced (--store memory --auth none; one in ten with no \
+                 session, a status message on one in four) in headless Chromium \
+                 ({CHROMIUM}, through the pinned playwright-core), 1280×800, loaded {} time(s) \
+                 afresh; {} status-message probes one at a time, then {:.0} setPresence/s to \
+                 random users for {} s with a probe every 100 ms or so; each probe is sent by \
+                 the page itself (fetch), so that sending and drawing are read on one clock, \
+                 and ends at the animation frame whose DOM update shows it (before that \
+                 frame's paint)",
+                self.board_users,
+                self.board_loads,
+                self.board_idle_probes,
+                self.board_events_per_second,
+                self.board_burst.as_secs_f64()
             ),
             "servers: presenced and the ceiling each run as a separate process, one at a \
              time; the ceiling is hyper 1 (HTTP/1.1, keep-alive, or h2c for the h2c rows; \
@@ -427,6 +470,7 @@ async fn measure(args: RunArgs) -> Result<bool, String> {
         settings: settings.describe(),
         throughput: Vec::new(),
         footprint: Vec::new(),
+        board: Vec::new(),
         notes: Vec::new(),
         failures: Vec::new(),
     };
@@ -505,6 +549,10 @@ async fn measure(args: RunArgs) -> Result<bool, String> {
     if wanted(Part::Storm) {
         let result = storm::measure(&context, &mut report).await;
         record_failure(&mut report, "reconnect storm", result);
+    }
+    if wanted(Part::Board) {
+        let result = board::measure(&context, &mut report).await;
+        record_failure(&mut report, "board", result);
     }
     if wanted(Part::Footprint) || wanted(Part::Startup) {
         let result = footprint::measure_durable_store(&context, &mut report).await;

@@ -206,7 +206,7 @@ pub fn parse_listening_line(line: &str) -> Option<SocketAddr> {
 }
 
 /// The last few lines of a log file, for error messages.
-fn log_tail(path: &Path) -> String {
+pub fn log_tail(path: &Path) -> String {
     let text = std::fs::read_to_string(path).unwrap_or_default();
     let lines: Vec<&str> = text.lines().collect();
     let tail = &lines[lines.len().saturating_sub(20)..];

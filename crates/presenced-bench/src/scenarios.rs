@@ -310,6 +310,11 @@ pub enum Part {
     /// p99, errors, peak memory, and that every stream and receiver ends
     /// with each user's final presence.
     Storm,
+    /// The board (`/_presenced/board`) in headless Chromium with 10,000
+    /// users: first paint, the latency of a change to a card on screen, the
+    /// longest frame while 1,000 setPresence a second arrive, and the
+    /// page's JS heap.
+    Board,
 }
 
 /// One throughput scenario on one server variant.
