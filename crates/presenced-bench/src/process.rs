@@ -229,7 +229,18 @@ pub fn build_presenced() -> Result<PathBuf, String> {
         "building presenced: cargo build --release -p presenced --bin presenced (in {})",
         workspace.display()
     );
-    let output = Command::new(&cargo)
+    let mut command = Command::new(&cargo);
+    // `cargo run` gave this program the variables cargo sets for a
+    // package's binary. Passed on, they would make this build's environment
+    // differ from a plain `cargo build`'s, and build scripts that watch them
+    // would run again (ring's watches CARGO_MANIFEST_DIR): ring, rustls and
+    // everything above them rebuilt, minutes, whenever the two alternate.
+    for (name, _) in std::env::vars_os() {
+        if name.to_str().is_some_and(set_by_cargo_for_a_binary) {
+            command.env_remove(name);
+        }
+    }
+    let output = command
         .args([
             "build",
             "--release",
@@ -254,6 +265,23 @@ pub fn build_presenced() -> Result<PathBuf, String> {
         .filter(|message| message["target"]["name"] == "presenced")
         .find_map(|message| message["executable"].as_str().map(PathBuf::from))
         .ok_or_else(|| "cargo built presenced but did not say where the binary is".to_string())
+}
+
+/// Whether `name` is one of the variables cargo sets for a package it
+/// builds or runs (never a setting of cargo itself, such as `CARGO_HOME`).
+fn set_by_cargo_for_a_binary(name: &str) -> bool {
+    name.starts_with("CARGO_PKG_")
+        || matches!(
+            name,
+            "CARGO_MANIFEST_DIR"
+                | "CARGO_MANIFEST_PATH"
+                | "CARGO_MANIFEST_LINKS"
+                | "CARGO_CRATE_NAME"
+                | "CARGO_BIN_NAME"
+                | "CARGO_PRIMARY_PACKAGE"
+                | "CARGO_TARGET_TMPDIR"
+                | "OUT_DIR"
+        )
 }
 
 /// A new, empty data directory for one presenced under the temporary
@@ -442,6 +470,27 @@ mod tests {
             "4242 (presenced (x) y) S 1 4242 4242 0 -1 4194560 1000 0 0 0 7 3 0 0 20 0 3 0 100 0 0";
         assert_eq!(parse_cpu_ticks(stat), Some(10));
         assert_eq!(parse_cpu_ticks("4242 (short) S 1"), None);
+    }
+
+    #[test]
+    fn the_nested_build_drops_what_cargo_run_set_and_keeps_settings() {
+        for name in [
+            "CARGO_MANIFEST_DIR",
+            "CARGO_PKG_NAME",
+            "CARGO_PKG_VERSION_MAJOR",
+            "OUT_DIR",
+        ] {
+            assert!(set_by_cargo_for_a_binary(name), "{name}");
+        }
+        for name in [
+            "CARGO",
+            "CARGO_HOME",
+            "CARGO_TARGET_DIR",
+            "CARGO_BUILD_JOBS",
+            "RUSTFLAGS",
+        ] {
+            assert!(!set_by_cargo_for_a_binary(name), "{name}");
+        }
     }
 
     #[test]
