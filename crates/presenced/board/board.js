@@ -29,7 +29,8 @@ const board = {
   /** The colour groups asked for; empty means all. */
   groups: new Set(),
   query: "",
-  manualClock: false,
+  /** The page says whether presenced runs the manual clock. */
+  manualClock: document.body.dataset.clock === "manual",
   listed: false,
   painted: false,
 };
@@ -209,14 +210,12 @@ async function findClock() {
   if (document.body.dataset.clock !== "manual") return;
   try {
     const clock = await call("GET", "/_presenced/clock");
-    board.manualClock = true;
     showClock(clock.now);
     $("clock").hidden = false;
     $("detail-clock").hidden = false;
   } catch {
     // Not ours to move (403: with tokens, only from the server's own
-    // machine): no buttons.
-    board.manualClock = false;
+    // machine): no buttons, but the countdowns still follow the manual clock.
     $("clock").hidden = true;
     $("detail-clock").hidden = true;
   }
@@ -252,6 +251,7 @@ function show(text) {
 /** The server refused the token (401) or what it allows (403): ask for one. */
 function refuse(error) {
   stream.stop();
+  if (detail.dialog.open) detail.dialog.close();
   const hint = error.status === 401
     ? token()
       ? "presenced refused this token. Paste another one."
