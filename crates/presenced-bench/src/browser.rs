@@ -94,18 +94,9 @@ fn write(path: &Path, contents: &str) -> Result<(), String> {
 }
 
 fn check_node() -> Result<(), String> {
-    let output = Command::new("node")
-        .arg("--version")
-        .output()
-        .map_err(|error| format!("cannot run node: {error}. {FIX}"))?;
-    let version = String::from_utf8_lossy(&output.stdout).trim().to_owned();
-    let major: u32 = version
-        .trim_start_matches('v')
-        .split('.')
-        .next()
-        .and_then(|major| major.parse().ok())
-        .unwrap_or(0);
-    if output.status.success() && major >= NODE_MAJOR {
+    let (major, version) =
+        presenced_testkit::node_major_version().map_err(|error| format!("{error}. {FIX}"))?;
+    if major >= NODE_MAJOR {
         Ok(())
     } else {
         Err(format!(

@@ -1,5 +1,5 @@
 //! Test-only helpers of presenced: real `redis-server` processes that tests
-//! start, kill and restart.
+//! start, kill and restart, and the version of the machine's Node.js.
 //!
 //! - [`RedisServer`]: one standalone server on a loopback port, in its own
 //!   temporary directory, with the append-only file on so that a restart
@@ -17,9 +17,11 @@
 
 mod cluster;
 mod node;
+mod nodejs;
 mod server;
 
 pub use cluster::RedisCluster;
+pub use nodejs::node_major_version;
 pub use server::RedisServer;
 
 use std::collections::BTreeSet;

@@ -26,19 +26,10 @@ fn sources() -> PathBuf {
 
 /// Fails, saying how to fix it, unless `node` is Node.js 20 or later.
 fn check_node() {
-    let output = Command::new("node")
-        .arg("--version")
-        .output()
-        .unwrap_or_else(|error| panic!("cannot run node: {error}. {FIX}"));
-    let version = String::from_utf8_lossy(&output.stdout).trim().to_owned();
-    let major: u32 = version
-        .trim_start_matches('v')
-        .split('.')
-        .next()
-        .and_then(|major| major.parse().ok())
-        .unwrap_or(0);
+    let (major, version) =
+        presenced_testkit::node_major_version().unwrap_or_else(|error| panic!("{error}. {FIX}"));
     assert!(
-        output.status.success() && major >= NODE_MAJOR,
+        major >= NODE_MAJOR,
         "node --version says {version:?}: the JavaScript tests need Node.js {NODE_MAJOR} or later. {FIX}"
     );
 }
