@@ -531,9 +531,13 @@ fn reconnect_wait() -> std::time::Duration {
 /// `GET /_presenced/stream?ids=a,b`: Server-Sent Events, one `presence`
 /// event per visible change of the named users (of the caller's whole
 /// tenant without `ids`, which needs `Presence.Read.All`). A new stream
-/// starts with a `retry:` field (see [`reconnect_wait`]), then each named
-/// user's current presence; `Last-Event-ID` resumes where a dropped one
-/// stopped.
+/// starts with a `retry:` field (see [`reconnect_wait`]) and the `id:` that
+/// resumes before anything it sends, then each named user's current
+/// presence; `Last-Event-ID` resumes where a dropped one stopped. A stream
+/// ended by presenced stopping closes with the `id:` that resumes after all
+/// it sent. So a client always has an id to resume with, even when it was
+/// dropped before its first presence event, or when none of the changes
+/// it heard were its users'.
 pub async fn stream(
     State(state): State<AppState>,
     principal: Principal,
@@ -596,7 +600,9 @@ pub async fn stream(
         .stream(principal.tenant.clone(), users, principal.viewer(), resume)
         .await?;
     let stopping = state.notifier.shutdown().clone();
-    let retry = Event::default().retry(reconnect_wait());
+    let opening = Event::default()
+        .id(stream.start_id())
+        .retry(reconnect_wait());
     let live = futures_util::stream::unfold(Some((stream, permit)), move |open| {
         let stopping = stopping.clone();
         async move {
@@ -613,6 +619,7 @@ pub async fn stream(
                 None if stopping.is_cancelled() => {
                     let event = Event::default()
                         .comment("presenced is stopping; reconnect to resume")
+                        .id(stream.resume_id())
                         .retry(reconnect_wait());
                     Some((Ok(event), None))
                 }
@@ -620,7 +627,7 @@ pub async fn stream(
             }
         }
     });
-    let events = futures_util::stream::once(std::future::ready(Ok(retry))).chain(live);
+    let events = futures_util::stream::once(std::future::ready(Ok(opening))).chain(live);
     Ok(Sse::new(events)
         .keep_alive(KeepAlive::default())
         .into_response())

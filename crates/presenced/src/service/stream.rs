@@ -32,6 +32,10 @@ pub struct PresenceStream {
     _watch: StreamWatch,
     /// What the stream has covered: live events at or before it are not sent.
     seen: Cursor,
+    /// Where a client that has received none of this stream's events
+    /// resumes: the cursor it resumed from, or the feed's head when it
+    /// started afresh.
+    start: String,
     tenant: TenantId,
     users: Option<Vec<UserId>>,
     /// The same users as a set: every open stream hears every streamed
@@ -55,6 +59,19 @@ impl std::fmt::Debug for PresenceStream {
 }
 
 impl PresenceStream {
+    /// The event id that resumes this stream before anything it sends, for
+    /// its opening event: a client dropped before any presence event comes
+    /// back with it and misses nothing made meanwhile.
+    pub fn start_id(&self) -> &str {
+        &self.start
+    }
+
+    /// The event id that resumes after everything this stream has sent,
+    /// once [`PresenceStream::next`] has ended it: for its closing event.
+    pub fn resume_id(&self) -> String {
+        self.seen.to_text()
+    }
+
     fn wants(&self, key: &UserKey) -> bool {
         key.tenant == self.tenant
             && self
@@ -130,6 +147,7 @@ impl PresenceService {
                 epoch: 0,
                 offsets: Vec::new(),
             },
+            start: String::new(),
             tenant,
             watched: users.as_ref().map(|users| users.iter().cloned().collect()),
             users,
@@ -147,9 +165,10 @@ impl PresenceService {
         };
         let mut first = Vec::new();
         match (replay, resume) {
-            (Some((events, seen)), Some(_)) => {
+            (Some((events, seen)), Some(resume)) => {
                 first.extend(events.iter().map(|event| stream.rendered(event)));
                 stream.seen = seen;
+                stream.start = resume.to_text();
             }
             // A fresh stream of named users, or one that cannot be resumed:
             // the current presence of every user it covers.
@@ -166,6 +185,7 @@ impl PresenceService {
                     };
                     first.extend(presences.into_iter().map(|presence| (id.clone(), presence)));
                 }
+                stream.start = head.to_text();
                 stream.seen = head;
             }
         }

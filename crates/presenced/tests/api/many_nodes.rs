@@ -180,6 +180,8 @@ struct EventStream {
     buffer: String,
     /// A `retry:` field was received.
     retry_hint: bool,
+    /// The last `id:` received, on any event (a browser's `lastEventId`).
+    last_id: Option<String>,
     ended: bool,
 }
 
@@ -195,6 +197,7 @@ impl EventStream {
             response,
             buffer: String::new(),
             retry_hint: false,
+            last_id: None,
             ended: false,
         }
     }
@@ -210,6 +213,7 @@ impl EventStream {
                 for line in block.lines() {
                     if let Some(value) = line.strip_prefix("id:") {
                         id = value.trim().to_owned();
+                        self.last_id = Some(id.clone());
                     } else if let Some(value) = line.strip_prefix("data:") {
                         data.push_str(value.trim());
                     } else if line.starts_with("retry:") {
@@ -1160,6 +1164,21 @@ async fn sigterm_drains_a_node_and_the_others_take_its_partitions() {
     assert!(rest.is_empty(), "{rest:#?}");
     assert!(stream.ended, "the stream ends");
     assert!(stream.retry_hint, "the stream ends with a retry hint");
+    // And with the id to resume with: on another node, what changed since
+    // arrives, and nothing from before.
+    let closing_id = stream.last_id.clone().expect("the stream ends with an id");
+    nodes[0]
+        .set_presence("drained", "app", "Away", "Away", Some("PT1H"))
+        .await
+        .assert_ok_empty();
+    let mut resumed = EventStream::open(
+        &nodes[0],
+        "/_presenced/stream?ids=drained",
+        Some(&closing_id),
+    )
+    .await;
+    let (_, replayed) = resumed.take(1).await.remove(0);
+    assert_eq!(replayed["activity"], "Away", "{replayed:#}");
     wait_for_shares(&[&nodes[0], &nodes[1]]).await;
     let status = leaving.wait().await;
     assert!(

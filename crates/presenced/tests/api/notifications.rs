@@ -1141,6 +1141,50 @@ async fn the_stream_sends_current_presence_then_every_change_and_resumes_from_la
     );
 }
 
+/// A tenant stream sends nothing until something changes; a client dropped
+/// before then still resumes without a gap, with the opening event's id.
+#[tokio::test]
+async fn a_stream_dropped_before_any_presence_resumes_with_its_opening_id() {
+    let server = TestServer::start(&[]).await;
+    server
+        .set_presence("alice", "app", "Busy", "InACall", Some("PT1H"))
+        .await
+        .assert_ok_empty();
+    let mut stream = server
+        .client()
+        .get(server.url("/_presenced/stream"))
+        .send()
+        .await
+        .expect("the stream opens");
+    assert_eq!(stream.status(), 200);
+    let opening = raw_events(&mut stream, 1).await.remove(0);
+    let opening_id = opening
+        .lines()
+        .find_map(|line| line.strip_prefix("id:"))
+        .map(str::trim)
+        .unwrap_or_else(|| panic!("an id: on the opening event, got {opening:?}"))
+        .to_owned();
+    drop(stream);
+    // Made while the client was away, before it had heard any presence.
+    server
+        .set_presence("bob", "app", "Away", "Away", Some("PT1H"))
+        .await
+        .assert_ok_empty();
+    let mut resumed = server
+        .client()
+        .get(server.url("/_presenced/stream"))
+        .header("last-event-id", &opening_id)
+        .send()
+        .await
+        .expect("the stream opens");
+    let (_, replayed) = read_events(&mut resumed, 1).await.remove(0);
+    assert_eq!(
+        (replayed["id"].as_str(), replayed["activity"].as_str()),
+        (Some("bob"), Some("Away")),
+        "the change made while away, and not alice's older one"
+    );
+}
+
 #[tokio::test]
 async fn a_resumed_stream_replays_only_its_own_users_changes() {
     let server = TestServer::start(&[]).await;
@@ -1232,7 +1276,7 @@ async fn raw_events(response: &mut reqwest::Response, count: usize) -> Vec<Strin
 }
 
 #[tokio::test]
-async fn every_stream_opens_with_its_own_retry_of_one_to_three_seconds() {
+async fn every_stream_opens_with_an_id_and_its_own_retry_of_one_to_three_seconds() {
     let server = TestServer::start(&[]).await;
     server
         .set_presence("alice", "app", "Busy", "InACall", Some("PT1H"))
@@ -1251,9 +1295,14 @@ async fn every_stream_opens_with_its_own_retry_of_one_to_three_seconds() {
         // are sent already knows how long to wait.
         let events = raw_events(&mut stream, 2).await;
         let lines: Vec<&str> = events[0].lines().collect();
-        let [line] = lines[..] else {
-            panic!("the first event is one retry: field, got {events:?}");
+        let [id, line] = lines[..] else {
+            panic!("the first event is an id: and a retry: field, got {events:?}");
         };
+        let id = id.strip_prefix("id:").map(str::trim);
+        assert!(
+            id.is_some_and(|id| !id.is_empty()),
+            "the opening event names where to resume: {events:?}"
+        );
         let wait: u64 = line
             .strip_prefix("retry:")
             .and_then(|millis| millis.trim().parse().ok())
