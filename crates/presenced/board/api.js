@@ -19,11 +19,21 @@ export function token() {
   return sessionStorage.getItem(TOKEN_KEY);
 }
 
-/** Keeps `value` (without any "Bearer " the person pasted) for this tab. */
+/** Keeps `value` (without any "Bearer " the person pasted) for this tab.
+ * Returns null, or what is wrong with the token: it goes in a header, where
+ * only visible ASCII is allowed, and a token with anything else in it (a
+ * line break, a space, a quotation mark pasted from a document) would make
+ * every call fail before it left the browser. */
 export function keepToken(value) {
   const trimmed = value.trim().replace(/^bearer\s+/i, "");
+  const wrong = trimmed.match(/[^\x21-\x7e]/u);
+  if (wrong) {
+    const shown = /\s/.test(wrong[0]) ? "a space or line break" : `"${wrong[0]}"`;
+    return `A token is one word of visible ASCII characters (as a JWT is); this one has ${shown} at character ${wrong.index + 1}. Paste the token alone.`;
+  }
   if (trimmed) sessionStorage.setItem(TOKEN_KEY, trimmed);
   else sessionStorage.removeItem(TOKEN_KEY);
+  return null;
 }
 
 export function forgetToken() {
@@ -71,15 +81,19 @@ export async function call(method, path, body) {
   return text ? JSON.parse(text) : null;
 }
 
-/** Every page of a paged list, each handed to `onPage` as it arrives. */
-export async function eachPage(path, onPage) {
+/** Every page of a paged list, each handed to `onPage` as it arrives,
+ * while `wanted()` holds (a page that arrives after it no longer does is
+ * dropped, and no further page is read). Returns whether every page was. */
+export async function eachPage(path, onPage, wanted = () => true) {
   let next = path;
   while (next) {
     const page = await call("GET", next);
+    if (!wanted()) return false;
     onPage(page.value);
     // The link is absolute and names this origin; only its path is used,
     // so that a proxy in front of presenced is followed through.
     const link = page["@odata.nextLink"];
     next = link ? new URL(link, location.href).pathname + new URL(link, location.href).search : null;
   }
+  return true;
 }

@@ -6,6 +6,16 @@
 // kept, so that nothing read before the stream opened can hide a change it
 // brought.
 //
+// Lifecycle: the list is read again whenever the stream opens without
+// resuming (what changed before it is not in the stream), and is retried,
+// waiting longer each time, until one read completes; while presenced
+// does not stream (503), the list alone is shown. When presenced restarts
+// without its data, sequence numbers start again: the stream says so (an
+// event id of a new epoch) and sends every presence again, and the board
+// drops what it showed. Each read of the list belongs to one run, and a
+// newer run (or a new token) makes an older one's answers count for
+// nothing.
+//
 // Bursts: presences from the stream and the list are queued and applied
 // once per animation frame, the newest per user, so that a thousand events
 // a second cost one layout a frame, not a thousand.
@@ -31,7 +41,13 @@ const board = {
   query: "",
   /** The page says whether presenced runs the manual clock. */
   manualClock: document.body.dataset.clock === "manual",
+  /** Whether a read of the list has completed since the board started. */
   listed: false,
+  /** The latest read of the list; an older one's pages are dropped. */
+  loadRun: 0,
+  /** The retry of a failed read, and how long the next one waits. */
+  listRetry: 0,
+  listWait: 1000,
   painted: false,
 };
 
@@ -171,7 +187,7 @@ const grid = new VirtualGrid($("grid"), {
 
 const detail = new Detail($("detail"), {
   manualClock: () => board.manualClock,
-  onClose: () => grid.focusActive(),
+  onClose: (_user, returnFocus) => (returnFocus ? returnFocus() : grid.focusActive()),
 });
 
 function setConnection(text) {
@@ -179,19 +195,38 @@ function setConnection(text) {
 }
 
 const stream = new PresenceStream("/_presenced/stream", {
-  onOpen: () => {
-    if (!board.listed) load();
+  onOpen: ({ resumed }) => {
+    if (!resumed || !board.listed) load();
   },
   onEvent: queue,
+  onReset: reset,
   onState: setConnection,
+  // No live updates for now: the list at least, once.
+  onDown: () => {
+    if (!board.listed) load();
+  },
   onRefused: refuse,
 });
 
-/** Reads the tenant's users, page by page, once the stream is open. */
+/** Makes every read of the list under way, and its retry, count for nothing. */
+function cancelLoads() {
+  board.loadRun += 1;
+  clearTimeout(board.listRetry);
+  board.listRetry = 0;
+}
+
+/** Reads the tenant's users, page by page (once the stream is open, or
+ * when presenced does not stream); a failed read is tried again. */
 async function load() {
-  board.listed = true;
+  cancelLoads();
+  const run = board.loadRun;
+  const wanted = () => run === board.loadRun;
   try {
-    await eachPage("/_presenced/users?$top=1000", (page) => page.forEach(queue));
+    const complete = await eachPage("/_presenced/users?$top=1000", (page) => page.forEach(queue), wanted);
+    if (!complete) return;
+    board.listed = true;
+    board.listWait = 1000;
+    show("");
     performance.mark("board:listed");
     if (board.presences.size === 0 && board.pending.size === 0) {
       $("empty").hidden = false;
@@ -199,9 +234,32 @@ async function load() {
     }
     await findClock();
   } catch (error) {
-    if (error instanceof ApiError && (error.status === 401 || error.status === 403)) refuse(error);
-    else show(`The users cannot be read: ${error.message}`);
+    if (!wanted()) return;
+    if (error instanceof ApiError && (error.status === 401 || error.status === 403)) {
+      refuse(error);
+      return;
+    }
+    const wait = board.listWait;
+    board.listWait = Math.min(2 * wait, 16000);
+    show(`The users cannot be read: ${error.message} Trying again in ${Math.round(wait / 1000)} s.`);
+    board.listRetry = setTimeout(() => {
+      if (wanted()) load();
+    }, wait);
   }
+}
+
+/** presenced restarted without its data: what the board shows is dropped,
+ * and the stream, which sends every presence again, fills it anew. */
+function reset() {
+  cancelLoads();
+  board.presences.clear();
+  board.ids = [];
+  board.pending.clear();
+  board.listed = true;
+  show("");
+  refilter(false);
+  count();
+  if (detail.user) detail.refresh();
 }
 
 /** Shows the clock's buttons when presenced runs with the manual clock
@@ -251,6 +309,7 @@ function show(text) {
 /** The server refused the token (401) or what it allows (403): ask for one. */
 function refuse(error) {
   stream.stop();
+  cancelLoads();
   if (detail.dialog.open) detail.dialog.close();
   const hint = error.status === 401
     ? token()
@@ -267,6 +326,8 @@ function refuse(error) {
 
 /** (Re)starts with the token kept for this tab, if any. */
 function start() {
+  cancelLoads();
+  board.listWait = 1000;
   board.presences.clear();
   board.ids = [];
   board.pending.clear();
@@ -311,14 +372,23 @@ function controls() {
     try {
       const presence = await call("GET", `/v1.0/users/${encodeURIComponent(id)}/presence`);
       show("");
-      detail.open(presence.id, presence);
+      // Closed, the detail gives the focus back to the lookup.
+      detail.open(presence.id, presence, () => {
+        const button = $("lookup").querySelector("button");
+        ($("lookup").hidden ? $("search") : button).focus();
+      });
     } catch (error) {
       show(`${id} cannot be looked up: ${error.message}`);
     }
   });
   $("token-form").addEventListener("submit", (event) => {
     event.preventDefault();
-    keepToken($("token-input").value);
+    const problem = keepToken($("token-input").value);
+    if (problem) {
+      $("token-message").textContent = problem;
+      $("token-input").focus();
+      return;
+    }
     $("token-input").value = "";
     start();
   });

@@ -25,7 +25,8 @@ function element(tag, text, className) {
 
 export class Detail {
   /** `dialog` is the page's <dialog>; `manualClock()` says whether the
-   * server's clock is the manual one; `onClose(user)` runs on closing. */
+   * server's clock is the manual one; `onClose(user, returnFocus)` runs on
+   * closing, with what `open` was given to put the focus back. */
   constructor(dialog, { manualClock, onClose }) {
     this.dialog = dialog;
     this.manualClock = manualClock;
@@ -39,19 +40,27 @@ export class Detail {
     this.timer = null;
     this.loading = null;
     this.again = false;
+    this.returnFocus = null;
+    this.dueRead = 0;
     dialog.querySelector("#detail-close").addEventListener("click", () => dialog.close());
     dialog.addEventListener("close", () => {
       clearInterval(this.timer);
       this.timer = null;
+      clearTimeout(this.dueRead);
+      this.dueRead = 0;
       const user = this.user;
+      const returnFocus = this.returnFocus;
       this.user = null;
-      this.onClose(user);
+      this.returnFocus = null;
+      this.onClose(user, returnFocus);
     });
   }
 
-  /** Opens the detail of `user`, whose presence the board shows as `presence`. */
-  async open(user, presence) {
+  /** Opens the detail of `user`, whose presence the board shows as
+   * `presence`; `returnFocus()`, if given, puts the focus back on closing. */
+  async open(user, presence, returnFocus = null) {
     this.user = user;
+    this.returnFocus = returnFocus;
     this.presence = presence;
     this.answer = null;
     this.title.textContent = user;
@@ -115,14 +124,32 @@ export class Detail {
     return time;
   }
 
+  /** Writes what is left; returns whether the countdown reached zero now
+   * (not when it was drawn already due). */
   writeCountdown(time) {
     const left = Number(time.dataset.at) - this.now();
     time.textContent = left > 0 ? `in ${countdown(left)}` : "due now";
+    if (left > 0 || time.dataset.due) return false;
+    time.dataset.due = "true";
+    return true;
   }
 
+  /** Counts down; when a countdown reaches zero, the sessions are read
+   * again (a session that faded or expired changes the table even when it
+   * does not change the presence, so no stream event would say so). */
   tick() {
     if (!this.answer) return;
-    for (const time of this.body.querySelectorAll("time.countdown")) this.writeCountdown(time);
+    let due = false;
+    for (const time of this.body.querySelectorAll("time.countdown")) {
+      if (this.writeCountdown(time)) due = true;
+    }
+    if (due && !this.dueRead) {
+      // A moment after zero, for the server to be past the instant too.
+      this.dueRead = setTimeout(() => {
+        this.dueRead = 0;
+        this.refresh();
+      }, 300);
+    }
   }
 
   draw() {

@@ -6,6 +6,13 @@
 // Keyboard: the list holds one tab stop, the active card (a roving
 // tabindex). Arrow keys, Home, End, Page Up and Page Down move it, scrolling
 // as needed; Enter or Space opens the card.
+//
+// Focus: the card that has the focus is never reused for another user.
+// Scrolled away (by wheel or scroll bar), it stays in the document at its
+// place, so the focus stays on it; when its user leaves the list (a search,
+// a filter, or a change that no longer matches), the focus moves to the
+// active card, or to the list itself when it is empty, rather than to
+// nowhere.
 
 const GAP = 8;
 const CARD_MIN_WIDTH = 240;
@@ -87,15 +94,20 @@ export class VirtualGrid {
       // The tab stop stays on screen, so that Tab always reaches a card.
       this.active = Math.min(count - 1, Math.max(start, Math.ceil(top / rowHeight) * columns));
     }
-    const wanted = new Set();
-    for (let index = start; index < end; index++) wanted.add(this.ids[index]);
+    const indexes = [];
+    for (let index = start; index < end; index++) indexes.push(index);
+    // The focused card, wherever it is in the list, is drawn too.
+    const focusedId = this.focusedId();
+    const focusedIndex = focusedId === undefined ? -1 : this.ids.indexOf(focusedId);
+    if (focusedIndex >= 0 && (focusedIndex < start || focusedIndex >= end)) indexes.push(focusedIndex);
+    const wanted = new Set(indexes.map((index) => this.ids[index]));
     for (const [id, cell] of this.cells) {
       if (!wanted.has(id)) {
         this.cells.delete(id);
         this.pool.push(cell);
       }
     }
-    for (let index = start; index < end; index++) {
+    for (const index of indexes) {
       const id = this.ids[index];
       let cell = this.cells.get(id);
       if (!cell) {
@@ -122,9 +134,22 @@ export class VirtualGrid {
     for (const cell of this.pool) {
       if (!cell.hidden) {
         cell.hidden = true;
+        cell.userId = undefined;
         cell.firstChild.tabIndex = -1;
       }
     }
+    if (focusedId !== undefined && focusedIndex < 0) {
+      // Its user left the list: the focus goes to the tab stop.
+      const active = this.cells.get(this.ids[this.active]);
+      (active ? active.firstChild : this.container).focus({ preventScroll: true });
+    }
+  }
+
+  /** The user whose card has the focus, if one has. */
+  focusedId() {
+    const focused = document.activeElement;
+    if (!focused || !this.space.contains(focused)) return undefined;
+    return focused.closest(".cell")?.userId;
   }
 
   newCell() {

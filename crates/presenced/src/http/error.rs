@@ -299,5 +299,11 @@ fn render(
         header::CONTENT_TYPE,
         HeaderValue::from_static("application/json"),
     );
+    // An envelope is JSON and nothing else, whatever the path looked like
+    // (a 404 for `/_presenced/board/x.html` must not be sniffed as a page).
+    response.headers_mut().insert(
+        header::X_CONTENT_TYPE_OPTIONS,
+        HeaderValue::from_static("nosniff"),
+    );
     response
 }

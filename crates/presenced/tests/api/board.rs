@@ -5,10 +5,14 @@
 //! as text, keyboard-only use, and axe-core's accessibility rules. Also the
 //! page's headers and the tenant's user list it reads, over plain HTTP.
 
+use std::time::Duration;
+
+use presenced_testkit::RedisServer;
 use serde_json::{Value, json};
 
 use crate::browser::{self, Page, PageReport};
 use crate::helpers::{TestServer, signed_token};
+use crate::receiver::Receiver;
 
 const PHONE: &str = "22553876-f5ab-4529-bffb-cfe50aa89f87";
 const DESK: &str = "33553876-f5ab-4529-bffb-cfe50aa89f87";
@@ -255,6 +259,23 @@ async fn the_board_shows_the_tenant_live_explains_a_presence_and_moves_the_clock
         .focused("in the detail")
         .key("Escape")
         .focused("back on the card")
+        // The focused card leaves the list (Busy only, and carol becomes
+        // Available): the focus moves to the next card, not to nowhere.
+        .click("button.filter[data-group=\"busy\"]")
+        .eval("skip", "document.getElementById('skip').click()")
+        .wait_for(&format!("{}:focus", card("carol")))
+        .request(
+            "carol available",
+            "POST",
+            &server.url("/v1.0/users/carol/presence/setPresence"),
+            json!({"Content-Type": "application/json"}),
+            Some(&json!({
+                "sessionId": PHONE, "availability": "Available", "activity": "Available", "expirationDuration": "PT1H",
+            }).to_string()),
+        )
+        .wait_for("#grid button.card:focus:not([data-user=\"carol\"])")
+        .focused("after carol left")
+        .click("button.filter[data-group=\"busy\"]")
         .viewport(390, 844)
         .axe("axe at phone width");
 
@@ -338,6 +359,13 @@ async fn the_board_shows_the_tenant_live_explains_a_presence_and_moves_the_clock
         focused_card(keyboard.get("back on the card"), "carol"),
         "{keyboard:#?}"
     );
+    assert_eq!(keyboard.get("carol available"), "200");
+    // Busy were alice, carol and dave (made Busy above); carol was the
+    // second, and dave takes her place.
+    assert!(
+        focused_card(keyboard.get("after carol left"), "dave"),
+        "{keyboard:#?}"
+    );
     assert_accessible(keyboard, "axe at phone width");
 }
 
@@ -382,6 +410,10 @@ async fn with_tokens_the_board_asks_for_one_and_says_why_one_is_refused() {
         .goto(&server.url("/_presenced/board"))
         .wait_for("#token-panel:not([hidden])")
         .text_as("no token", "#token-message")
+        .fill("#token-input", "eyJhbGciOiJIUzI1NiJ9.e30.sig nature")
+        .click("#token-form button")
+        .wait_for_text("#token-message", "visible ASCII")
+        .text_as("unsendable token", "#token-message")
         .fill("#token-input", "not-a-token")
         .click("#token-form button")
         .wait_for_text("#token-message", "refused this token")
@@ -409,6 +441,12 @@ async fn with_tokens_the_board_asks_for_one_and_says_why_one_is_refused() {
     assert!(
         no_token.contains("needs a token") && no_token.contains("401"),
         "{no_token}"
+    );
+    assert!(
+        report
+            .get("unsendable token")
+            .contains("a space or line break at character 29"),
+        "{report:#?}"
     );
     assert!(report.get("bad token").contains("401"), "{report:#?}");
     let narrow = report.get("narrow token");
@@ -469,10 +507,9 @@ async fn the_board_is_served_without_a_token_under_a_strict_policy() {
             .await;
         assert_eq!(again.status, 304, "{asset}");
     }
-    server
-        .get("/_presenced/board/secrets.txt")
-        .await
-        .assert_error(404, "NotFound");
+    let missing = server.get("/_presenced/board/secrets.txt").await;
+    missing.assert_error(404, "NotFound");
+    assert_eq!(missing.headers["x-content-type-options"], "nosniff");
     // The data is not open: the list needs a token, and the tenant's
     // permission.
     server
@@ -603,5 +640,244 @@ async fn the_board_s_words_countdowns_and_event_parser_hold_in_node() {
         .arg(&board)
         .current_dir(&workspace);
     let stdout = crate::sdk::run_script(command, "board_units.mjs").await;
-    crate::sdk::assert_checks(&stdout, 5);
+    crate::sdk::assert_checks(&stdout, 8);
+}
+
+/// A page step that tells the test where the page has got to: a POST to the
+/// test's receiver at `path`, which the test waits for before it changes
+/// presenced under the open page.
+fn tell(page: Page, receiver: &Receiver, path: &str) -> Page {
+    page.request(
+        path,
+        "POST",
+        &receiver.url(path),
+        json!({"Content-Type": "application/json"}),
+        Some(r#"{"value": [{}]}"#),
+    )
+}
+
+/// The body of a setPresence for the session `PHONE`.
+fn set_body(availability: &str, activity: &str) -> String {
+    json!({
+        "sessionId": PHONE, "availability": availability, "activity": activity, "expirationDuration": "PT1H",
+    })
+    .to_string()
+}
+
+#[tokio::test]
+async fn the_board_starts_again_when_presenced_restarts_without_its_data() {
+    // The same port before and after, as a restarted service has.
+    let address = browser::reserve_port()
+        .local_addr()
+        .expect("an address")
+        .to_string();
+    let args = [
+        "serve", "--listen", &address, "--store", "memory", "--clock", "manual", "--auth", "none",
+    ];
+    let server = TestServer::start_with(&args).await;
+    // Several changes: alice's sequence number is well past what a new
+    // process gives her first.
+    for activity in [
+        "InACall",
+        "InAConferenceCall",
+        "InACall",
+        "InAConferenceCall",
+        "InACall",
+    ] {
+        server
+            .set_presence("alice", PHONE, "Busy", activity, Some("PT1H"))
+            .await
+            .assert_ok_empty();
+    }
+    server
+        .set_presence("carol", PHONE, "Away", "Away", Some("PT1H"))
+        .await
+        .assert_ok_empty();
+    let receiver = Receiver::start().await;
+    let page = Page::new()
+        .goto(&server.url("/_presenced/board"))
+        .wait_for(&card("carol"))
+        .wait_for_text(&format!("{} .activity", card("alice")), "In a call")
+        .wait_for_text("#connection", "Live");
+    let page = tell(page, &receiver, "/restart")
+        // The new process holds alice (Available, her first change there)
+        // and bob; carol is gone with the old one.
+        .wait_for(&card("bob"))
+        .wait_for_text(&format!("{} .availability", card("alice")), "Available")
+        .count("cards", ".cell:not([hidden]) button.card")
+        .text_as("summary", "#summary")
+        // And it is live: a change on the new process arrives.
+        .request(
+            "bob busy",
+            "POST",
+            &server.url("/v1.0/users/bob/presence/setPresence"),
+            json!({"Content-Type": "application/json"}),
+            Some(&set_body("Busy", "InACall")),
+        )
+        .wait_for_text(&format!("{} .availability", card("bob")), "Busy");
+    let restart = async {
+        receiver
+            .wait_for(Some("/restart"), 1, Duration::from_secs(60))
+            .await;
+        server.kill().await;
+        let server = TestServer::start_with(&args).await;
+        server
+            .set_presence("alice", PHONE, "Available", "Available", Some("PT1H"))
+            .await
+            .assert_ok_empty();
+        server
+            .set_presence("bob", PHONE, "Away", "Away", Some("PT1H"))
+            .await
+            .assert_ok_empty();
+        server
+    };
+    let (reports, server) = tokio::join!(browser::run(vec![page], &[]), restart);
+    let report = &reports[0];
+    report.assert_ran();
+    assert_eq!(report.get("cards"), "2", "{report:#?}");
+    assert_eq!(report.get("summary"), "2 users");
+    assert_eq!(report.get("bob busy"), "200");
+    assert_eq!(server.shown("bob").await, ("Busy".into(), "InACall".into()));
+}
+
+#[tokio::test]
+async fn while_presenced_does_not_stream_the_board_shows_the_list_and_catches_up_after() {
+    let server = TestServer::start(&["--auth", "none", "--max-streams", "1"]).await;
+    server
+        .set_presence("alice", PHONE, "Busy", "InACall", Some("PT1H"))
+        .await
+        .assert_ok_empty();
+    // The node's one stream, held by someone else.
+    let held = server
+        .client()
+        .get(server.url("/_presenced/stream"))
+        .send()
+        .await
+        .expect("the stream opens");
+    assert_eq!(held.status(), 200);
+    let receiver = Receiver::start().await;
+    let page = Page::new()
+        .goto(&server.url("/_presenced/board"))
+        .wait_for(&card("alice"))
+        .wait_for_text("#connection", "paused")
+        .text_as("paused", "#connection");
+    let page = tell(page, &receiver, "/release")
+        // Changed before the board's stream opens, so not in it: the board
+        // reads the list again when it opens without resuming.
+        .wait_for(&card("carol"))
+        .wait_for_text("#connection", "Live")
+        .request(
+            "bob busy",
+            "POST",
+            &server.url("/v1.0/users/bob/presence/setPresence"),
+            json!({"Content-Type": "application/json"}),
+            Some(&set_body("Busy", "InACall")),
+        )
+        .wait_for(&card("bob"))
+        .count("cards", ".cell:not([hidden]) button.card");
+    let release = async {
+        receiver
+            .wait_for(Some("/release"), 1, Duration::from_secs(60))
+            .await;
+        server
+            .set_presence("carol", PHONE, "Away", "Away", Some("PT1H"))
+            .await
+            .assert_ok_empty();
+        drop(held);
+    };
+    let (reports, ()) = tokio::join!(browser::run(vec![page], &[]), release);
+    let report = &reports[0];
+    assert_clean_but_refusals(report);
+    assert!(
+        report.get("paused").contains("live streams"),
+        "the 503's message: {report:#?}"
+    );
+    assert_eq!(report.get("cards"), "3", "{report:#?}");
+}
+
+#[tokio::test]
+async fn a_list_that_fails_while_redis_is_down_is_read_again_when_it_is_back() {
+    let mut redis = RedisServer::start();
+    let server = TestServer::start_node(&[redis.url()], &["--auth", "none"]).await;
+    server
+        .set_presence("alice", PHONE, "Busy", "InACall", Some("PT1H"))
+        .await
+        .assert_ok_empty();
+    redis.stop();
+    let receiver = Receiver::start().await;
+    let page = Page::new()
+        .goto(&server.url("/_presenced/board"))
+        .wait_for_text("#message", "cannot be read")
+        .text_as("failed", "#message");
+    let page = tell(page, &receiver, "/down")
+        // Only the list has alice: a fresh stream sends nothing until a
+        // change.
+        .wait_for(&card("alice"))
+        .eval(
+            "message hidden",
+            "document.getElementById('message').hidden",
+        )
+        .wait_for_text("#connection", "Live")
+        // Written once the node writes again (it takes its partitions back
+        // from Redis first), then a change made from the page: both arrive.
+        .wait_for(&card("bob"))
+        .request(
+            "carol busy",
+            "POST",
+            &server.url("/v1.0/users/carol/presence/setPresence"),
+            json!({"Content-Type": "application/json"}),
+            Some(&set_body("Busy", "InACall")),
+        )
+        .wait_for(&card("carol"))
+        .text_as("alice", &format!("{} .availability", card("alice")));
+    let back = async {
+        receiver
+            .wait_for(Some("/down"), 1, Duration::from_secs(60))
+            .await;
+        redis.restart();
+        let deadline = std::time::Instant::now() + Duration::from_secs(60);
+        loop {
+            let reply = server
+                .try_send(
+                    server
+                        .client()
+                        .post(server.url("/v1.0/users/bob/presence/setPresence"))
+                        .header("Content-Type", "application/json")
+                        .body(set_body("Away", "Away")),
+                )
+                .await;
+            if reply.as_ref().is_ok_and(|reply| reply.status == 200) {
+                break;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the node writes again within 60 s: {reply:?}"
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    };
+    let (reports, ()) = tokio::join!(browser::run(vec![page], &[]), back);
+    let report = &reports[0];
+    assert_clean_but_refusals(report);
+    assert!(report.get("failed").contains("Trying again"), "{report:#?}");
+    assert_eq!(report.get("alice"), "Busy");
+    assert_eq!(
+        report.get("message hidden"),
+        "true",
+        "the failure is no longer shown"
+    );
+    assert_eq!(report.get("carol busy"), "200");
+}
+
+/// Fails unless the page ran every step and logged no error other than
+/// the browser's own line for a refused request (a 503 it was told of).
+#[track_caller]
+fn assert_clean_but_refusals(report: &PageReport) {
+    report.assert_ran();
+    let errors: Vec<&str> = report
+        .console_errors()
+        .into_iter()
+        .filter(|text| !text.contains("503"))
+        .collect();
+    assert!(errors.is_empty(), "the board logged errors: {report:#?}");
 }

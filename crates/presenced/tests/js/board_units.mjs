@@ -67,24 +67,36 @@ await check("every availability has a colour group and a shape", () => {
   assert.notEqual(shapeOf("Busy"), shapeOf("DoNotDisturb"));
 });
 
-/** The events a stream's body gives when it arrives in `chunks`. */
-async function parse(chunks) {
+/** What a stream's body gives when it arrives in `chunks` (strings, or
+ * bytes as Uint8Array): its presences and resets, in order. `before` is the
+ * id the stream resumed from; `abortAfter` stops the stream after that many
+ * presences. */
+async function parse(chunks, { before = null, abortAfter = Infinity } = {}) {
   const events = [];
+  const told = [];
+  const controller = new AbortController();
   const stream = new PresenceStream("/unused", {
     onOpen() {},
-    onEvent: (presence) => events.push(presence),
+    onEvent: (presence) => {
+      events.push(presence);
+      told.push(`presence ${presence.id}`);
+      if (events.length >= abortAfter) controller.abort();
+    },
+    onReset: () => told.push("reset"),
     onState() {},
+    onDown() {},
     onRefused() {},
   });
+  stream.lastEventId = before;
   const encoder = new TextEncoder();
   const body = new ReadableStream({
-    start(controller) {
-      for (const chunk of chunks) controller.enqueue(encoder.encode(chunk));
-      controller.close();
+    start(body) {
+      for (const chunk of chunks) body.enqueue(typeof chunk === "string" ? encoder.encode(chunk) : chunk);
+      body.close();
     },
   });
-  await stream.read(body, new AbortController().signal);
-  return { events, stream };
+  await stream.read(body, controller.signal);
+  return { events, stream, told };
 }
 
 await check("events split anywhere, with CRLF, comments, retry and ids", async () => {
@@ -117,6 +129,41 @@ await check("an event that is not JSON is skipped, and the stream goes on", asyn
     "event: presence\ndata: {\"id\":\"unfinished\"}\n",
   ]);
   assert.deepEqual(events, [{ id: "dave" }], "an event without its blank line is not dispatched");
+});
+
+await check("a character of several bytes split between chunks", async () => {
+  // "Zoë in Kraków 🚲": two- and four-byte characters.
+  const text = 'event: presence\nid: 7-1\ndata: {"id":"zoe","message":"Zoë in Kraków 🚲"}\n\n';
+  const bytes = new TextEncoder().encode(text);
+  for (let at = 0; at <= bytes.length; at++) {
+    const { events } = await parse([bytes.slice(0, at), bytes.slice(at)]);
+    assert.deepEqual(events, [{ id: "zoe", message: "Zoë in Kraków 🚲" }], `split at byte ${at}`);
+  }
+  const { events } = await parse([...bytes].map((byte) => new Uint8Array([byte])));
+  assert.equal(events[0].message, "Zoë in Kraków 🚲", "one byte at a time");
+});
+
+await check("an id of another epoch resets before the presences that follow it", async () => {
+  const opening = "id: 9-0\nretry: 1000\n\n";
+  const presences = 'event: presence\nid: 9-0\ndata: {"id":"alice"}\n\nevent: presence\nid: 9-1\ndata: {"id":"bob"}\n\n';
+  const restarted = await parse([opening + presences], { before: "7-3" });
+  assert.deepEqual(restarted.told, ["reset", "presence alice", "presence bob"]);
+  assert.equal(restarted.stream.lastEventId, "9-1");
+  const same = await parse(["id: 7-3\nretry: 1000\n\n", 'event: presence\nid: 7-4\ndata: {"id":"alice"}\n\n'], {
+    before: "7-3",
+  });
+  assert.deepEqual(same.told, ["presence alice"], "the same epoch resumes without a reset");
+  const fresh = await parse([opening + presences]);
+  assert.deepEqual(fresh.told, ["presence alice", "presence bob"], "a first connection has nothing to reset");
+  // A multi-partition cursor (several nodes over Redis) has the same epoch.
+  const partitioned = await parse(['event: presence\nid: a1-5.9.2\ndata: {"id":"carol"}\n\n'], { before: "a1-4.9.2" });
+  assert.deepEqual(partitioned.told, ["presence carol"]);
+});
+
+await check("a stopped stream tells nothing more", async () => {
+  const text = ["alice", "bob", "carol"].map((id, index) => `event: presence\nid: 7-${index}\ndata: {"id":"${id}"}\n\n`).join("");
+  const { told } = await parse([text], { abortAfter: 1 });
+  assert.deepEqual(told, ["presence alice"]);
 });
 
 console.log(`checks: ${checks}`);
