@@ -881,3 +881,49 @@ fn assert_clean_but_refusals(report: &PageReport) {
         .collect();
     assert!(errors.is_empty(), "the board logged errors: {report:#?}");
 }
+
+#[tokio::test]
+async fn the_detail_reads_the_sessions_again_when_a_countdown_reaches_zero() {
+    // Fade stages of ten seconds on the system clock (time enough for the
+    // page to open and read the sessions first): alice's phone fades
+    // while her desk keeps her Busy, so her presence (and the stream) does
+    // not change; only the detail's own countdown says the table is stale.
+    let server = TestServer::start_with(&[
+        "serve",
+        "--listen",
+        "127.0.0.1:0",
+        "--store",
+        "memory",
+        "--auth",
+        "none",
+        "--idle-timeout",
+        "PT10S",
+    ])
+    .await;
+    server
+        .set_presence("alice", DESK, "Busy", "InACall", Some("PT1H"))
+        .await
+        .assert_ok_empty();
+    server
+        .set_presence("alice", PHONE, "Available", "Available", Some("PT1H"))
+        .await
+        .assert_ok_empty();
+    let phone_row = "#detail-body tbody tr:not(.decides)";
+    let page = Page::new()
+        .goto(&server.url("/_presenced/board"))
+        .click(&card("alice"))
+        .wait_for(phone_row)
+        .text_as("before", &format!("{phone_row} td:nth-child(3)"))
+        .wait_for_text(
+            &format!("{phone_row} td:nth-child(3)"),
+            "Available inactive",
+        )
+        .text_as("faded", &format!("{phone_row} td:nth-child(3)"))
+        .text_as("still busy", &format!("{} .availability", card("alice")));
+    let reports = browser::run(vec![page], &[]).await;
+    let report = &reports[0];
+    assert_clean(report);
+    assert_eq!(report.get("before"), "Available · Available");
+    assert_eq!(report.get("faded"), "Available · Available inactive");
+    assert_eq!(report.get("still busy"), "Busy");
+}
