@@ -382,7 +382,7 @@ pub fn note_durable_throughput(report: &mut Report, connections: usize) {
     let row = report.throughput.iter().find(|row| {
         row.scenario.starts_with("setPresence")
             && row.scenario.contains("embedded")
-            && row.server.ends_with(", max")
+            && row.is_maximum()
     });
     let Some(row) = row else { return };
     let ratio = row.ratio_to_ceiling.unwrap_or(0.0);

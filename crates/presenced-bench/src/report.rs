@@ -40,6 +40,29 @@ pub struct ThroughputRow {
     pub ratio_to_ceiling: Option<f64>,
     pub errors: u64,
     pub target: Option<Target>,
+    /// The minimum of `ratio_to_ceiling` that `target` states, for the rows
+    /// whose target is one (the charts draw it).
+    pub target_ratio: Option<f64>,
+}
+
+/// How the server of a closed-loop row of presenced ends: the maximum
+/// throughput of its scenario.
+pub const MAXIMUM: &str = ", max";
+
+/// How the server of an open-loop row at half that maximum ends.
+pub const HALF_LOAD: &str = ", 50% of max (open loop)";
+
+impl ThroughputRow {
+    /// Whether this is presenced's closed loop, the maximum its scenario
+    /// compares with the ceiling.
+    pub fn is_maximum(&self) -> bool {
+        self.server.ends_with(MAXIMUM)
+    }
+
+    /// Whether this is presenced's open loop at half its maximum.
+    pub fn is_half_load(&self) -> bool {
+        self.server.ends_with(HALF_LOAD)
+    }
 }
 
 /// One footprint measurement, its value already worded.
@@ -54,7 +77,7 @@ impl Report {
     /// The closed-loop row of `server` in the scenario whose name starts
     /// with `scenario`.
     pub fn maximum(&self, scenario: &str, server: &str) -> Option<&ThroughputRow> {
-        let wanted = format!("{server}, max");
+        let wanted = format!("{server}{MAXIMUM}");
         self.throughput
             .iter()
             .find(|row| row.scenario.starts_with(scenario) && row.server == wanted)
@@ -305,6 +328,7 @@ mod tests {
                 ratio_to_ceiling: Some(0.8712),
                 errors: 3,
                 target: Some(Target::new("≥ 0.85 × ceiling", true)),
+                target_ratio: Some(0.85),
             }],
             footprint: vec![FootprintRow {
                 measurement: "startup | 1M users".into(),

@@ -28,7 +28,7 @@ use crate::load::{
 };
 use crate::process::ServerProcess;
 use crate::redis::RedisDeployment;
-use crate::report::{Report, Target, ThroughputRow};
+use crate::report::{HALF_LOAD, MAXIMUM, Report, Target, ThroughputRow};
 
 /// The one application that sets everybody's presence. With `--auth none`
 /// the caller is an application without an app id, so any session id is
@@ -523,6 +523,7 @@ fn load_row(
         ratio_to_ceiling,
         errors: outcome.errors(),
         target,
+        target_ratio: None,
     }
 }
 
@@ -729,13 +730,16 @@ pub async fn run_throughput_scenario(
             ratio.is_some_and(|ratio| ratio >= minimum) && maximum.errors() == 0,
         )
     });
-    report.throughput.push(load_row(
-        scenario,
-        format!("{presenced_label}, max"),
-        &maximum,
-        ratio,
-        ratio_target,
-    ));
+    report.throughput.push(ThroughputRow {
+        target_ratio: scenario.ratio_target,
+        ..load_row(
+            scenario,
+            format!("{presenced_label}{MAXIMUM}"),
+            &maximum,
+            ratio,
+            ratio_target,
+        )
+    });
     if let Some((outcome, target)) = half_load {
         let target = target.map(|target| {
             let met = Duration::from_micros(outcome.latency_at(0.99)) < target
@@ -745,7 +749,7 @@ pub async fn run_throughput_scenario(
         });
         report.throughput.push(load_row(
             scenario,
-            format!("{presenced_label}, 50% of max (open loop)"),
+            format!("{presenced_label}{HALF_LOAD}"),
             &outcome,
             None,
             target,

@@ -1082,6 +1082,7 @@ pub async fn measure(context: &Context, report: &mut Report) -> Result<(), Strin
             "no error but 429/503 with Retry-After",
             storm.refusals.error_count() == 0,
         )),
+        target_ratio: None,
     });
     report.footprint.push(FootprintRow {
         measurement: format!(
