@@ -24,11 +24,12 @@
 //! and `browser.rs` the Chromium it runs in (driven by `js/board_bench.mjs`
 //! through the pinned playwright-core), `ceiling.rs` the ceiling server,
 //! `process.rs` starting servers and reading `/proc`, `report.rs` the
-//! tables.
+//! tables, `charts.rs` the SVG charts written beside the Markdown.
 
 mod board;
 mod browser;
 mod ceiling;
+mod charts;
 mod footprint;
 mod load;
 mod nodes;
@@ -103,7 +104,10 @@ struct RunArgs {
     #[arg(long, value_enum, num_args = 1.., value_name = "NAME")]
     only: Vec<Part>,
 
-    /// Also write the results as Markdown to FILE (for the README).
+    /// Also write the results as Markdown to FILE (for the README), with
+    /// SVG charts beside it that it links: FILE's stem with `-ratios.svg`
+    /// (closed loop vs the ceiling) and `-latency.svg` (latency at half
+    /// load), each when the run has rows for it.
     #[arg(long, value_name = "FILE")]
     markdown: Option<PathBuf>,
 
@@ -586,9 +590,22 @@ async fn measure(args: RunArgs) -> Result<bool, String> {
     ));
     println!("\n{}", report.to_text());
     if let Some(path) = &args.markdown {
-        std::fs::write(path, report.to_markdown())
+        let charts = charts::write_beside(&report, path)?;
+        std::fs::write(path, report.to_markdown(&charts))
             .map_err(|error| format!("cannot write {}: {error}", path.display()))?;
-        println!("Markdown written to {}", path.display());
+        let names: Vec<&str> = charts
+            .iter()
+            .map(|chart| chart.file_name.as_str())
+            .collect();
+        println!(
+            "Markdown written to {} (charts beside it: {})",
+            path.display(),
+            if names.is_empty() {
+                "none".to_string()
+            } else {
+                names.join(", ")
+            }
+        );
     }
     Ok(report.failures.is_empty())
 }

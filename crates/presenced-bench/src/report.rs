@@ -3,6 +3,7 @@
 
 use std::fmt::Write as _;
 
+use crate::charts::Chart;
 use crate::process::Machine;
 
 /// A target from the issue and whether this run met it.
@@ -202,7 +203,9 @@ impl Report {
         text
     }
 
-    pub fn to_markdown(&self) -> String {
+    /// The report in Markdown, linking `charts` (written beside it) under
+    /// the throughput table.
+    pub fn to_markdown(&self, charts: &[Chart]) -> String {
         let mut text = String::new();
         let _ = writeln!(text, "### {}\n", self.title);
         let _ = writeln!(text, "- command: `{}`", self.command_line);
@@ -213,6 +216,9 @@ impl Report {
         if !self.throughput.is_empty() {
             let _ = writeln!(text, "\n#### Throughput and latency\n");
             text.push_str(&self.throughput_table().to_markdown());
+            for chart in charts {
+                let _ = writeln!(text, "\n![{}]({})", chart.description, chart.file_name);
+            }
         }
         if !self.footprint.is_empty() {
             let _ = writeln!(text, "\n#### Footprint\n");
@@ -349,7 +355,7 @@ mod tests {
     fn text_and_markdown_carry_the_same_cells() {
         let report = sample_report();
         let text = report.to_text();
-        let markdown = report.to_markdown();
+        let markdown = report.to_markdown(&[]);
         for cell in [
             "41234",
             "0.512 ms",
