@@ -143,10 +143,6 @@ async fn the_board_shows_the_tenant_live_explains_a_presence_and_moves_the_clock
     assert_eq!(ids, ["alice", "bob", "carol", "dave", "erin", "frank"]);
 
     let board = server.url("/_presenced/board");
-    let set_dave_busy = json!({
-        "sessionId": PHONE, "availability": "Busy", "activity": "InACall", "expirationDuration": "PT1H",
-    })
-    .to_string();
     let mut page = Page::new()
         .goto(&board)
         .wait_for(&card("frank"))
@@ -181,13 +177,7 @@ async fn the_board_shows_the_tenant_live_explains_a_presence_and_moves_the_clock
             json!({}),
             None,
         )
-        .request(
-            "set dave busy 2",
-            "POST",
-            &server.url("/v1.0/users/dave/presence/setPresence"),
-            json!({"Content-Type": "application/json"}),
-            Some(&set_dave_busy),
-        )
+        .set_presence("set dave busy 2", &server, "dave", "Busy", "InACall")
         .wait_for_text(&format!("{} .availability", card("dave")), "Busy")
         .eval("still here", "window.notReloaded")
         // Filters: only Busy (alice, carol, dave), then all again.
@@ -264,14 +254,12 @@ async fn the_board_shows_the_tenant_live_explains_a_presence_and_moves_the_clock
         .click("button.filter[data-group=\"busy\"]")
         .eval("skip", "document.getElementById('skip').click()")
         .wait_for(&format!("{}:focus", card("carol")))
-        .request(
+        .set_presence(
             "carol available",
-            "POST",
-            &server.url("/v1.0/users/carol/presence/setPresence"),
-            json!({"Content-Type": "application/json"}),
-            Some(&json!({
-                "sessionId": PHONE, "availability": "Available", "activity": "Available", "expirationDuration": "PT1H",
-            }).to_string()),
+            &server,
+            "carol",
+            "Available",
+            "Available",
         )
         .wait_for("#grid button.card:focus:not([data-user=\"carol\"])")
         .focused("after carol left")
@@ -664,6 +652,38 @@ fn set_body(availability: &str, activity: &str) -> String {
     .to_string()
 }
 
+/// A page step that sets `user`'s `PHONE` session through the API (a
+/// change made while the page is open); its status is the result `name`.
+trait SetFromPage {
+    fn set_presence(
+        self,
+        name: &str,
+        server: &TestServer,
+        user: &str,
+        availability: &str,
+        activity: &str,
+    ) -> Page;
+}
+
+impl SetFromPage for Page {
+    fn set_presence(
+        self,
+        name: &str,
+        server: &TestServer,
+        user: &str,
+        availability: &str,
+        activity: &str,
+    ) -> Page {
+        self.request(
+            name,
+            "POST",
+            &server.url(&format!("/v1.0/users/{user}/presence/setPresence")),
+            json!({"Content-Type": "application/json"}),
+            Some(&set_body(availability, activity)),
+        )
+    }
+}
+
 #[tokio::test]
 async fn the_board_starts_again_when_presenced_restarts_without_its_data() {
     // The same port before and after, as a restarted service has.
@@ -707,13 +727,7 @@ async fn the_board_starts_again_when_presenced_restarts_without_its_data() {
         .count("cards", ".cell:not([hidden]) button.card")
         .text_as("summary", "#summary")
         // And it is live: a change on the new process arrives.
-        .request(
-            "bob busy",
-            "POST",
-            &server.url("/v1.0/users/bob/presence/setPresence"),
-            json!({"Content-Type": "application/json"}),
-            Some(&set_body("Busy", "InACall")),
-        )
+        .set_presence("bob busy", &server, "bob", "Busy", "InACall")
         .wait_for_text(&format!("{} .availability", card("bob")), "Busy");
     let restart = async {
         receiver
@@ -766,13 +780,7 @@ async fn while_presenced_does_not_stream_the_board_shows_the_list_and_catches_up
         // reads the list again when it opens without resuming.
         .wait_for(&card("carol"))
         .wait_for_text("#connection", "Live")
-        .request(
-            "bob busy",
-            "POST",
-            &server.url("/v1.0/users/bob/presence/setPresence"),
-            json!({"Content-Type": "application/json"}),
-            Some(&set_body("Busy", "InACall")),
-        )
+        .set_presence("bob busy", &server, "bob", "Busy", "InACall")
         .wait_for(&card("bob"))
         .count("cards", ".cell:not([hidden]) button.card");
     let release = async {
@@ -821,13 +829,7 @@ async fn a_list_that_fails_while_redis_is_down_is_read_again_when_it_is_back() {
         // Written once the node writes again (it takes its partitions back
         // from Redis first), then a change made from the page: both arrive.
         .wait_for(&card("bob"))
-        .request(
-            "carol busy",
-            "POST",
-            &server.url("/v1.0/users/carol/presence/setPresence"),
-            json!({"Content-Type": "application/json"}),
-            Some(&set_body("Busy", "InACall")),
-        )
+        .set_presence("carol busy", &server, "carol", "Busy", "InACall")
         .wait_for(&card("carol"))
         .text_as("alice", &format!("{} .availability", card("alice")));
     let back = async {
