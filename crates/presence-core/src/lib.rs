@@ -42,3 +42,6 @@ pub use time::{Duration, Instant};
 
 #[cfg(test)]
 mod tests;
+
+#[cfg(any(test, feature = "strategies"))]
+pub mod strategies;
