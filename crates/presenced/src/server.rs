@@ -759,6 +759,7 @@ pub async fn run(
         clock.clone(),
         timeouts,
         notifier.clone(),
+        config.limits.render_cache_bytes,
     ));
     let openapi = serde_json::to_vec(&http::openapi_document()).map_err(|error| {
         ServeError::Config(format!("cannot render the OpenAPI document: {error}"))
@@ -871,7 +872,11 @@ pub async fn run(
     };
     let address = listener.local_addr()?;
     {
-        let app = http::app(state.clone(), &config.cors);
+        // Only nodes that share a manual clock through Redis read it on
+        // every request.
+        let shared_clock = config.clock == crate::clock::ClockKind::Manual
+            && config.store.kind == StoreKind::Redis;
+        let app = http::app(state.clone(), &config.cors, shared_clock);
         let owner = tasks.clone();
         let limits = config.limits;
         let drain =

@@ -296,17 +296,23 @@ pub fn openapi_document() -> serde_json::Value {
 /// The batch routes sit beside the router's other routes rather than among
 /// them: their inner requests are sent through a router that holds every
 /// route but the batches themselves, frame and all.
-pub fn app(state: AppState, cors: &crate::cors::CorsOrigins) -> served::Served {
+///
+/// With `shared_clock` (nodes over Redis on the manual clock), every request
+/// first reads the clock from Redis; without it, that layer is not there at
+/// all (a `from_fn` layer boxes and clones the route on every request, about
+/// two thousand instructions of a GET).
+pub fn app(state: AppState, cors: &crate::cors::CorsOrigins, shared_clock: bool) -> served::Served {
     let api = routes();
     let request_metrics = ops::RequestMetrics::register(&api.served);
     let frame = frame::FrameLayer::new(request_metrics, state.auth.clone(), state.throttle.clone());
-    let inner = api
-        .router
-        .fallback(fallback)
-        .layer(axum::middleware::from_fn_with_state(
+    let mut router = api.router.fallback(fallback);
+    if shared_clock {
+        router = router.layer(axum::middleware::from_fn_with_state(
             state.clone(),
             extensions::follow_shared_clock,
-        ))
+        ));
+    }
+    let inner = router
         .layer(DefaultBodyLimit::max(state.limits.max_body_bytes))
         .layer(tower_http::catch_panic::CatchPanicLayer::new())
         .layer(frame.clone())
