@@ -697,6 +697,12 @@ pub struct ServeArgs {
     #[arg(long, env = "PRESENCED_MAX_USERS_PER_TENANT", value_name = "N|off")]
     pub max_users_per_tenant: Option<String>,
 
+    /// The memory kept for rendered presences, in bytes: a presence read
+    /// again before its user changes or fades is answered from the JSON
+    /// rendered the first time. 0 turns the cache off [default: 134217728].
+    #[arg(long, env = "PRESENCED_RENDER_CACHE_BYTES", value_name = "BYTES")]
+    pub render_cache_bytes: Option<usize>,
+
     /// A TOML file with any of these settings, by their long names with
     /// underscores (`listen = "0.0.0.0:8080"`, `idle_timeout = "PT1M"`).
     #[arg(long, env = "PRESENCED_CONFIG", value_name = "FILE")]
@@ -1002,6 +1008,12 @@ fn limits(args: &ServeArgs, defaults: Limits) -> Result<Limits, String> {
             1..=1_000_000,
         )?,
         max_users_per_tenant,
+        render_cache_bytes: within(
+            "--render-cache-bytes",
+            args.render_cache_bytes,
+            defaults.render_cache_bytes,
+            0..=64 * 1024 * 1024 * 1024,
+        )?,
     })
 }
 
@@ -1172,6 +1184,8 @@ mod tests {
             "10",
             "--max-users-per-tenant",
             "100",
+            "--render-cache-bytes",
+            "11",
         ])
         .expect("resolves");
         assert_eq!(
@@ -1188,6 +1202,7 @@ mod tests {
                 max_h2_pending_resets: 9,
                 max_h2_error_resets: 10,
                 max_users_per_tenant: NonZeroU64::new(100),
+                render_cache_bytes: 11,
             }
         );
         assert_eq!(resolve(&[]).expect("resolves").limits, Limits::default());

@@ -62,6 +62,9 @@ pub struct Limits {
     pub max_h2_error_resets: usize,
     /// Users one tenant may hold (`--max-users-per-tenant`); `None`: no bound.
     pub max_users_per_tenant: Option<NonZeroU64>,
+    /// The memory kept for rendered presences (`--render-cache-bytes`);
+    /// 0: none.
+    pub render_cache_bytes: usize,
 }
 
 impl Default for Limits {
@@ -92,6 +95,8 @@ impl Default for Limits {
             // hostile; a well-behaved one makes it reset none.
             max_h2_error_resets: 1_024,
             max_users_per_tenant: None,
+            // About two hundred thousand presences.
+            render_cache_bytes: 128 * 1024 * 1024,
         }
     }
 }

@@ -100,6 +100,7 @@ pub async fn metrics(State(state): State<AppState>, extensions: Extensions) -> R
         metrics::gauge!("presenced_sessions").set(0.0);
         metrics::gauge!("presenced_scheduler_pending_users").set(0.0);
     }
+    metrics::gauge!("presenced_render_cache_bytes").set(state.service.rendered_bytes() as f64);
     let body = state
         .metrics
         .as_ref()

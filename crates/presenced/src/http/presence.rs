@@ -7,10 +7,9 @@ use presence_core::UserId;
 
 use crate::auth::{Access, Principal};
 use crate::http::error::ApiError;
-use crate::http::wire::{
-    self, GetPresencesBody, JsonBody, PRESENCE_JSON_BYTES, PresenceJson, json_answer,
-};
+use crate::http::wire::{self, GetPresencesBody, JsonBody, PresenceJson, json_bytes_answer};
 use crate::state::AppState;
+use crate::wire::rendered::collection;
 
 /// The most ids getPresencesByUserId takes, as Graph.
 pub const MAX_BATCH_IDS: usize = 650;
@@ -97,9 +96,9 @@ pub async fn get_presence(
     let key = presence_core::UserKey::new(principal.tenant.clone(), user);
     let body = state
         .service
-        .read_one(&key, &principal.viewer(), Some(context))
+        .read_one_json(&key, &principal.viewer(), Some(&context))
         .await?;
-    Ok(json_answer(&body, PRESENCE_JSON_BYTES))
+    Ok(json_bytes_answer(body))
 }
 
 #[derive(Debug, serde::Serialize, utoipa::ToSchema)]
@@ -138,16 +137,11 @@ pub async fn get_presences_by_user_id(
     }
     let value = state
         .service
-        .read(&principal.tenant, &users, &principal.viewer(), |_| None)
+        .read_json(&principal.tenant, &users, &principal.viewer())
         .await?;
-    let capacity = 100 + value.len() * PRESENCE_JSON_BYTES;
-    let collection = PresenceCollection {
-        odata_context: format!(
-            "{}/$metadata#Collection(microsoft.graph.presence)",
-            root.root
-        ),
-        value,
-        next_link: None,
-    };
-    Ok(json_answer(&collection, capacity))
+    let context = format!(
+        "{}/$metadata#Collection(microsoft.graph.presence)",
+        root.root
+    );
+    Ok(json_bytes_answer(collection(&context, &value).into()))
 }

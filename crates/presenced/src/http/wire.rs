@@ -422,6 +422,19 @@ impl WorkLocationBody {
 /// A `200` with `value` as JSON, written into a buffer of `capacity` bytes
 /// (axum's `Json` starts at 128 and grows, copying, several times for a
 /// presence).
+/// A JSON answer already written (a rendered presence, a collection of them).
+pub fn json_bytes_answer(body: bytes::Bytes) -> axum::response::Response {
+    use axum::response::IntoResponse;
+    (
+        [(
+            axum::http::header::CONTENT_TYPE,
+            axum::http::HeaderValue::from_static("application/json"),
+        )],
+        body,
+    )
+        .into_response()
+}
+
 pub fn json_answer<T: Serialize>(value: &T, capacity: usize) -> axum::response::Response {
     use axum::response::IntoResponse;
     let mut buffer = Vec::with_capacity(capacity);

@@ -16,10 +16,13 @@ use presence_core::{
 };
 use presence_store::{Store, StoreError};
 
+use bytes::Bytes;
+
 use crate::clock::Clock;
 use crate::notify::Notifier;
 use crate::wire::presence::PresenceJson;
 pub use crate::wire::presence::{Viewer, render};
+use crate::wire::rendered::{RenderedPresences, with_context};
 
 mod stream;
 
@@ -61,16 +64,30 @@ pub struct PresenceService {
     pub timeouts: Timeouts,
     /// Subscriptions, webhooks and the live stream's hub.
     notifier: Arc<Notifier>,
+    /// Presences rendered once and answered again while they hold.
+    rendered: RenderedPresences,
 }
 
 impl PresenceService {
-    pub fn new(clock: Arc<Clock>, timeouts: Timeouts, notifier: Arc<Notifier>) -> PresenceService {
+    /// A service whose rendered presences take up to `render_cache_bytes`.
+    pub fn new(
+        clock: Arc<Clock>,
+        timeouts: Timeouts,
+        notifier: Arc<Notifier>,
+        render_cache_bytes: usize,
+    ) -> PresenceService {
         PresenceService {
             store: OnceLock::new(),
             clock,
             timeouts,
             notifier,
+            rendered: RenderedPresences::new(render_cache_bytes as u64),
         }
+    }
+
+    /// The bytes the rendered presences take now.
+    pub fn rendered_bytes(&self) -> u64 {
+        self.rendered.weight()
     }
 
     /// Lets calls through to the loaded store.
@@ -105,39 +122,67 @@ impl PresenceService {
         }
     }
 
-    /// The presence of one user now, for `viewer`, with `context` as its
-    /// `@odata.context` (GET's path: no vectors for a batch of one).
-    pub async fn read_one(
+    /// The JSON of `key`'s presence now for `viewer`, with `context` as its
+    /// `@odata.context` when given (rendered presences are kept: see
+    /// `wire/rendered.rs`).
+    pub async fn read_one_json(
         &self,
         key: &UserKey,
         viewer: &Viewer,
-        context: Option<String>,
-    ) -> Result<PresenceJson, ServiceError> {
+        context: Option<&str>,
+    ) -> Result<Bytes, ServiceError> {
         let now = self.clock.now();
-        let mut context = Some(context);
+        let reader = viewer.reader(&key.user);
         let mut found = None;
         self.store()?
             .read(std::slice::from_ref(key), &mut |_, facts| {
-                found = Some(render(
-                    &key.user,
+                found = Some(self.rendered.json(key, facts, now, self.timeouts, reader));
+            })
+            .await?;
+        let json =
+            found.unwrap_or_else(|| self.rendered.json(key, None, now, self.timeouts, reader));
+        Ok(match context {
+            Some(context) => Bytes::from(with_context(&json, context)),
+            None => json,
+        })
+    }
+
+    /// The JSON of the presence of each of `users` of `tenant` now, for
+    /// `viewer`, in order, without `@odata.context`.
+    pub async fn read_json(
+        &self,
+        tenant: &presence_core::TenantId,
+        users: &[UserId],
+        viewer: &Viewer,
+    ) -> Result<Vec<Bytes>, ServiceError> {
+        let keys: Vec<UserKey> = users
+            .iter()
+            .map(|user| UserKey::new(tenant.clone(), user.clone()))
+            .collect();
+        let now = self.clock.now();
+        let mut value: Vec<Option<Bytes>> = vec![None; keys.len()];
+        self.store()?
+            .read(&keys, &mut |index, facts| {
+                let key = &keys[index];
+                value[index] = Some(self.rendered.json(
+                    key,
                     facts,
                     now,
                     self.timeouts,
-                    viewer,
-                    context.take().flatten(),
+                    viewer.reader(&key.user),
                 ));
             })
             .await?;
-        Ok(found.unwrap_or_else(|| {
-            render(
-                &key.user,
-                None,
-                now,
-                self.timeouts,
-                viewer,
-                context.take().flatten(),
-            )
-        }))
+        Ok(value
+            .into_iter()
+            .zip(&keys)
+            .map(|(json, key)| {
+                json.unwrap_or_else(|| {
+                    self.rendered
+                        .json(key, None, now, self.timeouts, viewer.reader(&key.user))
+                })
+            })
+            .collect())
     }
 
     /// The presence of each of `users` of `tenant` now, for `viewer`, in

@@ -4,6 +4,7 @@
 
 pub mod notification;
 pub mod presence;
+pub mod rendered;
 pub mod schema;
 /// At most 64 characters of caller input, for echoing in a message.
 pub fn truncate(text: &str) -> String {

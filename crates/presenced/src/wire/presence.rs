@@ -20,7 +20,7 @@ fn published_date_time() -> utoipa::openapi::schema::Object {
 }
 
 /// Who is reading, which decides whether the status message's dates show.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Reader {
     /// The user themself, or an application: everything shows.
     Owner,
