@@ -32,14 +32,37 @@ fn check(text: &str) -> Result<(), IdError> {
             length: text.chars().count(),
         });
     }
-    match text
-        .chars()
-        .find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.' | '@')))
+    // Every byte is checked (a fold, no early exit, which the compiler
+    // turns into wide compares); the character is looked for only when one
+    // is wrong. Ids are parsed for every id of every request, 650 to a
+    // getPresencesByUserId.
+    let wrong = text
+        .bytes()
+        .fold(false, |wrong, byte| wrong | !ID_BYTES[usize::from(byte)]);
+    match wrong
+        .then(|| {
+            text.chars()
+                .find(|c| !c.is_ascii() || !ID_BYTES[*c as usize])
+        })
+        .flatten()
     {
         Some(character) => Err(IdError::BadCharacter { character }),
         None => Ok(()),
     }
 }
+
+/// The bytes an id may hold: ASCII letters and digits, `-`, `_`, `.`, `@`.
+const ID_BYTES: [bool; 256] = {
+    let mut allowed = [false; 256];
+    let mut byte = 0;
+    while byte < 256 {
+        let c = byte as u8;
+        allowed[byte] =
+            c.is_ascii_alphanumeric() || c == b'-' || c == b'_' || c == b'.' || c == b'@';
+        byte += 1;
+    }
+    allowed
+};
 
 /// An id's text, stored in 24 bytes without a heap allocation for the ids
 /// Graph actually uses: a lowercase GUID packs into its 16 bytes, and any id
@@ -88,7 +111,7 @@ impl Serialize for IdText<'_> {
     }
 }
 
-fn hex_value(byte: u8) -> Option<u8> {
+const fn hex_value(byte: u8) -> Option<u8> {
     match byte {
         b'0'..=b'9' => Some(byte - b'0'),
         b'a'..=b'f' => Some(byte - b'a' + 10),
@@ -98,35 +121,60 @@ fn hex_value(byte: u8) -> Option<u8> {
 
 /// The 16 bytes of a lowercase hyphenated GUID, or `None`.
 fn pack_guid(text: &str) -> Option<[u8; 16]> {
-    let bytes = text.as_bytes();
-    if bytes.len() != GUID_LENGTH || HYPHENS.iter().any(|&at| bytes[at] != b'-') {
+    let bytes: &[u8; GUID_LENGTH] = text.as_bytes().try_into().ok()?;
+    if HYPHENS.iter().any(|&at| bytes[at] != b'-') {
         return None;
     }
-    let mut digits = bytes
-        .iter()
-        .enumerate()
-        .filter(|(at, _)| !HYPHENS.contains(at))
-        .map(|(_, byte)| hex_value(*byte));
+    // A straight pass over the 32 digits' places, table lookups and no
+    // branch per digit: a GUID is packed for every id of every request.
     let mut packed = [0u8; 16];
-    for byte in &mut packed {
-        *byte = (digits.next()?? << 4) | digits.next()??;
+    let mut wrong = 0u8;
+    for (byte, places) in packed.iter_mut().zip(DIGIT_PLACES.chunks_exact(2)) {
+        let high = HEX_VALUES[usize::from(bytes[places[0]])];
+        let low = HEX_VALUES[usize::from(bytes[places[1]])];
+        wrong |= high | low;
+        *byte = (high << 4) | (low & 0x0f);
     }
-    Some(packed)
+    (wrong & 0xf0 == 0).then_some(packed)
 }
 
 fn unpack_guid(packed: &[u8; 16]) -> [u8; GUID_LENGTH] {
     const HEX: &[u8; 16] = b"0123456789abcdef";
     let mut text = [b'-'; GUID_LENGTH];
-    let mut positions = (0..GUID_LENGTH).filter(|at| !HYPHENS.contains(at));
-    for byte in packed {
-        for nibble in [byte >> 4, byte & 0x0f] {
-            if let Some(at) = positions.next() {
-                text[at] = HEX[usize::from(nibble)];
-            }
-        }
+    for (byte, places) in packed.iter().zip(DIGIT_PLACES.chunks_exact(2)) {
+        text[places[0]] = HEX[usize::from(byte >> 4)];
+        text[places[1]] = HEX[usize::from(byte & 0x0f)];
     }
     text
 }
+
+/// Where a GUID's 32 digits are, in order (all but the hyphens).
+const DIGIT_PLACES: [usize; 32] = {
+    let mut places = [0; 32];
+    let (mut at, mut next) = (0, 0);
+    while at < GUID_LENGTH {
+        if at != HYPHENS[0] && at != HYPHENS[1] && at != HYPHENS[2] && at != HYPHENS[3] {
+            places[next] = at;
+            next += 1;
+        }
+        at += 1;
+    }
+    places
+};
+
+/// Each byte's value as a lowercase hex digit, or 0xff (a packed GUID is
+/// lowercase: uppercase text is kept as it is, so it reads back the same).
+const HEX_VALUES: [u8; 256] = {
+    let mut values = [0xff; 256];
+    let mut byte = 0;
+    while byte < 256 {
+        if let Some(value) = hex_value(byte as u8) {
+            values[byte] = value;
+        }
+        byte += 1;
+    }
+    values
+};
 
 impl CompactText {
     fn new(text: &str) -> CompactText {
@@ -314,7 +362,42 @@ impl UserKey {
 
 #[cfg(test)]
 mod tests {
+    use proptest::prelude::*;
+
     use super::*;
+
+    proptest! {
+        /// The table-driven checks agree with the rules as written: a
+        /// lowercase hyphenated GUID packs and reads back the same, nothing
+        /// else packs, and an id is refused for its first wrong character.
+        #[test]
+        fn ids_pack_and_check_as_their_rules_say(
+            text in "[0-9a-fA-Fg\\-_.@é ]{0,40}|[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-fA-F]{4}-[0-9a-f]{4}-[0-9a-f]{12}",
+        ) {
+            let bytes = text.as_bytes();
+            let is_guid = bytes.len() == GUID_LENGTH
+                && bytes.iter().enumerate().all(|(at, byte)| {
+                    if HYPHENS.contains(&at) { *byte == b'-' } else { matches!(byte, b'0'..=b'9' | b'a'..=b'f') }
+                });
+            let packed = pack_guid(&text);
+            prop_assert_eq!(packed.is_some(), is_guid);
+            if let Some(packed) = packed {
+                prop_assert_eq!(&unpack_guid(&packed)[..], bytes);
+            }
+            let first_wrong = text
+                .chars()
+                .find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.' | '@')));
+            match check(&text) {
+                Err(IdError::BadCharacter { character }) => prop_assert_eq!(Some(character), first_wrong),
+                Err(IdError::Empty) => prop_assert!(text.is_empty()),
+                Err(other) => prop_assert!(false, "{other:?}"),
+                Ok(()) => prop_assert!(first_wrong.is_none() && !text.is_empty()),
+            }
+            if let Ok(id) = UserId::parse(&text) {
+                prop_assert_eq!(&*id.as_str(), text.as_str());
+            }
+        }
+    }
 
     #[test]
     fn keys_round_trip_through_their_bytes() {
