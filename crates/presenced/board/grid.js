@@ -133,9 +133,13 @@ export class VirtualGrid {
     }
     for (const cell of this.pool) {
       if (!cell.hidden) {
+        // A cell in the pool is nobody's card: hidden, out of the tab
+        // order, and without the user it showed (nothing that looks for
+        // that user's card may find it).
         cell.hidden = true;
         cell.userId = undefined;
         cell.firstChild.tabIndex = -1;
+        delete cell.firstChild.dataset.user;
       }
     }
     if (focusedId !== undefined && focusedIndex < 0) {
