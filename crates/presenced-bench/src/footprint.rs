@@ -231,7 +231,7 @@ pub async fn measure_fades(context: &Context, report: &mut Report) -> Result<(),
 /// The embedded store's targets.
 const MAX_DISK_BYTES_PER_USER: f64 = 200.0;
 const MAX_RECOVERY_TIME: Duration = Duration::from_secs(5);
-pub const MIN_DURABLE_SET_PRESENCE_RATIO: f64 = 0.5;
+pub const MIN_DURABLE_SET_PRESENCE_RATIO: f64 = 0.6;
 
 /// The embedded store (strict durability) on a fresh directory: start-up
 /// when empty, `footprint_users` users loaded with one session each, the

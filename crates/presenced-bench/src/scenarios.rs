@@ -420,7 +420,7 @@ pub fn throughput_scenarios(
             sample: RequestSpec::post_json(set_presence_uris[0].clone(), set_body)
                 .with_authorization(authorization),
             ceiling_note: None,
-            ratio_target: Some(0.75),
+            ratio_target: Some(0.85),
             half_load: true,
             half_load_p99_target: Some(Duration::from_millis(2)),
         },
@@ -457,9 +457,9 @@ pub fn throughput_scenarios(
             sample: RequestSpec::post_json(batch_uri, batch_pool[0].clone())
                 .with_authorization(authorization),
             ceiling_note: None,
-            ratio_target: None,
+            ratio_target: Some(0.5),
             half_load: true,
-            half_load_p99_target: Some(Duration::from_millis(5)),
+            half_load_p99_target: Some(Duration::from_millis(2)),
         },
         ThroughputScenario {
             part: Part::Mixed,
@@ -473,7 +473,7 @@ pub fn throughput_scenarios(
                  (90% of the requests are GETs; setPresence answers are empty)"
                     .into(),
             ),
-            ratio_target: None,
+            ratio_target: Some(0.85),
             half_load: true,
             half_load_p99_target: Some(Duration::from_millis(2)),
         },
@@ -806,6 +806,33 @@ mod tests {
             assert_eq!(ids.len(), 650);
             assert!(ids.iter().all(|id| known.contains(*id)));
         }
+    }
+
+    #[test]
+    fn each_scenario_carries_its_targets() {
+        let scenarios = throughput_scenarios(&ServerVariant::memory(), 1_000, 650);
+        let targets: Vec<(Part, Option<f64>, Option<u128>)> = scenarios
+            .iter()
+            .map(|scenario| {
+                (
+                    scenario.part,
+                    scenario.ratio_target,
+                    scenario
+                        .half_load_p99_target
+                        .map(|target| target.as_millis()),
+                )
+            })
+            .collect();
+        assert_eq!(
+            targets,
+            [
+                (Part::SetPresence, Some(0.85), Some(2)),
+                (Part::GetPresence, Some(0.85), Some(2)),
+                (Part::GetPresenceH2c, None, None),
+                (Part::Batch, Some(0.5), Some(2)),
+                (Part::Mixed, Some(0.85), Some(2)),
+            ]
+        );
     }
 
     #[test]
