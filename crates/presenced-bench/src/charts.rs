@@ -522,6 +522,7 @@ mod tests {
             p999_micros: 12_000,
             server_cpu_micros: Some(9.25),
             ratio_to_ceiling: ratio,
+            cpu_ratio_to_ceiling: None,
             errors: 0,
             target: None,
             target_ratio: None,

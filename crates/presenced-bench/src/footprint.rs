@@ -17,7 +17,7 @@ use crate::process::{
     CpuMeter, ServerProcess, clock_ticks_per_second, disk_bytes, fresh_data_dir, resident_bytes,
 };
 use crate::report::{FootprintRow, Report, Target};
-use crate::scenarios::{ServerVariant, preload_users, presence_uri};
+use crate::scenarios::{ServerVariant, ceiling_targets, preload_users, presence_uri};
 
 /// The targets.
 const MAX_BYTES_PER_USER: f64 = 300.0;
@@ -386,21 +386,20 @@ pub fn note_durable_throughput(report: &mut Report, connections: usize) {
     });
     let Some(row) = row else { return };
     let ratio = row.ratio_to_ceiling.unwrap_or(0.0);
+    let cpu = row
+        .cpu_ratio_to_ceiling
+        .map_or_else(String::new, |cpu| format!(", CPU {cpu:.2} × ceiling's"));
     let value = format!(
-        "{:.0} req/s, {ratio:.2} × ceiling, p99 {:.1} ms",
+        "{:.0} req/s, {ratio:.2} × ceiling{cpu}, p99 {:.1} ms",
         row.requests_per_second,
         row.p99_micros as f64 / 1000.0
     );
-    let met = ratio >= MIN_DURABLE_SET_PRESENCE_RATIO && row.errors == 0;
     report.footprint.push(FootprintRow {
         measurement: format!(
             "durable setPresence throughput (embedded, strict: synced before answered), {connections} connections"
         ),
         value,
-        target: Some(Target::new(
-            format!("≥ {MIN_DURABLE_SET_PRESENCE_RATIO:.2} × ceiling"),
-            met,
-        )),
+        target: Some(ceiling_targets(row, MIN_DURABLE_SET_PRESENCE_RATIO)),
     });
 }
 

@@ -359,6 +359,17 @@ impl Settings {
              instant a request was due whenever the connection was still busy then \
              (coordinated omission corrected)"
                 .to_string(),
+            format!(
+                "CPU × ceiling: presenced's server CPU per request divided by the ceiling's in \
+                 the same scenario and run; a closed-loop row whose requests/s must reach r × \
+                 the ceiling's must also take at most 1/r × its CPU per request, rounded to \
+                 two decimals (≥ 0.85 × ceiling: CPU ≤ {:.2} ×; ≥ {:.2}: CPU ≤ {:.2} ×; \
+                 ≥ 0.50: CPU ≤ {:.2} ×), each with its own verdict",
+                scenarios::max_cpu_ratio(0.85),
+                footprint::MIN_DURABLE_SET_PRESENCE_RATIO,
+                scenarios::max_cpu_ratio(footprint::MIN_DURABLE_SET_PRESENCE_RATIO),
+                scenarios::max_cpu_ratio(0.5)
+            ),
         ]
     }
 }

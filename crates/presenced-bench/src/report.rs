@@ -11,6 +11,10 @@ use crate::process::Machine;
 pub struct Target {
     pub description: String,
     pub met: bool,
+    /// Further targets of the same row, each with its own verdict: a
+    /// closed-loop row's server CPU per request beside its requests/s.
+    /// `met` is this target's alone (the ratio chart colours a row by it).
+    pub also: Vec<Target>,
 }
 
 impl Target {
@@ -18,12 +22,24 @@ impl Target {
         Target {
             description: description.into(),
             met,
+            also: Vec::new(),
         }
+    }
+
+    /// This target and `other`, each shown with its own verdict.
+    pub fn and(mut self, other: Target) -> Target {
+        self.also.push(other);
+        self
     }
 
     fn cell(&self) -> String {
         let verdict = if self.met { "PASS" } else { "MISS" };
-        format!("{}: {verdict}", self.description)
+        let mut cell = format!("{}: {verdict}", self.description);
+        for other in &self.also {
+            cell.push_str("; ");
+            cell.push_str(&other.cell());
+        }
+        cell
     }
 }
 
@@ -39,6 +55,10 @@ pub struct ThroughputRow {
     /// Server CPU per request in the closed-loop runs.
     pub server_cpu_micros: Option<f64>,
     pub ratio_to_ceiling: Option<f64>,
+    /// `server_cpu_micros` as a multiple of the ceiling's in the same
+    /// scenario and run ([`ThroughputRow::cpu_ratio_to`]): for the
+    /// closed-loop rows that have a ceiling row, and that row itself (1).
+    pub cpu_ratio_to_ceiling: Option<f64>,
     pub errors: u64,
     pub target: Option<Target>,
     /// The minimum of `ratio_to_ceiling` that `target` states, for the rows
@@ -63,6 +83,18 @@ impl ThroughputRow {
     /// Whether this is presenced's open loop at half its maximum.
     pub fn is_half_load(&self) -> bool {
         self.server.ends_with(HALF_LOAD)
+    }
+
+    /// This row's server CPU per request divided by `ceiling`'s: how many
+    /// times the ceiling's work presenced does for one request. `None`
+    /// when either was not measured or the ceiling's is zero.
+    pub fn cpu_ratio_to(&self, ceiling: &ThroughputRow) -> Option<f64> {
+        match (self.server_cpu_micros, ceiling.server_cpu_micros) {
+            (Some(micros), Some(ceiling_micros)) if ceiling_micros > 0.0 => {
+                Some(micros / ceiling_micros)
+            }
+            _ => None,
+        }
     }
 }
 
@@ -121,6 +153,7 @@ impl Report {
                 "p99.9",
                 "CPU/request",
                 "vs ceiling",
+                "CPU × ceiling",
                 "errors",
                 "target",
             ],
@@ -139,6 +172,8 @@ impl Report {
                             .map_or_else(String::new, |micros| format!("{micros:.1} µs")),
                         row.ratio_to_ceiling
                             .map_or_else(String::new, |ratio| format!("{ratio:.2}")),
+                        row.cpu_ratio_to_ceiling
+                            .map_or_else(String::new, |ratio| format!("{ratio:.2}×")),
                         if row.errors == 0 {
                             "0".to_string()
                         } else {
@@ -332,8 +367,12 @@ mod tests {
                 p999_micros: 12_000,
                 server_cpu_micros: Some(9.25),
                 ratio_to_ceiling: Some(0.8712),
+                cpu_ratio_to_ceiling: Some(1.3812),
                 errors: 3,
-                target: Some(Target::new("≥ 0.85 × ceiling", true)),
+                target: Some(
+                    Target::new("≥ 0.85 × ceiling", true)
+                        .and(Target::new("CPU ≤ 1.18 × ceiling's", false)),
+                ),
                 target_ratio: Some(0.85),
             }],
             footprint: vec![FootprintRow {
@@ -363,8 +402,10 @@ mod tests {
             "12.000 ms",
             "9.2 µs",
             "0.87",
+            "CPU × ceiling",
+            "1.38×",
             "!! 3 ERRORS",
-            "≥ 0.85 × ceiling: PASS",
+            "≥ 0.85 × ceiling: PASS; CPU ≤ 1.18 × ceiling's: MISS",
             "n/a (no durable store yet)",
             "Board (headless Chromium)",
             "312.5 ms (slowest 420.0 ms)",
@@ -378,5 +419,23 @@ mod tests {
         assert!(markdown.contains("startup \\| 1M users"));
         assert!(markdown.contains("|---|---|---|"));
         assert!(text.contains("!!! FAILURES !!!"));
+    }
+
+    #[test]
+    fn cpu_per_request_is_divided_by_the_ceilings() {
+        let row = |micros: Option<f64>| ThroughputRow {
+            server_cpu_micros: micros,
+            ..sample_report().throughput[0].clone()
+        };
+        let ratio = |presenced: Option<f64>, ceiling: Option<f64>| {
+            row(presenced).cpu_ratio_to(&row(ceiling))
+        };
+        assert_eq!(ratio(Some(12.5), Some(10.0)), Some(1.25));
+        assert_eq!(ratio(Some(5.0), Some(10.0)), Some(0.5));
+        assert_eq!(ratio(Some(10.0), Some(10.0)), Some(1.0));
+        // Not measured on either side, or a ceiling that took no CPU.
+        assert_eq!(ratio(None, Some(10.0)), None);
+        assert_eq!(ratio(Some(13.8), None), None);
+        assert_eq!(ratio(Some(13.8), Some(0.0)), None);
     }
 }

@@ -1077,6 +1077,7 @@ pub async fn measure(context: &Context, report: &mut Report) -> Result<(), Strin
         server_cpu_micros: (storm.succeeded > 0)
             .then(|| cpu_seconds * 1e6 / storm.succeeded as f64),
         ratio_to_ceiling: None,
+        cpu_ratio_to_ceiling: None,
         errors: storm.refusals.error_count(),
         target: Some(Target::new(
             "no error but 429/503 with Retry-After",
