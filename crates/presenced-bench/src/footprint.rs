@@ -16,7 +16,7 @@ use crate::load::{RequestSpec, send_once};
 use crate::process::{
     CpuMeter, ServerProcess, clock_ticks_per_second, disk_bytes, fresh_data_dir, resident_bytes,
 };
-use crate::report::{FootprintRow, Report, Target};
+use crate::report::{FootprintRow, Report, Target, ThroughputRow, format_micros};
 use crate::scenarios::{ServerVariant, ceiling_targets, preload_users, presence_uri};
 
 /// The issue's targets.
@@ -403,9 +403,152 @@ pub fn note_durable_throughput(report: &mut Report, connections: usize) {
     });
 }
 
+/// The most durable setPresence's p99 at half its maximum may be, as a
+/// multiple of the in-memory store's p99 at half its own maximum in the
+/// same run: a write waits for its sync, but group commit should keep that
+/// wait within a small multiple of an in-memory answer.
+pub const MAX_DURABLE_HALF_LOAD_P99_MULTIPLE: f64 = 3.0;
+
+/// The durable setPresence's latency at half its maximum against the
+/// in-memory store's at half its own, both from the throughput table of
+/// this run; nothing when either was not measured (a quick run has no
+/// durable scenario).
+pub fn compare_durable_latency(report: &mut Report) {
+    let (Some(memory), Some(durable)) = (
+        report.half_load("setPresence", "presenced (memory)"),
+        report.half_load("setPresence", "presenced (embedded, strict)"),
+    ) else {
+        return;
+    };
+    let row = durable_latency_row(memory, durable);
+    report.footprint.push(row);
+}
+
+/// The footprint row of [`compare_durable_latency`] from the two open-loop
+/// rows at half load.
+fn durable_latency_row(memory: &ThroughputRow, durable: &ThroughputRow) -> FootprintRow {
+    // A p99 is at least 1 µs: the histograms record no less.
+    let multiple = durable.p99_micros as f64 / memory.p99_micros.max(1) as f64;
+    let met = durable.p99_micros as f64
+        <= MAX_DURABLE_HALF_LOAD_P99_MULTIPLE * memory.p99_micros as f64
+        && durable.errors == 0
+        && memory.errors == 0;
+    FootprintRow {
+        measurement: "durable setPresence p99 at 50% of its max (embedded, strict) vs in-memory \
+                      setPresence p99 at 50% of its max (open loop each)"
+            .into(),
+        value: format!(
+            "{} vs {} ({multiple:.2} ×; at {:.0} vs {:.0} requests/s)",
+            format_micros(durable.p99_micros),
+            format_micros(memory.p99_micros),
+            durable.requests_per_second,
+            memory.requests_per_second
+        ),
+        target: Some(Target::new(
+            format!("≤ {MAX_DURABLE_HALF_LOAD_P99_MULTIPLE:.0} × memory's"),
+            met,
+        )),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::process::Machine;
+    use crate::report::{HALF_LOAD, MAXIMUM};
+
+    fn row(scenario: &str, server: &str, p99_micros: u64, errors: u64) -> ThroughputRow {
+        ThroughputRow {
+            scenario: scenario.into(),
+            server: server.into(),
+            requests_per_second: 20_000.0,
+            p50_micros: p99_micros / 2,
+            p99_micros,
+            p999_micros: p99_micros * 2,
+            server_cpu_micros: None,
+            ratio_to_ceiling: None,
+            cpu_ratio_to_ceiling: None,
+            errors,
+            target: None,
+            target_ratio: None,
+        }
+    }
+
+    fn report(throughput: Vec<ThroughputRow>) -> Report {
+        Report {
+            title: "presenced benchmark (full run)".into(),
+            command_line: "presenced-bench".into(),
+            machine: Machine {
+                cores: 2,
+                cpu_model: "Test CPU".into(),
+                memory: "1.0 GiB".into(),
+                rustc: "rustc 1.95.0".into(),
+                kernel: "Linux 6.1".into(),
+            },
+            settings: vec![],
+            throughput,
+            footprint: vec![],
+            board: vec![],
+            notes: vec![],
+            failures: vec![],
+        }
+    }
+
+    #[test]
+    fn durable_p99_at_half_load_is_judged_against_three_times_memorys() {
+        let memory = "setPresence, 100000 users (memory)";
+        let durable = "setPresence, 100000 users (embedded, strict)";
+        for (memory_p99, durable_p99, errors, value, met) in [
+            (1_650, 4_210, 0, "4.210 ms vs 1.650 ms (2.55 ×", true),
+            (1_500, 4_500, 0, "4.500 ms vs 1.500 ms (3.00 ×", true),
+            (1_500, 4_501, 0, "4.501 ms vs 1.500 ms (3.00 ×", false),
+            (1_000, 12_000, 0, "12.000 ms vs 1.000 ms (12.00 ×", false),
+            (1_650, 4_210, 2, "4.210 ms vs 1.650 ms (2.55 ×", false),
+        ] {
+            // The closed-loop rows are there too, with other p99s: the
+            // comparison takes the half-load ones.
+            let mut report = report(vec![
+                row(memory, &format!("presenced (memory){MAXIMUM}"), 99_000, 0),
+                row(
+                    memory,
+                    &format!("presenced (memory){HALF_LOAD}"),
+                    memory_p99,
+                    0,
+                ),
+                row(
+                    durable,
+                    &format!("presenced (embedded, strict){MAXIMUM}"),
+                    99_000,
+                    0,
+                ),
+                row(
+                    durable,
+                    &format!("presenced (embedded, strict){HALF_LOAD}"),
+                    durable_p99,
+                    errors,
+                ),
+            ]);
+            compare_durable_latency(&mut report);
+            let [footprint] = report.footprint.as_slice() else {
+                panic!("one row expected: {:?}", report.footprint);
+            };
+            assert!(footprint.value.starts_with(value), "{}", footprint.value);
+            let target = footprint.target.as_ref().unwrap();
+            assert_eq!(target.description, "≤ 3 × memory's");
+            assert_eq!(target.met, met, "{}", footprint.value);
+        }
+    }
+
+    #[test]
+    fn no_durable_latency_row_without_both_half_load_rows() {
+        let memory = "setPresence, 10000 users (memory)";
+        let mut report = report(vec![
+            row(memory, &format!("presenced (memory){MAXIMUM}"), 3_000, 0),
+            row(memory, &format!("presenced (memory){HALF_LOAD}"), 1_500, 0),
+        ]);
+        compare_durable_latency(&mut report);
+        assert!(report.footprint.is_empty());
+    }
 
     #[test]
     fn gauges_are_read_by_exact_name() {

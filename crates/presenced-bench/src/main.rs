@@ -540,6 +540,7 @@ async fn measure(args: RunArgs) -> Result<bool, String> {
             }
         }
         footprint::note_durable_throughput(&mut report, settings.connections);
+        footprint::compare_durable_latency(&mut report);
     }
     compare_auth(&mut report);
     compare_protocols(&mut report);

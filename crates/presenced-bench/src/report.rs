@@ -110,10 +110,19 @@ impl Report {
     /// The closed-loop row of `server` in the scenario whose name starts
     /// with `scenario`.
     pub fn maximum(&self, scenario: &str, server: &str) -> Option<&ThroughputRow> {
-        let wanted = format!("{server}{MAXIMUM}");
+        self.row_of(scenario, &format!("{server}{MAXIMUM}"))
+    }
+
+    /// The open-loop row at half the maximum of `server` in the scenario
+    /// whose name starts with `scenario`.
+    pub fn half_load(&self, scenario: &str, server: &str) -> Option<&ThroughputRow> {
+        self.row_of(scenario, &format!("{server}{HALF_LOAD}"))
+    }
+
+    fn row_of(&self, scenario: &str, server: &str) -> Option<&ThroughputRow> {
         self.throughput
             .iter()
-            .find(|row| row.scenario.starts_with(scenario) && row.server == wanted)
+            .find(|row| row.scenario.starts_with(scenario) && row.server == server)
     }
 }
 
