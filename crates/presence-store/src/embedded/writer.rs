@@ -233,14 +233,19 @@ impl Writer {
             wait,
             reply,
         };
+        let queued = Instant::now();
         self.sender
             .as_ref()
             .ok_or_else(|| "the store is closed".to_string())?
             .send(job)
             .map_err(|_| "the store's writer has stopped".to_string())?;
-        answer
+        let answered = answer
             .await
-            .map_err(|_| "the store's writer stopped before answering".to_string())?
+            .map_err(|_| "the store's writer stopped before answering".to_string())?;
+        // From the queue to the answer back on the runtime: with the
+        // commit's and the sync's own histograms, where a slow write waited.
+        metrics::histogram!("presenced_store_write_seconds").record(queued.elapsed().as_secs_f64());
+        answered
     }
 }
 
@@ -311,7 +316,10 @@ fn run(mut engine: Engine, receiver: mpsc::Receiver<Job>, counters: &WriterCount
             drain(&receiver, &mut jobs);
         }
         metrics::histogram!("presenced_store_batch_writes").record(jobs.len() as f64);
+        let commit_started = Instant::now();
         let committed = engine.commit(&mut jobs);
+        metrics::histogram!("presenced_store_commit_seconds")
+            .record(commit_started.elapsed().as_secs_f64());
         if let Err(error) = &committed {
             counters.failures.fetch_add(1, Ordering::Relaxed);
             metrics::counter!("presenced_store_write_failures_total").increment(1);
