@@ -475,23 +475,7 @@ mod tests {
     }
 
     fn report(throughput: Vec<ThroughputRow>) -> Report {
-        Report {
-            title: "presenced benchmark (full run)".into(),
-            command_line: "presenced-bench".into(),
-            machine: Machine {
-                cores: 2,
-                cpu_model: "Test CPU".into(),
-                memory: "1.0 GiB".into(),
-                rustc: "rustc 1.95.0".into(),
-                kernel: "Linux 6.1".into(),
-            },
-            settings: vec![],
-            throughput,
-            footprint: vec![],
-            board: vec![],
-            notes: vec![],
-            failures: vec![],
-        }
+        crate::report::test_report("presenced benchmark (full run)", throughput)
     }
 
     #[test]

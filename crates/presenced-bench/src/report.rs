@@ -351,6 +351,29 @@ impl Table {
     }
 }
 
+/// A report of `throughput` rows on a made-up machine, for the harness's
+/// own tests.
+#[cfg(test)]
+pub fn test_report(title: &str, throughput: Vec<ThroughputRow>) -> Report {
+    Report {
+        title: title.into(),
+        command_line: "presenced-bench --quick".into(),
+        machine: Machine {
+            cores: 2,
+            cpu_model: "Test CPU".into(),
+            memory: "1.0 GiB".into(),
+            rustc: "rustc 1.95.0".into(),
+            kernel: "Linux 6.1".into(),
+        },
+        settings: vec![],
+        throughput,
+        footprint: vec![],
+        board: vec![],
+        notes: vec![],
+        failures: vec![],
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
