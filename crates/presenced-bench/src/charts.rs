@@ -509,7 +509,6 @@ fn short_number(value: f64) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::process::Machine;
     use crate::report::{HALF_LOAD, MAXIMUM, Target};
 
     fn row(scenario: &str, server: &str, ratio: Option<f64>) -> ThroughputRow {

@@ -454,7 +454,6 @@ fn durable_latency_row(memory: &ThroughputRow, durable: &ThroughputRow) -> Footp
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::process::Machine;
     use crate::report::{HALF_LOAD, MAXIMUM};
 
     fn row(scenario: &str, server: &str, p99_micros: u64, errors: u64) -> ThroughputRow {
