@@ -740,6 +740,12 @@ impl Client {
                     if id.is_some() {
                         view.last_event_id = id;
                     }
+                    // An event with no data only moves the id to resume
+                    // from (a stream's opening and closing events), as a
+                    // browser's EventSource takes it.
+                    if data.is_empty() {
+                        continue;
+                    }
                     if event != "presence" {
                         view.refusals.error(
                             "stream event not a presence",
