@@ -646,7 +646,7 @@ async fn join_nodes(
 ) -> Result<
     (
         Arc<Ownership>,
-        tokio::sync::mpsc::UnboundedReceiver<Vec<u32>>,
+        tokio::sync::mpsc::UnboundedReceiver<Vec<crate::ownership::Tenure>>,
     ),
     ServeError,
 > {
@@ -675,7 +675,7 @@ async fn join_nodes(
     let lease =
         std::time::Duration::from_millis(config.store.redis_lease.as_millis().max(1) as u64);
     let (ownership, gained) = Ownership::new(redis.clone(), node.clone(), lease);
-    notifier.share(ownership.clone());
+    notifier.share(ownership.holdings().clone());
     // The first round before serving, so that a lone node owns its
     // partitions from the start.
     if let Err(error) = ownership.round().await {

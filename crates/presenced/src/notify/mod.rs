@@ -113,9 +113,10 @@ pub struct Notifier {
     /// Owns the mark writes and stream lingers this spawns (its run task
     /// is spawned by `server::run`), and holds the shutdown token.
     tasks: Tasks,
-    /// With many nodes: the partitions whose webhooks this node sends
-    /// (`nodes.rs`). Unset on a single node, which sends them all.
-    ownership: std::sync::OnceLock<Arc<crate::ownership::Ownership>>,
+    /// With many nodes: the leases this node holds, whose partitions'
+    /// webhooks it sends (`nodes.rs`). Unset on a single node, which sends
+    /// them all.
+    holdings: std::sync::OnceLock<Arc<crate::ownership::Holdings>>,
     /// The repository's subscriptions version the registry reflects.
     subscriptions_version: std::sync::atomic::AtomicU64,
 }
@@ -125,7 +126,7 @@ pub struct Notifier {
 pub struct Inboxes {
     reports: mpsc::UnboundedReceiver<Report>,
     /// With many nodes: the partitions this node takes over.
-    pub gained: Option<mpsc::UnboundedReceiver<Vec<u32>>>,
+    pub gained: Option<mpsc::UnboundedReceiver<Vec<crate::ownership::Tenure>>>,
 }
 
 /// What woke the run task.
@@ -134,7 +135,7 @@ enum Wake {
     Feed,
     Report(Report),
     /// With many nodes: partitions taken over.
-    Gained(Vec<u32>),
+    Gained(Vec<crate::ownership::Tenure>),
     /// With many nodes: time to look for other nodes' subscription changes.
     Refresh,
 }
@@ -179,7 +180,7 @@ impl Notifier {
                 timers_changed: Notify::new(),
                 updating: tokio::sync::Mutex::new(()),
                 tasks,
-                ownership: std::sync::OnceLock::new(),
+                holdings: std::sync::OnceLock::new(),
                 subscriptions_version: std::sync::atomic::AtomicU64::new(0),
             },
             Inboxes {
@@ -584,8 +585,8 @@ impl Notifier {
                         tracing::warn!(%error, "could not read the subscriptions other nodes changed");
                     }
                 }
-                Wake::Gained(partitions) => {
-                    if let Err(error) = self.take_over(&partitions).await {
+                Wake::Gained(tenures) => {
+                    if let Err(error) = self.take_over(&tenures).await {
                         tracing::warn!(%error, "could not catch up the partitions taken over");
                     }
                 }

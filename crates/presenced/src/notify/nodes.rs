@@ -16,22 +16,23 @@ use super::Notifier;
 use super::catch_up::activate;
 use super::registry::Mark;
 use super::subscription;
-use crate::ownership::Ownership;
+use crate::ownership::{Holdings, Tenure};
 
 impl Notifier {
     /// Makes this notifier one of many nodes: webhooks only for the
-    /// partitions `ownership` holds. Called once, before [`Notifier::load`].
-    pub fn share(&self, ownership: Arc<Ownership>) {
-        let _ = self.ownership.set(ownership);
+    /// partitions whose leases `holdings` holds. Called once, before
+    /// [`Notifier::load`].
+    pub fn share(&self, holdings: Arc<Holdings>) {
+        let _ = self.holdings.set(holdings);
     }
 
     pub(super) fn shares_partitions(&self) -> bool {
-        self.ownership.get().is_some()
+        self.holdings.get().is_some()
     }
 
     /// Whether this node sends the webhooks of `key`'s changes.
     pub(super) fn owns(&self, key: &UserKey, position: Option<Position>) -> bool {
-        let Some(ownership) = self.ownership.get() else {
+        let Some(holdings) = self.holdings.get() else {
             return true;
         };
         let partition = match (position, self.store.get()) {
@@ -39,7 +40,7 @@ impl Notifier {
             (None, Some(store)) => store.partition_of(key),
             (None, None) => return false,
         };
-        ownership.owns(partition)
+        holdings.tenure(partition).is_some()
     }
 
     pub(super) fn subscriptions_seen(&self, version: u64) {
@@ -142,13 +143,13 @@ impl Notifier {
         Ok(())
     }
 
-    /// A node took `partitions` over: what their users' receivers have
-    /// acknowledged is read back (the previous owner recorded it), and
-    /// each user whose presence moved since is notified.
-    pub(super) async fn take_over(&self, partitions: &[u32]) -> Result<(), StoreError> {
+    /// A node took partitions over (began `tenures`): what their users'
+    /// receivers have acknowledged is read back (the previous owner
+    /// recorded it), and each user whose presence moved since is notified.
+    pub(super) async fn take_over(&self, tenures: &[Tenure]) -> Result<(), StoreError> {
         let store = self.store()?.clone();
         self.refresh().await?;
-        let partitions: HashSet<u32> = partitions.iter().copied().collect();
+        let partitions: HashSet<u32> = tenures.iter().map(|tenure| tenure.partition).collect();
         let keys: Vec<UserKey> = self
             .registry()
             .by_user
