@@ -4,7 +4,9 @@
 //! exponential backoff and jitter until it is older than the retry window,
 //! then given up (the notifier then sends `missed`). A slow or dead receiver
 //! holds only its own queue: each request has a timeout, and the number of
-//! requests in flight across all receivers is bounded.
+//! requests in flight across all receivers is bounded. With many nodes, a
+//! change notification is sent only while its partition's warrant holds,
+//! checked right before each POST (`nodes.rs`).
 //!
 //! Also the validation handshake, which goes through the same client.
 
@@ -16,6 +18,7 @@ use presence_core::UserId;
 use tokio::sync::{Semaphore, mpsc};
 
 use crate::notify::address::{PublicResolver, is_public};
+use crate::notify::nodes::{Warrant, Warrants};
 use crate::tasks::Tasks;
 
 /// How long a receiver has to accept a batch, as Graph's publish timeout.
@@ -49,6 +52,9 @@ pub struct Item {
     /// For a change notification: the user and the sequence number the
     /// receiver has seen once this is delivered.
     pub mark: Option<(UserId, u64)>,
+    /// With many nodes, for a change notification: the warrant it was
+    /// claimed under; it is sent only while that holds.
+    pub warrant: Option<Warrant>,
     /// The element's JSON.
     pub json: String,
     /// When it was queued: the retry window and the latency start here.
@@ -101,6 +107,9 @@ pub struct Delivery {
     /// Owns the queues' drain tasks (short-lived: one per queue while it
     /// has items), and tells them when presenced stops.
     tasks: Tasks,
+    /// What items' warrants are checked against (none are issued on a
+    /// single node).
+    warrants: Arc<Warrants>,
 }
 
 fn origin(url: &str) -> String {
@@ -156,7 +165,14 @@ impl Delivery {
             permits: Semaphore::new(MAX_IN_FLIGHT),
             reports,
             tasks,
+            warrants: Arc::new(Warrants::default()),
         })
+    }
+
+    /// Checks items' warrants against `warrants`.
+    pub fn checking(mut self, warrants: Arc<Warrants>) -> Delivery {
+        self.warrants = warrants;
+        self
     }
 
     /// Queues `items` for `url`, after whatever is already queued for it.
@@ -231,7 +247,7 @@ impl Delivery {
 
     async fn drain(self: Arc<Self>, queue: Arc<Queue>) {
         loop {
-            let batch = {
+            let mut batch = {
                 let mut state = queue.state();
                 if state.items.is_empty() {
                     drop(state);
@@ -253,16 +269,22 @@ impl Delivery {
                 queue.gauge(state.items.len());
                 batch
             };
-            let body = batch_body(&batch);
             let mut attempt = 0;
             loop {
                 let result = {
                     let Ok(_permit) = self.permits.acquire().await else {
                         return;
                     };
+                    // As late as can be: a batch taken, or its retry due,
+                    // before this process was paused is sent after it.
+                    self.withhold(&mut batch);
+                    if batch.is_empty() {
+                        break;
+                    }
+                    let body = batch_body(&batch);
                     tokio::select! {
                         () = self.tasks.shutdown().cancelled() => return,
-                        result = self.post(&queue.url, body.clone()) => result,
+                        result = self.post(&queue.url, body) => result,
                     }
                 };
                 match result {
@@ -302,6 +324,28 @@ impl Delivery {
                     }
                 }
             }
+        }
+    }
+
+    /// Takes out of `batch` the notifications whose warrant no longer
+    /// holds: their partition's lease is lost or no longer safe, or a
+    /// take-over caught the partition up since they were queued. The
+    /// partition's next owner (this node again, or another) sends each of
+    /// their users' presence as it is then; sending them as well could
+    /// repeat what it sends. Their marks are not raised, so nothing is lost.
+    fn withhold(&self, batch: &mut Vec<Item>) {
+        let before = batch.len();
+        batch.retain(|item| {
+            item.warrant
+                .is_none_or(|warrant| self.warrants.honours(&warrant))
+        });
+        let withheld = before - batch.len();
+        if withheld > 0 {
+            metrics::counter!("presenced_notifications_withheld_total").increment(withheld as u64);
+            tracing::info!(
+                notifications = withheld,
+                "notifications of partitions no longer held safely are left to their next owner"
+            );
         }
     }
 
@@ -507,6 +551,7 @@ mod tests {
         let item = |json: &str| Item {
             subscription: Arc::from("s"),
             mark: None,
+            warrant: None,
             json: json.into(),
             queued: std::time::Instant::now(),
         };

@@ -12,6 +12,7 @@ use presence_store::{Change, Cursor, Position};
 use super::Notifier;
 use super::crypto::EncryptionCertificate;
 use super::delivery::Item;
+use super::nodes::Sender;
 use super::stream::StreamEvent;
 use super::subscription::Subscription;
 use crate::wire::notification::{
@@ -70,19 +71,21 @@ impl Notifier {
         by_url: &mut HashMap<String, Vec<Item>>,
     ) {
         let sequence = presence_core::sequence_at(&change.facts, change.at, self.timeouts);
-        let owned = self.owns(&change.key, change.position);
+        let sender = self.sender(&change.key, change.position);
         let (targets, streamed) = {
             let mut registry = self.registry();
             (
-                if owned {
-                    registry.claim(&change.key, sequence)
-                } else {
-                    Vec::new()
+                match sender {
+                    Sender::ThisNode(_) => registry.claim(&change.key, sequence),
+                    Sender::Elsewhere => Vec::new(),
                 },
                 registry.streamed(&change.key),
             )
         };
-        for (url, item) in notifications(&change, sequence, &targets, self.timeouts) {
+        for (url, mut item) in notifications(&change, sequence, &targets, self.timeouts) {
+            if let Sender::ThisNode(warrant) = sender {
+                item.warrant = warrant;
+            }
             match by_url.get_mut(&url) {
                 Some(items) => items.push(item),
                 None => {
@@ -148,6 +151,7 @@ pub fn notifications(
             Item {
                 subscription: Arc::from(subscription.id.as_str()),
                 mark: Some((change.key.user.clone(), sequence)),
+                warrant: None,
                 json,
                 queued: std::time::Instant::now(),
             },

@@ -37,6 +37,7 @@ impl Notifier {
             vec![Item {
                 subscription: Arc::from(subscription.id.as_str()),
                 mark: None,
+                warrant: None,
                 json,
                 queued: std::time::Instant::now(),
             }],

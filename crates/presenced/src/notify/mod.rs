@@ -58,11 +58,13 @@ use tokio::sync::{Notify, mpsc};
 use tokio_util::sync::CancellationToken;
 
 use crate::clock::Clock;
+use crate::ownership::Tenure;
 use crate::tasks::Tasks;
 use crypto::EncryptionCertificate;
 use delivery::{Delivery, Report};
 use fan_out::Visible;
 pub use lifecycle::Lifecycle;
+use nodes::Warrants;
 use registry::{Active, Registry};
 pub use settings::NotifySettings;
 use stream::StreamHub;
@@ -113,10 +115,9 @@ pub struct Notifier {
     /// Owns the mark writes and stream lingers this spawns (its run task
     /// is spawned by `server::run`), and holds the shutdown token.
     tasks: Tasks,
-    /// With many nodes: the leases this node holds, whose partitions'
-    /// webhooks it sends (`nodes.rs`). Unset on a single node, which sends
-    /// them all.
-    holdings: std::sync::OnceLock<Arc<crate::ownership::Holdings>>,
+    /// With many nodes: the partitions whose webhooks this node sends now
+    /// (`nodes.rs`); also checked by the delivery before each POST.
+    warrants: Arc<Warrants>,
     /// The repository's subscriptions version the registry reflects.
     subscriptions_version: std::sync::atomic::AtomicU64,
 }
@@ -126,7 +127,7 @@ pub struct Notifier {
 pub struct Inboxes {
     reports: mpsc::UnboundedReceiver<Report>,
     /// With many nodes: the partitions this node takes over.
-    pub gained: Option<mpsc::UnboundedReceiver<Vec<crate::ownership::Tenure>>>,
+    pub gained: Option<mpsc::UnboundedReceiver<Vec<Tenure>>>,
 }
 
 /// What woke the run task.
@@ -135,7 +136,7 @@ enum Wake {
     Feed,
     Report(Report),
     /// With many nodes: partitions taken over.
-    Gained(Vec<crate::ownership::Tenure>),
+    Gained(Vec<Tenure>),
     /// With many nodes: time to look for other nodes' subscription changes.
     Refresh,
 }
@@ -158,13 +159,15 @@ impl Notifier {
             None => Vec::new(),
             Some(path) => crate::tls::trusted_certificates("--webhook-ca-file", path)?,
         };
+        let warrants = Arc::new(Warrants::default());
         let delivery = Delivery::new(
             settings.allow_private,
             &extra_roots,
             retry_window,
             reports,
             tasks.clone(),
-        )?;
+        )?
+        .checking(warrants.clone());
         Ok((
             Notifier {
                 store: std::sync::OnceLock::new(),
@@ -180,7 +183,7 @@ impl Notifier {
                 timers_changed: Notify::new(),
                 updating: tokio::sync::Mutex::new(()),
                 tasks,
-                holdings: std::sync::OnceLock::new(),
+                warrants,
                 subscriptions_version: std::sync::atomic::AtomicU64::new(0),
             },
             Inboxes {
@@ -552,7 +555,16 @@ impl Notifier {
         };
         let shared = self.shares_partitions();
         let mut gained = inboxes.gained.take();
+        // Take-overs that failed (the store was unavailable), tried again
+        // at most every REFRESH_EVERY: until one succeeds, their
+        // partitions' webhooks wait.
+        let mut taking_over: Vec<Tenure> = Vec::new();
+        let mut next_try = tokio::time::Instant::now();
         loop {
+            if !taking_over.is_empty() && tokio::time::Instant::now() >= next_try {
+                next_try = tokio::time::Instant::now() + REFRESH_EVERY;
+                self.take_over_or_keep(&mut taking_over).await;
+            }
             self.restart(&mut cursor);
             let wake = {
                 let feed = store.wait_after(&cursor);
@@ -586,9 +598,9 @@ impl Notifier {
                     }
                 }
                 Wake::Gained(tenures) => {
-                    if let Err(error) = self.take_over(&tenures).await {
-                        tracing::warn!(%error, "could not catch up the partitions taken over");
-                    }
+                    taking_over.extend(tenures);
+                    next_try = tokio::time::Instant::now() + REFRESH_EVERY;
+                    self.take_over_or_keep(&mut taking_over).await;
                 }
                 Wake::Feed => match store.read_after(&cursor, FAN_OUT_CHUNK).await {
                     Ok(Some(changes)) => {
@@ -629,6 +641,16 @@ impl Notifier {
         Ok(())
     }
 
+    /// Takes `tenures` over, or keeps them to try again.
+    async fn take_over_or_keep(&self, tenures: &mut Vec<Tenure>) {
+        match self.take_over(tenures).await {
+            Ok(()) => tenures.clear(),
+            Err(error) => {
+                tracing::warn!(%error, "could not catch up the partitions taken over; trying again in a second");
+            }
+        }
+    }
+
     /// Records what receivers acknowledged, and gives up what they never
     /// did. The marks are written by a task of their own, so that the
     /// store's writes never hold up the fan-out; two of them landing out of
@@ -654,6 +676,8 @@ impl Notifier {
                 // so that a restart sends the user's presence again.
                 if !gave_up && *sequence > mark.delivered {
                     mark.delivered = *sequence;
+                    // Queued before a take-over forgot it, and acknowledged after.
+                    mark.queued = mark.queued.max(*sequence);
                     marks.push(presence_store::Mark {
                         subscription: item.subscription.to_string(),
                         user: user.clone(),
