@@ -379,34 +379,25 @@ mod tests {
     use super::*;
 
     fn sample_report() -> Report {
+        let throughput = vec![ThroughputRow {
+            scenario: "GET presence".into(),
+            server: "presenced (memory)".into(),
+            requests_per_second: 41_234.4,
+            p50_micros: 512,
+            p99_micros: 1_999,
+            p999_micros: 12_000,
+            server_cpu_micros: Some(9.25),
+            ratio_to_ceiling: Some(0.8712),
+            cpu_ratio_to_ceiling: Some(1.3812),
+            errors: 3,
+            target: Some(
+                Target::new("≥ 0.85 × ceiling", true)
+                    .and(Target::new("CPU ≤ 1.18 × ceiling's", false)),
+            ),
+            target_ratio: Some(0.85),
+        }];
         Report {
-            title: "presenced benchmark".into(),
-            command_line: "presenced-bench --quick".into(),
-            machine: Machine {
-                cores: 2,
-                cpu_model: "Test CPU".into(),
-                memory: "1.0 GiB".into(),
-                rustc: "rustc 1.95.0".into(),
-                kernel: "Linux 6.1".into(),
-            },
             settings: vec!["32 connections".into()],
-            throughput: vec![ThroughputRow {
-                scenario: "GET presence".into(),
-                server: "presenced (memory)".into(),
-                requests_per_second: 41_234.4,
-                p50_micros: 512,
-                p99_micros: 1_999,
-                p999_micros: 12_000,
-                server_cpu_micros: Some(9.25),
-                ratio_to_ceiling: Some(0.8712),
-                cpu_ratio_to_ceiling: Some(1.3812),
-                errors: 3,
-                target: Some(
-                    Target::new("≥ 0.85 × ceiling", true)
-                        .and(Target::new("CPU ≤ 1.18 × ceiling's", false)),
-                ),
-                target_ratio: Some(0.85),
-            }],
             footprint: vec![FootprintRow {
                 measurement: "startup | 1M users".into(),
                 value: "n/a (no durable store yet)".into(),
@@ -417,8 +408,8 @@ mod tests {
                 value: "312.5 ms (slowest 420.0 ms)".into(),
                 target: None,
             }],
-            notes: vec![],
             failures: vec!["3 requests failed".into()],
+            ..test_report("presenced benchmark", throughput)
         }
     }
 
