@@ -35,6 +35,11 @@ pub struct FrameLayer {
 }
 
 impl FrameLayer {
+    /// The request metrics the frame records into.
+    pub fn metrics(&self) -> Arc<RequestMetrics> {
+        self.metrics.clone()
+    }
+
     /// `throttle` is passed on to the `Principal` extractor (in the
     /// request's extensions) when any of its limits is on.
     pub fn new(
@@ -115,15 +120,37 @@ where
         };
         Box::pin(async move {
             let Ok(response) = answer.await;
-            metrics.count_refusal(&response);
-            let ids = RequestIds::new(client_request_id);
-            let response = error::finish(response, &ids);
             let route = route.as_ref().map_or("unmatched", MatchedPath::as_str);
-            log(&method, route, &response, started, &ids);
-            metrics.record(route, &method, response.status(), started.elapsed());
-            Ok(response)
+            Ok(conclude(
+                &metrics,
+                route,
+                &method,
+                response,
+                started,
+                client_request_id,
+            ))
         })
     }
+}
+
+/// What the frame does with every answer, on the router's routes and the
+/// direct route (`direct.rs`) alike: counts a refusal, gives the answer its
+/// request ids (and an error its envelope), logs it and records it under
+/// its route.
+pub fn conclude(
+    metrics: &RequestMetrics,
+    route: &str,
+    method: &Method,
+    response: Response,
+    started: Instant,
+    client_request_id: Option<HeaderValue>,
+) -> Response {
+    metrics.count_refusal(&response);
+    let ids = RequestIds::new(client_request_id);
+    let response = error::finish(response, &ids);
+    log(method, route, &response, started, &ids);
+    metrics.record(route, method, response.status(), started.elapsed());
+    response
 }
 
 /// One line per request at debug level (cheap when filtered out), and an

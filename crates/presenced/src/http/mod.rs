@@ -14,6 +14,7 @@ pub mod actions;
 pub mod authenticate;
 pub mod batch;
 pub mod board;
+pub mod direct;
 pub mod error;
 pub mod extensions;
 pub mod frame;
@@ -331,7 +332,10 @@ pub fn app(state: AppState, cors: &crate::cors::CorsOrigins, shared_clock: bool)
                 .layer(frame.clone()),
         );
     }
-    served::Served::new(router, cors)
+    // The direct route answers a GET of a presence as the router would;
+    // not where the router's shared-clock layer must see every request.
+    let direct = (!shared_clock).then(|| direct::Direct::new(state.clone(), frame.metrics()));
+    served::Served::new(router, cors, direct)
 }
 
 async fn fallback(method: axum::http::Method, uri: axum::http::Uri) -> ApiError {

@@ -2,6 +2,7 @@
 
 use axum::extract::{FromRequestParts, RawPathParams, State};
 use axum::http::request::Parts;
+use axum::http::{HeaderMap, Uri};
 use axum::response::Response;
 use presence_core::UserId;
 
@@ -41,6 +42,38 @@ impl ServiceRoot {
     }
 }
 
+impl ServiceRoot {
+    /// The root of a request with these headers and this URI, served over
+    /// `scheme`.
+    pub fn of(headers: &HeaderMap, uri: &Uri, scheme: &str) -> ServiceRoot {
+        // HTTP/1.1 names the host in `Host`; HTTP/2 in the request's
+        // `:authority`, which hyper puts in the URI.
+        let host = headers
+            .get(axum::http::header::HOST)
+            .and_then(|value| value.to_str().ok())
+            .or_else(|| uri.authority().map(|authority| authority.as_str()))
+            .unwrap_or("localhost");
+        // Routes are matched on the full path: the URI is the original one.
+        let path = uri.path();
+        let version = if path.starts_with("/beta") {
+            "/beta"
+        } else {
+            "/v1.0"
+        };
+        let mut root = String::with_capacity(96);
+        root.push_str(scheme);
+        root.push_str("://");
+        root.push_str(host);
+        let origin_len = root.len();
+        root.push_str(version);
+        ServiceRoot {
+            root,
+            origin_len,
+            communications: path.contains("/communications/"),
+        }
+    }
+}
+
 impl FromRequestParts<AppState> for ServiceRoot {
     type Rejection = std::convert::Infallible;
 
@@ -48,32 +81,7 @@ impl FromRequestParts<AppState> for ServiceRoot {
         parts: &mut Parts,
         state: &AppState,
     ) -> Result<ServiceRoot, Self::Rejection> {
-        // HTTP/1.1 names the host in `Host`; HTTP/2 in the request's
-        // `:authority`, which hyper puts in the URI.
-        let host = parts
-            .headers
-            .get(axum::http::header::HOST)
-            .and_then(|value| value.to_str().ok())
-            .or_else(|| parts.uri.authority().map(|authority| authority.as_str()))
-            .unwrap_or("localhost");
-        // Routes are matched on the full path: the URI is the original one.
-        let path = parts.uri.path();
-        let version = if path.starts_with("/beta") {
-            "/beta"
-        } else {
-            "/v1.0"
-        };
-        let mut root = String::with_capacity(96);
-        root.push_str(state.scheme);
-        root.push_str("://");
-        root.push_str(host);
-        let origin_len = root.len();
-        root.push_str(version);
-        Ok(ServiceRoot {
-            root,
-            origin_len,
-            communications: path.contains("/communications/"),
-        })
+        Ok(ServiceRoot::of(&parts.headers, &parts.uri, state.scheme))
     }
 }
 
@@ -85,6 +93,18 @@ pub async fn get_presence(
 ) -> Result<Response, ApiError> {
     let user = target_user(&principal, &params)?;
     principal.authorize(Access::Read, &user)?;
+    presence_answer(&state, &principal, user, root).await
+}
+
+/// The answer to a GET of `user`'s presence by `principal`, who may read
+/// it: the router's handler and the direct route (`direct.rs`) both answer
+/// with this.
+pub async fn presence_answer(
+    state: &AppState,
+    principal: &Principal,
+    user: UserId,
+    root: ServiceRoot,
+) -> Result<Response, ApiError> {
     let mut context = root.root;
     if root.communications {
         context.push_str("/$metadata#communications/presences/$entity");

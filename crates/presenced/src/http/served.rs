@@ -14,8 +14,6 @@
 //! may serve a plain answer to any client, so none is needed on one.
 
 use std::convert::Infallible;
-use std::future::Future;
-use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
@@ -30,6 +28,8 @@ use tower_http::compression::{Compression, CompressionLayer, Predicate};
 use tower_http::cors::Cors;
 use tower_http::decompression::{RequestDecompression, RequestDecompressionLayer};
 
+use crate::http::direct::Direct;
+
 /// The router inside request decompression, CORS (when any origin is
 /// listed) and response compression.
 pub type Negotiated =
@@ -37,10 +37,15 @@ pub type Negotiated =
 
 type Decompressed = RequestDecompression<Router>;
 
-/// The router, and the same router inside the layers (`negotiated`).
+/// The router, and the same router inside the layers (`negotiated`), and
+/// beside them the direct route (`direct.rs`) for the GETs of a presence
+/// that need neither.
 #[derive(Clone)]
 pub struct Served {
     plain: Router,
+    /// `None` where every request must go through the router (nodes that
+    /// share a manual clock: a layer of the router reads it first).
+    direct: Option<Direct>,
     /// Shared: hyper's glue clones the service for every request, and the
     /// layers hold settings (the CORS origins) that cloning would copy.
     negotiated: Arc<Negotiated>,
@@ -57,8 +62,9 @@ impl std::fmt::Debug for Served {
 }
 
 impl Served {
-    /// `router` served as is, and inside the layers; CORS for `cors`.
-    pub fn new(router: Router, cors: &crate::cors::CorsOrigins) -> Served {
+    /// `router` served as is, and inside the layers; CORS for `cors`; and
+    /// `direct` first, for the requests that need no layer.
+    pub fn new(router: Router, cors: &crate::cors::CorsOrigins, direct: Option<Direct>) -> Served {
         use tower::Layer;
         let decompressed = RequestDecompressionLayer::new()
             .pass_through_unaccepted(true)
@@ -69,6 +75,7 @@ impl Served {
             .layer(with_cors);
         Served {
             plain: router,
+            direct,
             negotiated: Arc::new(negotiated),
             cors: !cors.is_empty(),
         }
@@ -136,7 +143,7 @@ impl Predicate for Compressible {
     }
 }
 
-type Answer = Pin<Box<dyn Future<Output = Result<Response, Infallible>> + Send>>;
+type Answer = crate::http::direct::Answer;
 
 impl Service<Request<Incoming>> for Served {
     type Response = Response;
@@ -158,7 +165,14 @@ impl Service<Request<Incoming>> for Served {
                 Ok(response.map(axum::body::Body::new))
             }))
         } else {
-            Either::Left(self.plain.call(request))
+            match self
+                .direct
+                .as_ref()
+                .and_then(|direct| direct.answer(&request))
+            {
+                Some(answer) => Either::Right(answer),
+                None => Either::Left(self.plain.call(request)),
+            }
         }
     }
 }

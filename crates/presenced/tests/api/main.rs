@@ -15,6 +15,7 @@ mod certs;
 mod combinations;
 mod compression;
 mod cors;
+mod direct;
 mod disk_full;
 mod durability;
 mod endpoints;
