@@ -360,7 +360,7 @@ pub enum Resolution<'h> {
 /// verified tokens).
 pub struct VerifiedTokens {
     shards: Box<[std::sync::Mutex<VerifiedShard>]>,
-    hasher: foldhash::fast::RandomState,
+    hasher: TokenTails,
 }
 
 impl std::fmt::Debug for VerifiedTokens {
@@ -378,12 +378,49 @@ impl std::fmt::Debug for VerifiedTokens {
     }
 }
 
-/// Verified tokens by their text, with their expiry and principal. Hashed
-/// with foldhash, seeded per process: only tokens that passed verification
-/// are ever inserted, so no caller can choose keys that collide, and
-/// SipHash cost a thousand instructions a request on a JWT's length.
-type VerifiedShard =
-    std::collections::HashMap<Box<str>, (i64, Principal), foldhash::fast::RandomState>;
+/// Verified tokens by their text, with their expiry and principal, hashed
+/// by [`TokenTails`].
+type VerifiedShard = std::collections::HashMap<Box<str>, (i64, Principal), TokenTails>;
+
+/// How much of a token's end is hashed.
+const HASHED_TAIL: usize = 32;
+
+/// Hashes a token by its last [`HASHED_TAIL`] bytes only, with foldhash
+/// seeded per process. A JWT ends with its signature, which differs between
+/// any two tokens that differ, so its end tells them apart as well as the
+/// whole would; and a token is hashed on every request, twice (its shard,
+/// then its slot), where the whole of a JWT's few hundred bytes took 660
+/// instructions. Only tokens that passed verification are ever inserted,
+/// so no caller can choose keys that collide; equality still compares the
+/// whole token.
+#[derive(Clone, Debug, Default)]
+struct TokenTails(foldhash::fast::RandomState);
+
+impl std::hash::BuildHasher for TokenTails {
+    type Hasher = TailHasher;
+
+    fn build_hasher(&self) -> TailHasher {
+        TailHasher(self.0.build_hasher())
+    }
+}
+
+/// `str`'s `Hash` writes its bytes once, then a terminator.
+struct TailHasher(foldhash::fast::FoldHasher<'static>);
+
+impl std::hash::Hasher for TailHasher {
+    fn write(&mut self, bytes: &[u8]) {
+        self.0
+            .write(&bytes[bytes.len().saturating_sub(HASHED_TAIL)..]);
+    }
+
+    fn write_u8(&mut self, byte: u8) {
+        self.0.write_u8(byte);
+    }
+
+    fn finish(&self) -> u64 {
+        self.0.finish()
+    }
+}
 
 const VERIFIED_SHARDS: usize = 16;
 const VERIFIED_PER_SHARD: usize = 4096;
@@ -543,6 +580,20 @@ mod tests {
             },
             grants: Grants::PRESENCE_READ_ALL,
         }
+    }
+
+    #[test]
+    fn tokens_that_end_alike_are_told_apart_by_the_whole_token() {
+        let verified = VerifiedTokens::default();
+        let tail = "the same signature at the end of both tokens, 32+";
+        let (a, b) = (format!("header-a.{tail}"), format!("header-b.{tail}"));
+        verified.insert(&a, i64::MAX / 2, &principal("tenant-a"));
+        verified.insert(&b, i64::MAX / 2, &principal("tenant-b"));
+        let tenant = |token: &str| verified.get(token, 0).map(|found| found.tenant);
+        assert_eq!(tenant(&a), Some(TenantId::parse("tenant-a").unwrap()));
+        assert_eq!(tenant(&b), Some(TenantId::parse("tenant-b").unwrap()));
+        assert_eq!(tenant(&format!("header-c.{tail}")), None);
+        assert_eq!(tenant(tail), None);
     }
 
     #[test]

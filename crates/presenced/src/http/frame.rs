@@ -148,8 +148,9 @@ pub fn conclude(
     metrics.count_refusal(&response);
     let ids = RequestIds::new(client_request_id);
     let response = error::finish(response, &ids);
-    log(method, route, &response, started, &ids);
-    metrics.record(route, method, response.status(), started.elapsed());
+    let elapsed = started.elapsed();
+    log(method, route, &response, elapsed, &ids);
+    metrics.record(route, method, response.status(), elapsed);
     response
 }
 
@@ -157,9 +158,15 @@ pub fn conclude(
 /// error for every 5xx but 503, which is always a bug. A 503 (the store
 /// loading, or unable to save) is expected while it lasts and is logged
 /// where its cause is known.
-fn log(method: &Method, route: &str, response: &Response, started: Instant, ids: &RequestIds) {
+fn log(
+    method: &Method,
+    route: &str,
+    response: &Response,
+    elapsed: std::time::Duration,
+    ids: &RequestIds,
+) {
     let status = response.status();
-    let elapsed_ms = started.elapsed().as_secs_f64() * 1000.0;
+    let elapsed_ms = elapsed.as_secs_f64() * 1000.0;
     if status.is_server_error() && status != axum::http::StatusCode::SERVICE_UNAVAILABLE {
         tracing::error!(%method, route, status = status.as_u16(), elapsed_ms, request_id = ids.request_id.to_str().unwrap_or_default(), "request failed");
     } else {

@@ -60,7 +60,8 @@ impl ServiceRoot {
         } else {
             "/v1.0"
         };
-        let mut root = String::with_capacity(96);
+        // Room for a presence's whole `@odata.context`, written after it.
+        let mut root = String::with_capacity(160);
         root.push_str(scheme);
         root.push_str("://");
         root.push_str(host);
