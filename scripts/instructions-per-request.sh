@@ -9,9 +9,11 @@
 # the arguments are added to `presenced serve` (for example
 # `--throttle-app 1000000000/PT1S --throttle-tenant 1000000000/PT1S`).
 # With --h2c first, the requests go over HTTP/2 in plain text (prior
-# knowledge), one stream after the other on one connection.
+# knowledge), one stream after the other on one connection. With --batch
+# first, each request is a getPresencesByUserId of 650 users who each have
+# a session (20 requests of warm-up, then 200 counted).
 #
-#   scripts/instructions-per-request.sh [--h2c] [SERVE-ARGS...]
+#   scripts/instructions-per-request.sh [--h2c | --batch] [SERVE-ARGS...]
 #
 # Needs valgrind (Debian: apt-get install valgrind), for --h2c Python's h2
 # (Debian: apt-get install python3-h2; set PYTHON=/usr/bin/python3 when
@@ -20,10 +22,20 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 protocol=http1
-if [ "${1:-}" = "--h2c" ]; then
+what="GET presence"
+requests=4000
+case "${1:-}" in
+--h2c)
     protocol=h2c
     shift
-fi
+    ;;
+--batch)
+    protocol=batch
+    what="getPresencesByUserId(650)"
+    requests=200
+    shift
+    ;;
+esac
 python=${PYTHON:-python3}
 command -v valgrind >/dev/null || {
     echo "valgrind is missing; install it with: apt-get install valgrind" >&2
@@ -62,9 +74,9 @@ count() {
     done
     [ -n "$address" ] || { echo "presenced did not start; see $work/stderr.$requests" >&2; exit 1; }
     "$python" - "$address" "$token" "$requests" "$protocol" "$server" <<'EOF'
-import http.client, socket, subprocess, sys
+import http.client, json, socket, subprocess, sys
 address, token, requests, protocol, server = sys.argv[1], sys.argv[2], int(sys.argv[3]), sys.argv[4], sys.argv[5]
-WARM_UP = 200
+WARM_UP = 20 if protocol == "batch" else 200
 host, port = address.rsplit(":", 1)
 path = "/v1.0/users/fa8bf3dc-eca7-46b7-bad1-db199b62afc3/presence"
 # The user has a session, as the bench's users have: a user nothing is held
@@ -72,15 +84,27 @@ path = "/v1.0/users/fa8bf3dc-eca7-46b7-bad1-db199b62afc3/presence"
 setup = http.client.HTTPConnection(host, int(port))
 body = ('{"sessionId":"5d1f4c8e-0b6a-4d1e-9a43-6f0c2b7e8a91","availability":"Available",'
         '"activity":"Available","expirationDuration":"PT1H"}')
-setup.request("POST", path + "/setPresence", body=body,
-              headers={"Authorization": "Bearer " + token, "Content-Type": "application/json"})
-answer = setup.getresponse()
-answer.read()
-assert answer.status == 200, answer.status
+json_headers = {"Authorization": "Bearer " + token, "Content-Type": "application/json"}
+ids = ["%08x-0000-4000-8000-%012x" % (n, n) for n in range(650)]
+for user_path in [path] + (["/v1.0/users/%s/presence" % id for id in ids] if protocol == "batch" else []):
+    setup.request("POST", user_path + "/setPresence", body=body, headers=json_headers)
+    answer = setup.getresponse()
+    answer.read()
+    assert answer.status == 200, answer.status
 setup.close()
 def zero():
     subprocess.run(["callgrind_control", "--zero", server], check=True, capture_output=True)
-if protocol == "http1":
+if protocol == "batch":
+    connection = http.client.HTTPConnection(host, int(port))
+    batch = json.dumps({"ids": ids})
+    for sent in range(WARM_UP + requests):
+        if sent == WARM_UP:
+            zero()
+        connection.request("POST", "/v1.0/communications/getPresencesByUserId", body=batch, headers=json_headers)
+        response = connection.getresponse()
+        response.read()
+        assert response.status == 200, response.status
+elif protocol == "http1":
     connection = http.client.HTTPConnection(host, int(port))
     headers = {"Authorization": "Bearer " + token}
     for sent in range(WARM_UP + requests):
@@ -126,5 +150,5 @@ EOF
     sed -n 's/^summary: \([0-9]*\).*/\1/p' "$work/out.$requests.1"
 }
 
-total=$(count 4000 "$@")
-echo "instructions per GET presence over $protocol: $((total / 4000)) (serve args: ${*:-none})"
+total=$(count "$requests" "$@")
+echo "instructions per $what over ${protocol/batch/http1}: $((total / requests)) (serve args: ${*:-none})"
