@@ -11,9 +11,11 @@
 # With --h2c first, the requests go over HTTP/2 in plain text (prior
 # knowledge), one stream after the other on one connection. With --batch
 # first, each request is a getPresencesByUserId of 650 users who each have
-# a session (20 requests of warm-up, then 200 counted).
+# a session (20 requests of warm-up, then 200 counted). With --set first,
+# each request is a setPresence of the one user, alternating between two
+# states, so that every one changes the presence.
 #
-#   scripts/instructions-per-request.sh [--h2c | --batch] [SERVE-ARGS...]
+#   scripts/instructions-per-request.sh [--h2c | --batch | --set] [SERVE-ARGS...]
 #
 # Needs valgrind (Debian: apt-get install valgrind), for --h2c Python's h2
 # (Debian: apt-get install python3-h2; set PYTHON=/usr/bin/python3 when
@@ -27,6 +29,11 @@ requests=4000
 case "${1:-}" in
 --h2c)
     protocol=h2c
+    shift
+    ;;
+--set)
+    protocol=set
+    what="setPresence"
     shift
     ;;
 --batch)
@@ -104,6 +111,16 @@ if protocol == "batch":
         response = connection.getresponse()
         response.read()
         assert response.status == 200, response.status
+elif protocol == "set":
+    connection = http.client.HTTPConnection(host, int(port))
+    states = [body, body.replace('"Available","activity":"Available"', '"Busy","activity":"InACall"')]
+    for sent in range(WARM_UP + requests):
+        if sent == WARM_UP:
+            zero()
+        connection.request("POST", path + "/setPresence", body=states[sent % 2], headers=json_headers)
+        response = connection.getresponse()
+        response.read()
+        assert response.status == 200, response.status
 elif protocol == "http1":
     connection = http.client.HTTPConnection(host, int(port))
     headers = {"Authorization": "Bearer " + token}
@@ -151,4 +168,4 @@ EOF
 }
 
 total=$(count "$requests" "$@")
-echo "instructions per $what over ${protocol/batch/http1}: $((total / requests)) (serve args: ${*:-none})"
+echo "instructions per $what over $([ "$protocol" = h2c ] && echo h2c || echo http1): $((total / requests)) (serve args: ${*:-none})"
