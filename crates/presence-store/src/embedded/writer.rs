@@ -17,6 +17,10 @@
 //! A thread rather than a task: commits and syncs block, and a dedicated
 //! thread keeps them off the async workers that serve requests.
 //!
+//! fjall frees a flushed memtable while it holds the lock every insert
+//! needs (see [`MemtableReaper`]), so the writer keeps its own reference to
+//! each memtable and lets a thread of its own free it instead.
+//!
 //! After any engine error (a full disk, an IO error) the engine is closed
 //! and reopened before the next batch: fjall refuses further writes once a
 //! journal write has failed, and reopening recovers its journal exactly as a
@@ -32,7 +36,9 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use fjall::config::{CompressionPolicy, FilterPolicy};
-use fjall::{CompressionType, Database, Keyspace, KeyspaceCreateOptions, PersistMode};
+use fjall::{
+    AbstractTree, CompressionType, Database, Keyspace, KeyspaceCreateOptions, PersistMode,
+};
 
 /// How long a committed write may wait for its sync in relaxed mode.
 pub const SYNC_INTERVAL: Duration = Duration::from_millis(100);
@@ -134,6 +140,100 @@ pub struct WriterCounters {
     pub syncs: AtomicU64,
     /// Batches or syncs that failed.
     pub failures: AtomicU64,
+    /// Sealed memtables freed by the writer's own thread rather than by
+    /// fjall (see [`MemtableReaper`]).
+    pub memtables_freed: AtomicU64,
+}
+
+/// A memtable, without naming lsm-tree's type (fjall does not re-export
+/// it): only its reference count matters here.
+type HeldMemtable = Arc<dyn std::any::Any + Send + Sync>;
+
+/// Keeps a reference to each keyspace's memtable, so that the last
+/// reference to a flushed one is the writer's and not fjall's, and frees it
+/// on a thread of its own.
+///
+/// Why: fjall (lsm-tree 3.1) drops a flushed memtable when it garbage
+/// collects old versions of a tree (`SuperVersions::maintenance`, called
+/// from `Keyspace::inner_rotate_memtable` and after flushes and
+/// compactions), and it does so while holding the tree's version-history
+/// write lock, which every insert into a memtable takes to read. Freeing a
+/// full 32 MiB memtable is some 200,000 skiplist nodes with their keys and
+/// values. On the two-core bench machine, a stress of this writer's batches
+/// (18,000 durable writes a second for 40 s, system allocator) had the lock
+/// held 110 to 210 ms once per memtable, and a commit waiting for it each
+/// time: 4 commits over 50 ms, the longest 131 to 202 ms. With the free done
+/// here the same drops took 180 to 370 ms on the freeing thread, and no
+/// commit took over 50 ms (the longest 26 ms, a flush's or compaction's
+/// version change, which fjall also makes under that lock but which costs
+/// only a few fsyncs of small files).
+///
+/// It relies on fjall's `Keyspace::tree`, public but hidden from its docs;
+/// a fjall that drops it fails to build here rather than misbehaving.
+struct MemtableReaper {
+    /// Per keyspace (users, records): the id of the active memtable last
+    /// seen and a reference to it.
+    active: [Option<(u64, HeldMemtable)>; 2],
+    /// Memtables sealed since, held until fjall lets go of them.
+    sealed: Vec<HeldMemtable>,
+    /// To the thread that frees them; `None` if it could not be started,
+    /// and then fjall frees them as before.
+    freeing: Option<mpsc::Sender<HeldMemtable>>,
+}
+
+impl MemtableReaper {
+    fn start(counters: Arc<WriterCounters>) -> MemtableReaper {
+        let (sender, receiver) = mpsc::channel::<HeldMemtable>();
+        let spawned = std::thread::Builder::new()
+            .name("presenced-store-memtable-free".into())
+            .spawn(move || {
+                for memtable in receiver {
+                    drop(memtable);
+                    counters.memtables_freed.fetch_add(1, Ordering::Relaxed);
+                }
+            });
+        let freeing = match spawned {
+            Ok(_) => Some(sender),
+            Err(error) => {
+                tracing::warn!(%error, "no thread to free memtables: fjall frees them itself");
+                None
+            }
+        };
+        MemtableReaper {
+            active: [None, None],
+            sealed: Vec::new(),
+            freeing,
+        }
+    }
+
+    /// After a commit: takes a reference to any new active memtable, and
+    /// hands to the freeing thread every sealed one that only the writer
+    /// still holds. Cheap: a read lock and a reference count per keyspace.
+    fn observe(&mut self, opened: &Opened) {
+        let Some(freeing) = &self.freeing else { return };
+        for (keyspace, seen) in [&opened.users, &opened.records]
+            .into_iter()
+            .zip(self.active.iter_mut())
+        {
+            let memtable = keyspace.tree.active_memtable();
+            let id = memtable.id();
+            if seen.as_ref().is_some_and(|(seen_id, _)| *seen_id == id) {
+                continue;
+            }
+            if let Some((_, previous)) = seen.replace((id, memtable)) {
+                self.sealed.push(previous);
+            }
+        }
+        let (released, held): (Vec<_>, Vec<_>) = std::mem::take(&mut self.sealed)
+            .into_iter()
+            .partition(|memtable| Arc::strong_count(memtable) == 1);
+        self.sealed = held;
+        for memtable in released {
+            // Only this reference is left, so fjall cannot take another:
+            // moved (not cloned) to the freeing thread, it is freed there.
+            let _ = freeing.send(memtable);
+        }
+    }
 }
 
 #[derive(Debug)]
@@ -277,9 +377,10 @@ fn drain(receiver: &mpsc::Receiver<Job>, jobs: &mut Vec<Job>) {
     }
 }
 
-fn run(mut engine: Engine, receiver: mpsc::Receiver<Job>, counters: &WriterCounters) {
+fn run(mut engine: Engine, receiver: mpsc::Receiver<Job>, counters: &Arc<WriterCounters>) {
     // When the oldest committed-but-unsynced write was committed.
     let mut unsynced_since: Option<Instant> = None;
+    let mut reaper = MemtableReaper::start(counters.clone());
     loop {
         let first = match unsynced_since {
             None => receiver
@@ -331,6 +432,9 @@ fn run(mut engine: Engine, receiver: mpsc::Receiver<Job>, counters: &WriterCount
         counters
             .writes
             .fetch_add(jobs.len() as u64, Ordering::Relaxed);
+        if let Some(opened) = &engine.open {
+            reaper.observe(opened);
+        }
         let (durable, committed_only): (Vec<Job>, Vec<Job>) =
             jobs.into_iter().partition(|job| job.wait == Wait::Durable);
         answer(committed_only, &Ok(()));
