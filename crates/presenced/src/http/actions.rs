@@ -8,7 +8,7 @@ use axum::extract::{RawPathParams, State};
 use axum::http::StatusCode;
 use presence_core::{
     Command, PreferredExpiration, PreferredState, SessionExpiration, SessionId, SessionState,
-    StatusMessageExpiry, StatusMessageInput, UserKey, describe_pairs,
+    StatusMessageExpiry, StatusMessageInput, UserId, UserKey, describe_pairs,
 };
 
 use crate::auth::{Access, Principal};
@@ -54,7 +54,26 @@ async fn apply_write(
     access: Access,
     command: Command,
 ) -> Result<StatusCode, ApiError> {
-    let user = target_user(principal, params)?;
+    apply_to(
+        state,
+        principal,
+        target_user(principal, params),
+        access,
+        command,
+    )
+    .await
+}
+
+/// Applies `command` to `user` (the path's, or why the path names none) for
+/// `principal`, if it may.
+async fn apply_to(
+    state: &AppState,
+    principal: &Principal,
+    user: Result<UserId, ApiError>,
+    access: Access,
+    command: Command,
+) -> Result<StatusCode, ApiError> {
+    let user = user?;
     principal.authorize(access, &user)?;
     state
         .service
@@ -68,6 +87,20 @@ pub async fn set_presence(
     principal: Principal,
     params: RawPathParams,
     JsonBody(body): JsonBody<SetPresenceBody>,
+) -> Result<StatusCode, ApiError> {
+    let user = target_user(&principal, &params);
+    set_presence_of(&state, &principal, user, body).await
+}
+
+/// setPresence of `user` (the path's, or why the path names none) by
+/// `principal`, with its body read: the router's handler and the direct
+/// route (`direct.rs`) both answer with this, the body's faults first,
+/// then the path's and the permissions'.
+pub async fn set_presence_of(
+    state: &AppState,
+    principal: &Principal,
+    user: Result<UserId, ApiError>,
+    body: SetPresenceBody,
 ) -> Result<StatusCode, ApiError> {
     let session_id = session_id(required(&body.session_id, "sessionId")?)?;
     let session_state = session_state(
@@ -94,7 +127,7 @@ pub async fn set_presence(
         state: session_state,
         expiration,
     };
-    apply_write(&state, &principal, &params, Access::Write, command).await
+    apply_to(state, principal, user, Access::Write, command).await
 }
 
 pub async fn clear_presence(

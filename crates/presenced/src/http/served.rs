@@ -165,14 +165,12 @@ impl Service<Request<Incoming>> for Served {
                 Ok(response.map(axum::body::Body::new))
             }))
         } else {
-            match self
-                .direct
-                .as_ref()
-                .and_then(|direct| direct.answer(&request))
+            if let Some(direct) = &self.direct
+                && let Some(admitted) = direct.admit(&request)
             {
-                Some(answer) => Either::Right(answer),
-                None => Either::Left(self.plain.call(request)),
+                return Either::Right(direct.answer(admitted, request));
             }
+            Either::Left(self.plain.call(request))
         }
     }
 }

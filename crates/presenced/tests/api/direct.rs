@@ -65,6 +65,11 @@ async fn get(
         request = request.header("accept-encoding", "gzip");
     }
     let response = request.send().await.expect("answered");
+    read_answer(path, response, routed).await
+}
+
+/// An answer as the tests compare it (see [`get`]).
+async fn read_answer(path: &str, response: reqwest::Response, routed: bool) -> Answer {
     let status = response.status().as_u16();
     assert!(status < 500, "{path}: {status}");
     let header = |name: &str| {
@@ -309,4 +314,148 @@ async fn a_throttled_read_is_refused_alike_on_both_routes() {
     }
     assert_eq!(direct_body, routed_body);
     assert_eq!(direct_answers(&server).await - before, 4.0);
+}
+
+/// POSTs `body` as `content_type` to `path` with `token`, through the
+/// router when `routed`; the answer as [`get`] reads it.
+async fn post(
+    server: &TestServer,
+    path: &str,
+    token: Option<&str>,
+    content_type: &str,
+    body: &str,
+    routed: bool,
+) -> Answer {
+    let mut request = server
+        .client()
+        .post(server.url(path))
+        .header("content-type", content_type)
+        .body(body.to_owned());
+    if let Some(token) = token {
+        request = request.bearer_auth(token);
+    }
+    if routed {
+        request = request.header("accept-encoding", "gzip");
+    }
+    let response = request.send().await.expect("answered");
+    read_answer(path, response, routed).await
+}
+
+#[tokio::test]
+async fn a_set_presence_is_answered_directly_as_the_router_answers_it() {
+    let server = hs256(&["--max-body-bytes", "1024"]).await;
+    let writer = app_token(&["Presence.ReadWrite.All"]);
+    let reader = app_token(&["Presence.Read.All"]);
+    let alice = delegated(ALICE, &["Presence.ReadWrite"]);
+    let tokens: [(&str, Option<&str>, bool); 5] = [
+        ("application, Presence.ReadWrite.All", Some(&writer), true),
+        ("application, Presence.Read.All", Some(&reader), true),
+        ("alice, Presence.ReadWrite", Some(&alice), false),
+        ("no token", None, false),
+        ("not a token", Some("not.a.token"), false),
+    ];
+    let mut paths = Vec::new();
+    for version in ["/v1.0", "/beta"] {
+        for user in [ALICE, BOB, "bad,id"] {
+            paths.push(format!("{version}/users/{user}/presence/setPresence"));
+        }
+        paths.push(format!("{version}/me/presence/setPresence"));
+        paths.push(format!(
+            "{version}/communications/presences/{ALICE}/setPresence"
+        ));
+        paths.push(format!("{version}/users/{ALICE}/presence/setPresence?x=1"));
+        paths.push(format!("{version}/users/{ALICE}/presence/setpresence"));
+    }
+    let json = "application/json";
+    let set = |availability: &str, activity: &str, extra: &str| {
+        format!(
+            r#"{{"sessionId":"{APP}","availability":"{availability}","activity":"{activity}"{extra}}}"#
+        )
+    };
+    let too_large = set(
+        "Available",
+        "Available",
+        &format!(r#","x":"{}""#, "y".repeat(2000)),
+    );
+    let bodies: Vec<(&str, String)> = vec![
+        (json, set("Available", "Available", "")),
+        (
+            json,
+            set("Busy", "InACall", r#","expirationDuration":"PT5M""#),
+        ),
+        (json, set("Busy", "Available", "")),
+        (
+            json,
+            set("Available", "Available", r#","expirationDuration":"PT1M""#),
+        ),
+        (
+            json,
+            r#"{"availability":"Available","activity":"Available"}"#.into(),
+        ),
+        (
+            json,
+            r#"{"sessionId":"another-app","availability":"Away","activity":"Away"}"#.into(),
+        ),
+        (json, "{".into()),
+        (json, format!("{} trailing", set("Away", "Away", ""))),
+        (json, r#"{"sessionId":["not","a","string"]}"#.into()),
+        (json, String::new()),
+        (json, too_large),
+        ("text/plain", set("Available", "Available", "")),
+    ];
+
+    let before = direct_answers(&server).await;
+    let mut expected_direct = 0;
+    let mut statuses = std::collections::BTreeMap::new();
+    for (who, token, application) in tokens {
+        // The router verifies a token seen for the first time.
+        let verified = token.is_some_and(|token| token.contains('.') && token.len() > 40);
+        for path in &paths {
+            let admitted = verified
+                && !path.contains('?')
+                && !path.contains("bad,id")
+                && !path.ends_with("setpresence")
+                && (!application || !path.contains("/me/"));
+            for (content_type, body) in &bodies {
+                let routed = post(&server, path, token, content_type, body, true).await;
+                let direct = post(&server, path, token, content_type, body, false).await;
+                let case = format!("{who} POST {path} {content_type} {body:.80}");
+                assert_eq!(
+                    direct.status, routed.status,
+                    "{case}: {direct:?} against {routed:?}"
+                );
+                assert_eq!(direct.headers, routed.headers, "{case}");
+                assert_eq!(direct.body, routed.body, "{case}");
+                *statuses.entry(direct.status).or_insert(0) += 1;
+                if admitted {
+                    expected_direct += 1;
+                }
+            }
+        }
+    }
+    for status in [200, 400, 401, 403, 404, 413, 415] {
+        assert!(statuses.contains_key(&status), "{status} in {statuses:?}");
+    }
+    assert!(expected_direct >= 100, "{expected_direct}");
+    assert_eq!(
+        direct_answers(&server).await - before,
+        f64::from(expected_direct)
+    );
+
+    // A write answered directly is made: read back through the router.
+    let dave = "3f2504e0-4f89-41d3-9a0c-0305e82c3301";
+    let path = format!("/v1.0/users/{dave}/presence/setPresence");
+    let body = set("DoNotDisturb", "Presenting", "");
+    let direct = post(&server, &path, Some(&writer), json, &body, false).await;
+    assert_eq!(direct.status, 200, "{direct:?}");
+    let read = get(
+        &server,
+        &format!("/v1.0/users/{dave}/presence"),
+        Some(&reader),
+        None,
+        true,
+    )
+    .await;
+    assert_eq!(read.body["availability"], "DoNotDisturb", "{:?}", read.body);
+    assert_eq!(read.body["activity"], "Presenting", "{:?}", read.body);
 }
