@@ -142,15 +142,7 @@ async fn read_answer(path: &str, response: reqwest::Response, routed: bool) -> A
 
 async fn set(server: &TestServer, token: &str, user: &str, body: Value) {
     let path = format!("/v1.0/users/{user}/presence/setPresence");
-    let reply = server
-        .send(
-            server
-                .client()
-                .post(server.url(&path))
-                .bearer_auth(token)
-                .json(&body),
-        )
-        .await;
+    let reply = server.post_bearer(&path, token, &body).await;
     assert_eq!(reply.status, 200, "{}", reply.text);
 }
 
@@ -181,15 +173,8 @@ async fn the_direct_route_answers_as_the_router_does() {
     .await;
     let message = "a status message that makes the presence larger than a kibibyte; ".repeat(14);
     let path = format!("/v1.0/users/{CAROL}/presence/setStatusMessage");
-    let reply = server
-        .send(
-            server
-                .client()
-                .post(server.url(&path))
-                .bearer_auth(&writer)
-                .json(&json!({"statusMessage": {"message": {"content": message, "contentType": "text"}}})),
-        )
-        .await;
+    let body = json!({"statusMessage": {"message": {"content": message, "contentType": "text"}}});
+    let reply = server.post_bearer(&path, &writer, &body).await;
     assert_eq!(reply.status, 200, "{}", reply.text);
 
     let reader = app_token(&["Presence.Read.All"]);

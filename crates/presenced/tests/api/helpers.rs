@@ -214,6 +214,17 @@ impl TestServer {
         self.send(self.client.put(self.url(path)).json(&body)).await
     }
 
+    /// POSTs `body` as JSON to `path` with `token` as its bearer.
+    pub async fn post_bearer(&self, path: &str, token: &str, body: &Value) -> Reply {
+        self.send(
+            self.client()
+                .post(self.url(path))
+                .bearer_auth(token)
+                .json(body),
+        )
+        .await
+    }
+
     pub async fn delete(&self, path: &str) -> Reply {
         self.send(self.client.delete(self.url(path))).await
     }

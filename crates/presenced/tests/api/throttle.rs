@@ -44,15 +44,7 @@ async fn set(server: &TestServer, token: &str, app: &str, availability: &str) ->
         availability
     };
     let body = json!({"sessionId": app, "availability": availability, "activity": activity});
-    server
-        .send(
-            server
-                .client()
-                .post(server.url(&path))
-                .bearer_auth(token)
-                .json(&body),
-        )
-        .await
+    server.post_bearer(&path, token, &body).await
 }
 
 /// Asserts a 429 in the envelope, with a Retry-After of whole seconds from
