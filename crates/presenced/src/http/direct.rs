@@ -93,6 +93,16 @@ enum Action {
     SetPresence,
 }
 
+impl Action {
+    /// The method the router serves the action's route for.
+    fn method(self) -> Method {
+        match self {
+            Action::Read => Method::GET,
+            Action::SetPresence => Method::POST,
+        }
+    }
+}
+
 /// Which presence route a path is, and its `{id}` as written.
 #[derive(Debug, PartialEq, Eq)]
 struct Target<'p> {
@@ -162,13 +172,19 @@ impl Framing {
     /// `work`, throttled first as the `Principal` extractor throttles a
     /// routed request, its panic answered as the routes' catch-panic layer
     /// answers one, and concluded as the frame concludes every answer.
-    fn answer<W, F>(self, method: Method, principal: Principal, work: W) -> Answer
+    fn answer<W, F>(self, action: Action, principal: Principal, work: W) -> Answer
     where
         W: FnOnce(AppState, Principal) -> F + Send + 'static,
         F: std::future::Future<Output = Result<Response, ApiError>> + Send,
     {
+        let Framing {
+            state,
+            metrics,
+            route,
+            started,
+            client_request_id,
+        } = self;
         Box::pin(async move {
-            let state = self.state.clone();
             let answered = AssertUnwindSafe(async move {
                 if state.throttle.is_on() {
                     state
@@ -189,12 +205,12 @@ impl Framing {
                     .map(axum::body::Body::new),
             };
             Ok(frame::conclude(
-                &self.metrics,
-                self.route,
-                &method,
+                &metrics,
+                route,
+                &action.method(),
                 response,
-                self.started,
-                self.client_request_id,
+                started,
+                client_request_id,
             ))
         })
     }
@@ -249,23 +265,19 @@ impl Direct {
         match action {
             Action::Read => {
                 let root = ServiceRoot::of(headers, request.uri(), self.state.scheme);
-                framing.answer(Method::GET, principal, move |state, principal| async move {
+                framing.answer(action, principal, move |state, principal| async move {
                     presence_answer(&state, &principal, user, root).await
                 })
             }
             Action::SetPresence => {
                 let request = request.map(axum::body::Body::new);
-                framing.answer(
-                    Method::POST,
-                    principal,
-                    move |state, principal| async move {
-                        let JsonBody(body) =
-                            JsonBody::<SetPresenceBody>::from_request(request, &state).await?;
-                        set_presence_of(&state, &principal, Ok(user), body)
-                            .await
-                            .map(IntoResponse::into_response)
-                    },
-                )
+                framing.answer(action, principal, move |state, principal| async move {
+                    let JsonBody(body) =
+                        JsonBody::<SetPresenceBody>::from_request(request, &state).await?;
+                    set_presence_of(&state, &principal, Ok(user), body)
+                        .await
+                        .map(IntoResponse::into_response)
+                })
             }
         }
     }
@@ -277,11 +289,7 @@ impl Direct {
             return None;
         }
         let target = target(request.uri().path())?;
-        let method = match target.action {
-            Action::Read => Method::GET,
-            Action::SetPresence => Method::POST,
-        };
-        if request.method() != method {
+        if request.method() != target.action.method() {
             return None;
         }
         let Resolution::Done(Ok(principal)) = self.state.auth.resolve(request.headers()) else {

@@ -332,8 +332,9 @@ pub fn app(state: AppState, cors: &crate::cors::CorsOrigins, shared_clock: bool)
                 .layer(frame.clone()),
         );
     }
-    // The direct route answers a GET of a presence as the router would;
-    // not where the router's shared-clock layer must see every request.
+    // The direct route answers a GET of a presence and a setPresence as
+    // the router would; not where the router's shared-clock layer must see
+    // every request.
     let direct = (!shared_clock).then(|| direct::Direct::new(state.clone(), frame.metrics()));
     served::Served::new(router, cors, direct)
 }

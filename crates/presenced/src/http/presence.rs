@@ -40,9 +40,7 @@ impl ServiceRoot {
     pub fn origin(&self) -> &str {
         &self.root[..self.origin_len]
     }
-}
 
-impl ServiceRoot {
     /// The root of a request with these headers and this URI, served over
     /// `scheme`.
     pub fn of(headers: &HeaderMap, uri: &Uri, scheme: &str) -> ServiceRoot {

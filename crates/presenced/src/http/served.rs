@@ -39,7 +39,7 @@ type Decompressed = RequestDecompression<Router>;
 
 /// The router, and the same router inside the layers (`negotiated`), and
 /// beside them the direct route (`direct.rs`) for the GETs of a presence
-/// that need neither.
+/// and the setPresence requests that need neither.
 #[derive(Clone)]
 pub struct Served {
     plain: Router,
