@@ -73,8 +73,8 @@ pub fn json_body(data: &[u8]) {
         check(&shown, body.into_location());
     });
     check_body(data, |body: GetPresencesBody| {
-        for id in body.ids.iter().flatten() {
-            check(id, wire::user_id(id));
+        if let Some(fault) = body.ids.and_then(|ids| ids.fault) {
+            check("an id of getPresencesByUserId", Err::<(), _>(fault));
         }
     });
     check_body(data, |_: OutOfOfficeBody| {});

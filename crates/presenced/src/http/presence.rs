@@ -141,16 +141,16 @@ pub async fn get_presences_by_user_id(
             "[Ids]: The Ids field is required; send {\"ids\": [\"<user id>\", ...]}.".into(),
         ));
     };
-    if ids.len() > MAX_BATCH_IDS {
+    if ids.count > MAX_BATCH_IDS {
         return Err(ApiError::InvalidArgument(format!(
             "ids has {} entries; at most {MAX_BATCH_IDS} are allowed in one request.",
-            ids.len()
+            ids.count
         )));
     }
-    let users = ids
-        .iter()
-        .map(|id| wire::user_id(id))
-        .collect::<Result<Vec<_>, _>>()?;
+    if let Some(fault) = ids.fault {
+        return Err(fault);
+    }
+    let users = ids.users;
     for user in &users {
         principal.authorize(Access::ReadMany, user)?;
     }
