@@ -118,6 +118,51 @@ pub enum StoreError {
     Io { dir: PathBuf, problem: String },
 }
 
+/// What a reader made of one user's facts, kept beside them in the store's
+/// memory: presenced keeps a user's rendered presence here, so that reading
+/// it again is the one lookup that finds the facts, not a second table's.
+///
+/// The store drops a user's memo whenever it applies a command to the user
+/// (a tick included) or loads their facts, under the lock that guards them,
+/// so a memo is never older than the facts beside it. What else limits how
+/// long a memo holds (a rendering stops at the user's next transition) is
+/// the reader's to check. A store that keeps no facts in memory keeps no
+/// memos ([`Facts::keeps_memos`]). What a memo holds is the reader's type,
+/// so that the store knows nothing of what is made of its facts.
+#[derive(Default)]
+pub struct Memo(Option<Box<dyn std::any::Any + Send + Sync>>);
+
+impl Memo {
+    /// What is kept, if it is a `T`.
+    pub fn get_mut<T: std::any::Any>(&mut self) -> Option<&mut T> {
+        self.0.as_mut().and_then(|kept| kept.downcast_mut())
+    }
+
+    /// Keeps `value`, dropping what was kept.
+    pub fn set<T: std::any::Any + Send + Sync>(&mut self, value: T) {
+        self.0 = Some(Box::new(value));
+    }
+
+    /// Drops what is kept.
+    pub fn clear(&mut self) {
+        self.0 = None;
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.0.is_none()
+    }
+}
+
+impl std::fmt::Debug for Memo {
+    fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        formatter.write_str(if self.0.is_some() {
+            "Memo(kept)"
+        } else {
+            "Memo(empty)"
+        })
+    }
+}
+
 /// Counts for metrics. They may lag a little behind concurrent writes.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct StoreCounts {
@@ -206,6 +251,28 @@ pub trait Facts: Send + Sync + std::fmt::Debug + 'static {
         keys: &[UserKey],
         visit: &mut (dyn for<'f> FnMut(usize, Option<&'f UserFacts>) + Send),
     ) -> Result<(), StoreError>;
+
+    /// [`Facts::read`], with each user's [`Memo`], which `visit` may fill.
+    /// A store that keeps no memos ([`Facts::keeps_memos`] false, as here)
+    /// hands `visit` an empty one each time and forgets what it puts there.
+    /// So does every store for a user nothing is held for.
+    async fn read_memos(
+        &self,
+        keys: &[UserKey],
+        visit: &mut (dyn for<'f> FnMut(usize, Option<&'f UserFacts>, &'f mut Memo) + Send),
+    ) -> Result<(), StoreError> {
+        self.read(keys, &mut |index, facts| {
+            visit(index, facts, &mut Memo::default());
+        })
+        .await
+    }
+
+    /// Whether [`Facts::read_memos`] keeps what is put in a user's memo
+    /// (the stores that hold the facts in memory), so that a reader makes
+    /// one only for a store that keeps it.
+    fn keeps_memos(&self) -> bool {
+        false
+    }
 
     /// Calls `visit` with every user's facts (start-up and recovery).
     async fn scan(

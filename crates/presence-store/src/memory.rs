@@ -24,7 +24,7 @@ use presence_core::{
 use crate::due::LocalDueIndex;
 use crate::feed::LocalFeed;
 use crate::subscriptions::{self, LocalTimers, Mark, RecordWrite, Subscriptions};
-use crate::{Facts, StoreCounts, StoreError};
+use crate::{Facts, Memo, StoreCounts, StoreError};
 
 /// How many independently locked shards the map is split into. A power of
 /// two well above the core count keeps lock contention negligible.
@@ -38,6 +38,9 @@ type Hasher64 = foldhash::fast::RandomState;
 #[derive(Debug, Default)]
 struct Entry {
     facts: UserFacts,
+    /// What a reader made of the facts ([`Memo`]): dropped by every apply
+    /// and load, under the shard's lock.
+    memo: Memo,
     /// The earliest tick already filed in the due index and not yet run;
     /// `None` if none is pending. Kept here rather than in the index, which
     /// saves a map of every user (a networked index keeps one entry per
@@ -232,6 +235,7 @@ impl MemoryStore {
             key.user,
             Box::new(Entry {
                 facts,
+                memo: Memo::default(),
                 scheduled: None,
             }),
         );
@@ -309,6 +313,7 @@ impl MemoryStore {
             entry.scheduled = None;
         }
         let sequence_before = entry.facts.sequence.value;
+        entry.memo.clear();
         let result = apply(&mut entry.facts, command, now, timeouts);
         let created = !exists && (!entry.facts.holds_nothing() || entry.facts.sequence.value != 0);
         match admission {
@@ -390,6 +395,28 @@ impl Facts for MemoryStore {
             visit(index, entry.map(|entry| &entry.facts));
         }
         Ok(())
+    }
+
+    async fn read_memos(
+        &self,
+        keys: &[UserKey],
+        visit: &mut (dyn for<'f> FnMut(usize, Option<&'f UserFacts>, &'f mut Memo) + Send),
+    ) -> Result<(), StoreError> {
+        for (index, key) in keys.iter().enumerate() {
+            let mut shard = self.shard(key);
+            match shard
+                .get_mut(&key.tenant)
+                .and_then(|users| users.get_mut(&key.user))
+            {
+                Some(entry) => visit(index, Some(&entry.facts), &mut entry.memo),
+                None => visit(index, None, &mut Memo::default()),
+            }
+        }
+        Ok(())
+    }
+
+    fn keeps_memos(&self) -> bool {
+        true
     }
 
     async fn scan(

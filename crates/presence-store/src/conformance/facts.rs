@@ -27,6 +27,76 @@ pub async fn run(store: &dyn Store) {
     ticks_prune_what_has_ended(store).await;
     scans_one_tenant_without_the_others(store).await;
     bounds_the_users_of_a_tenant(store).await;
+    keeps_a_memo_until_the_user_is_written(store).await;
+}
+
+/// What a read put in a user's memo, as the next read finds it.
+async fn memo_of(store: &dyn Facts, key: &UserKey) -> Option<u32> {
+    let mut found = None;
+    store
+        .read_memos(std::slice::from_ref(key), &mut |_, _, memo| {
+            found = memo.get_mut::<u32>().copied();
+        })
+        .await
+        .expect("read works");
+    found
+}
+
+async fn put_memo(store: &dyn Facts, key: &UserKey, value: u32) {
+    store
+        .read_memos(std::slice::from_ref(key), &mut |_, _, memo| memo.set(value))
+        .await
+        .expect("read works");
+}
+
+/// A store that keeps memos keeps what a read puts in one until the user
+/// is written: a command and a tick each drop it (a refused command,
+/// which changes nothing, may leave it). A store
+/// that keeps none never gives one back, and nobody's memo is kept for a
+/// user nothing is held for.
+async fn keeps_a_memo_until_the_user_is_written(store: &dyn Store) {
+    let timeouts = Timeouts::default();
+    let now = Instant::from_unix_millis(8_000_000);
+    let erin = key("memos", "erin");
+    let kept = |value: u32| store.keeps_memos().then_some(value);
+    put_memo(store, &erin, 1).await;
+    assert_eq!(memo_of(store, &erin).await, None, "erin is not held yet");
+    store
+        .apply(&erin, &set_presence("app", 60), now, timeouts)
+        .await
+        .expect("store works")
+        .expect("applies");
+    let mut seen = Vec::new();
+    store
+        .read_memos(
+            &[key("memos", "nobody"), erin.clone()],
+            &mut |index, facts, memo| {
+                seen.push((
+                    index,
+                    facts.map(|facts| facts.sessions.len()),
+                    memo.is_empty(),
+                ));
+            },
+        )
+        .await
+        .expect("read works");
+    assert_eq!(seen, vec![(0, None, true), (1, Some(1), true)]);
+    put_memo(store, &erin, 2).await;
+    assert_eq!(memo_of(store, &erin).await, kept(2));
+    assert_eq!(memo_of(store, &erin).await, kept(2), "a read keeps it");
+    store
+        .apply(&erin, &set_presence("app", 30), now, timeouts)
+        .await
+        .expect("store works")
+        .expect("applies");
+    assert_eq!(memo_of(store, &erin).await, None, "a command drops it");
+    put_memo(store, &erin, 4).await;
+    store
+        .apply(&erin, &Command::Tick, now, timeouts)
+        .await
+        .expect("store works")
+        .expect("applies");
+    assert_eq!(memo_of(store, &erin).await, None, "a tick drops it");
 }
 
 async fn bounds_the_users_of_a_tenant(store: &dyn Store) {
@@ -139,7 +209,7 @@ async fn tenants_are_separate(store: &dyn Store) {
 async fn ticks_prune_what_has_ended(store: &dyn Store) {
     let timeouts = Timeouts::default();
     let start = Instant::from_unix_millis(4_000_000);
-    let dave = key("t1", "dave");
+    let dave = key("t9", "dave");
     let before = store.counts();
     store
         .apply(&dave, &set_presence("app", 5), start, timeouts)

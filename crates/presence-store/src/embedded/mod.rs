@@ -46,7 +46,7 @@ pub use writer::SYNC_INTERVAL;
 
 use crate::memory::{mark_deletes, mark_writes};
 use crate::subscriptions::{self, Mark, RecordWrite, Subscriptions};
-use crate::{Facts, MemoryStore, StoreCounts, StoreError};
+use crate::{Facts, Memo, MemoryStore, StoreCounts, StoreError};
 use writer::{Opened, Wait, Writer, Writes};
 
 /// How many stripes serialize writes to one user. Far more than the writes
@@ -344,6 +344,18 @@ impl Facts for EmbeddedStore {
         visit: &mut (dyn for<'f> FnMut(usize, Option<&'f UserFacts>) + Send),
     ) -> Result<(), StoreError> {
         self.memory.read(keys, visit).await
+    }
+
+    async fn read_memos(
+        &self,
+        keys: &[UserKey],
+        visit: &mut (dyn for<'f> FnMut(usize, Option<&'f UserFacts>, &'f mut Memo) + Send),
+    ) -> Result<(), StoreError> {
+        self.memory.read_memos(keys, visit).await
+    }
+
+    fn keeps_memos(&self) -> bool {
+        self.memory.keeps_memos()
     }
 
     async fn scan(

@@ -133,14 +133,25 @@ impl PresenceService {
     ) -> Result<Bytes, ServiceError> {
         let now = self.clock.now();
         let reader = viewer.reader(&key.user);
+        let store = self.store()?;
+        let memos = store.keeps_memos();
         let mut found = None;
-        self.store()?
-            .read(std::slice::from_ref(key), &mut |_, facts| {
-                found = Some(self.rendered.json(key, facts, now, self.timeouts, reader));
+        store
+            .read_memos(std::slice::from_ref(key), &mut |_, facts, memo| {
+                found = Some(self.rendered.json(
+                    key,
+                    facts,
+                    memos.then_some(memo),
+                    now,
+                    self.timeouts,
+                    reader,
+                ));
             })
             .await?;
-        let json =
-            found.unwrap_or_else(|| self.rendered.json(key, None, now, self.timeouts, reader));
+        let json = found.unwrap_or_else(|| {
+            self.rendered
+                .json(key, None, None, now, self.timeouts, reader)
+        });
         Ok(match context {
             Some(context) => Bytes::from(with_context(&json, context)),
             None => json,
@@ -161,12 +172,15 @@ impl PresenceService {
             .collect();
         let now = self.clock.now();
         let mut value: Vec<Option<Bytes>> = vec![None; keys.len()];
-        self.store()?
-            .read(&keys, &mut |index, facts| {
+        let store = self.store()?;
+        let memos = store.keeps_memos();
+        store
+            .read_memos(&keys, &mut |index, facts, memo| {
                 let key = &keys[index];
                 value[index] = Some(self.rendered.json(
                     key,
                     facts,
+                    memos.then_some(memo),
                     now,
                     self.timeouts,
                     viewer.reader(&key.user),
@@ -178,8 +192,14 @@ impl PresenceService {
             .zip(&keys)
             .map(|(json, key)| {
                 json.unwrap_or_else(|| {
-                    self.rendered
-                        .json(key, None, now, self.timeouts, viewer.reader(&key.user))
+                    self.rendered.json(
+                        key,
+                        None,
+                        None,
+                        now,
+                        self.timeouts,
+                        viewer.reader(&key.user),
+                    )
                 })
             })
             .collect())

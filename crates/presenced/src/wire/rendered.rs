@@ -1,76 +1,151 @@
 //! Rendered presences, kept. A presence is read far more often than it
 //! changes, and between two transitions of its user (a fade, an expiry, the
 //! end of a preferred presence or of a status message) it does not change at
-//! all. So the JSON of a presence, once rendered, is kept with the facts it
-//! was rendered from and the instants it holds for, and served again while
-//! both hold: a GET, or an id of getPresencesByUserId, then costs a lookup
-//! and a comparison instead of the aggregation and the serializer.
+//! all. So the JSON of a presence, once rendered, is kept with the instants
+//! it holds for, and served again while it holds: a GET, or an id of
+//! getPresencesByUserId, then costs a comparison instead of the aggregation
+//! and the serializer.
 //!
-//! The invalidation rule, all of it: an entry rendered for reader class `R`
+//! The invalidation rule, all of it: a rendering for reader class `R` made
 //! from facts `F` at instant `t` answers a read by `R` of facts `F'` at `n`
 //! only when `F' == F` and `t <= n < next_transition(F, t)`. A write changes
-//! the facts (the sequence number alone changes with every visible change),
-//! so an entry from before it is never equal; time changes a presence only at
-//! a transition, where the entry stops holding. The facts are compared, not
-//! a version number, so the rule holds for every store, over Redis too
-//! (where another node made the write), and needs nothing from the writers.
+//! the facts (the sequence number alone changes with every visible change);
+//! time changes a presence only at a transition, where a rendering stops
+//! holding. Where it is kept decides how `F' == F` is known:
 //!
-//! The cache is bounded by bytes (`--render-cache`), evicting the entries
-//! read least (quick_cache's CLOCK-Pro); an entry that no longer holds is
-//! replaced at its next read.
+//! - **Beside the facts**, in the store's [`Memo`] of the user, when the
+//!   store holds the facts in memory (the memory and embedded stores). The
+//!   store drops the memo whenever it applies a command to the user, under
+//!   the lock that guards the facts, so a memo's renderings were made from
+//!   the facts beside them. A read finds the facts and the rendering in one
+//!   lookup.
+//! - **In a cache of its own** when the store keeps no memos (over Redis,
+//!   where another node made the write): keyed by user and reader class,
+//!   holding a copy of the facts, compared on every read.
+//!
+//! Both are bounded by bytes (`--render-cache-bytes`, shared). The cache
+//! evicts the entries read least (quick_cache's CLOCK-Pro). Memos are not
+//! evicted: past the bound no new one is kept until writes have dropped
+//! enough of the others (every session expires, so every memo goes within
+//! hours), and a presence read meanwhile is rendered afresh.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use bytes::Bytes;
 use presence_core::{Instant, Timeouts, UserFacts, UserKey, next_transition};
+use presence_store::Memo;
 
 use super::presence::{PRESENCE_JSON_BYTES, Reader, presence_json};
 
-/// What one entry costs besides its JSON: the key, the facts (a user with
-/// one session holds them inline), the entry and the cache's own slot.
+/// What one cache entry costs besides its JSON: the key, the facts (a user
+/// with one session holds them inline), the entry and the cache's own slot.
 const ENTRY_OVERHEAD: u64 = 320;
 
-/// One rendered presence and what it holds for.
+/// What a memo costs besides its JSON: the box of two renderings and the
+/// shared bytes' own allocation.
+const MEMO_OVERHEAD: u64 = 160;
+
+/// One rendering and the instants it holds for.
 #[derive(Debug)]
-struct Rendered {
-    facts: UserFacts,
+struct Rendering {
     from: Instant,
     /// The first instant it no longer holds for; `None`: never by itself.
     until: Option<Instant>,
     json: Bytes,
 }
 
-impl Rendered {
-    fn holds(&self, facts: &UserFacts, now: Instant) -> bool {
-        self.from <= now && self.until.is_none_or(|until| now < until) && self.facts == *facts
+impl Rendering {
+    fn new(
+        key: &UserKey,
+        facts: &UserFacts,
+        now: Instant,
+        timeouts: Timeouts,
+        reader: Reader,
+    ) -> Rendering {
+        Rendering {
+            from: now,
+            until: next_transition(facts, now, timeouts),
+            json: render(key, Some(facts), now, timeouts, reader),
+        }
     }
+
+    fn holds_at(&self, now: Instant) -> bool {
+        self.from <= now && self.until.is_none_or(|until| now < until)
+    }
+}
+
+/// A user's renderings in the store's memo, one per reader class, made from
+/// the facts beside them. Its bytes are counted against the bound while it
+/// lives.
+#[derive(Debug)]
+struct Kept {
+    renderings: [Option<Rendering>; 2],
+    weight: u64,
+    budget: Arc<Budget>,
+}
+
+impl Drop for Kept {
+    fn drop(&mut self) {
+        self.budget.used.fetch_sub(self.weight, Ordering::Relaxed);
+    }
+}
+
+/// The bytes memos may take, and take now.
+#[derive(Debug)]
+struct Budget {
+    bytes: u64,
+    used: AtomicU64,
+}
+
+impl Budget {
+    /// Counts `weight` more bytes, if they fit.
+    fn take(&self, weight: u64) -> bool {
+        self.used
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |used| {
+                (used + weight <= self.bytes).then_some(used + weight)
+            })
+            .is_ok()
+    }
+}
+
+fn slot(reader: Reader) -> usize {
+    match reader {
+        Reader::Owner => 0,
+        Reader::OtherUser => 1,
+    }
+}
+
+/// A rendering kept in the cache, with the facts it was made from.
+#[derive(Debug)]
+struct Cached {
+    facts: UserFacts,
+    rendering: Rendering,
 }
 
 #[derive(Clone, Debug)]
 struct ByBytes;
 
-impl quick_cache::Weighter<(UserKey, Reader), Arc<Rendered>> for ByBytes {
-    fn weight(&self, _key: &(UserKey, Reader), rendered: &Arc<Rendered>) -> u64 {
-        rendered.json.len() as u64 + ENTRY_OVERHEAD
+impl quick_cache::Weighter<(UserKey, Reader), Arc<Cached>> for ByBytes {
+    fn weight(&self, _key: &(UserKey, Reader), cached: &Arc<Cached>) -> u64 {
+        cached.rendering.json.len() as u64 + ENTRY_OVERHEAD
     }
 }
 
-type Entries = quick_cache::sync::Cache<
-    (UserKey, Reader),
-    Arc<Rendered>,
-    ByBytes,
-    foldhash::fast::RandomState,
->;
+type Entries =
+    quick_cache::sync::Cache<(UserKey, Reader), Arc<Cached>, ByBytes, foldhash::fast::RandomState>;
 
 /// The rendered presences kept, up to a number of bytes.
 #[derive(Debug)]
 pub struct RenderedPresences {
-    /// `None` when the cache is off (`--render-cache 0`).
+    /// The cache, for stores that keep no memos; `None` when keeping is off
+    /// (`--render-cache-bytes 0`).
     entries: Option<Entries>,
+    budget: Arc<Budget>,
 }
 
 impl RenderedPresences {
-    /// A cache of at most `bytes` (off with 0).
+    /// Renderings of at most `bytes` (none kept with 0).
     pub fn new(bytes: u64) -> RenderedPresences {
         let entries = (bytes > 0).then(|| {
             let typical = PRESENCE_JSON_BYTES as u64 + ENTRY_OVERHEAD;
@@ -85,46 +160,118 @@ impl RenderedPresences {
                 Default::default(),
             )
         });
-        RenderedPresences { entries }
+        RenderedPresences {
+            entries,
+            budget: Arc::new(Budget {
+                bytes,
+                used: AtomicU64::new(0),
+            }),
+        }
     }
 
     /// The JSON of `key`'s presence as `facts` show it at `now` to `reader`,
     /// without `@odata.context`: the same bytes as a fresh rendering.
+    /// `memo` is the user's memo when the store keeps memos (see the
+    /// module's rule), `None` otherwise.
     pub fn json(
         &self,
         key: &UserKey,
         facts: Option<&UserFacts>,
+        memo: Option<&mut Memo>,
         now: Instant,
         timeouts: Timeouts,
         reader: Reader,
     ) -> Bytes {
         // A user nothing is held for is Offline, and is not kept: reads of
         // ids that do not exist must not push out those that do.
-        let (Some(entries), Some(facts)) = (&self.entries, facts) else {
-            return render(key, facts, now, timeouts, reader);
+        let Some(facts) = facts else {
+            return render(key, None, now, timeouts, reader);
+        };
+        match memo {
+            Some(memo) => self.in_memo(key, facts, memo, now, timeouts, reader),
+            None => self.in_cache(key, facts, now, timeouts, reader),
+        }
+    }
+
+    fn in_memo(
+        &self,
+        key: &UserKey,
+        facts: &UserFacts,
+        memo: &mut Memo,
+        now: Instant,
+        timeouts: Timeouts,
+        reader: Reader,
+    ) -> Bytes {
+        if let Some(kept) = memo.get_mut::<Kept>()
+            && let Some(rendering) = &kept.renderings[slot(reader)]
+            && rendering.holds_at(now)
+        {
+            return rendering.json.clone();
+        }
+        let rendering = Rendering::new(key, facts, now, timeouts, reader);
+        let json = rendering.json.clone();
+        let weight = json.len() as u64;
+        match memo.get_mut::<Kept>() {
+            Some(kept) => {
+                // The rendering replaced gives its bytes back first.
+                let replaced = kept.renderings[slot(reader)]
+                    .take()
+                    .map_or(0, |old| old.json.len() as u64);
+                self.budget.used.fetch_sub(replaced, Ordering::Relaxed);
+                kept.weight -= replaced;
+                if self.budget.take(weight) {
+                    kept.weight += weight;
+                    kept.renderings[slot(reader)] = Some(rendering);
+                }
+            }
+            None => {
+                if self.budget.take(weight + MEMO_OVERHEAD) {
+                    let mut renderings = [None, None];
+                    renderings[slot(reader)] = Some(rendering);
+                    memo.set(Kept {
+                        renderings,
+                        weight: weight + MEMO_OVERHEAD,
+                        budget: Arc::clone(&self.budget),
+                    });
+                }
+            }
+        }
+        json
+    }
+
+    fn in_cache(
+        &self,
+        key: &UserKey,
+        facts: &UserFacts,
+        now: Instant,
+        timeouts: Timeouts,
+        reader: Reader,
+    ) -> Bytes {
+        let Some(entries) = &self.entries else {
+            return render(key, Some(facts), now, timeouts, reader);
         };
         let slot = (key.clone(), reader);
-        if let Some(rendered) = entries.get(&slot)
-            && rendered.holds(facts, now)
+        if let Some(cached) = entries.get(&slot)
+            && cached.rendering.holds_at(now)
+            && cached.facts == *facts
         {
-            return rendered.json.clone();
+            return cached.rendering.json.clone();
         }
-        let json = render(key, Some(facts), now, timeouts, reader);
+        let rendering = Rendering::new(key, facts, now, timeouts, reader);
+        let json = rendering.json.clone();
         entries.insert(
             slot,
-            Arc::new(Rendered {
+            Arc::new(Cached {
                 facts: facts.clone(),
-                from: now,
-                until: next_transition(facts, now, timeouts),
-                json: json.clone(),
+                rendering,
             }),
         );
         json
     }
 
-    /// The bytes held now (for `/metrics`).
+    /// The bytes held now, in memos and in the cache (for `/metrics`).
     pub fn weight(&self) -> u64 {
-        self.entries.as_ref().map_or(0, Entries::weight)
+        self.budget.used.load(Ordering::Relaxed) + self.entries.as_ref().map_or(0, Entries::weight)
     }
 }
 
@@ -197,8 +344,10 @@ pub fn collection(context: &str, items: &[Bytes]) -> Vec<u8> {
 
 #[cfg(test)]
 mod tests {
+    use futures_util::FutureExt;
     use presence_core::strategies::{T0, any_history, any_timeouts};
     use presence_core::{Duration, TenantId, UserId, apply};
+    use presence_store::{Facts, MemoryStore};
     use proptest::prelude::*;
 
     use super::*;
@@ -230,25 +379,54 @@ mod tests {
         serde_json::to_vec(&presence).expect("serializes")
     }
 
+    /// The JSON of `key` read through `store`'s memos.
+    fn through_memo(
+        kept: &RenderedPresences,
+        store: &MemoryStore,
+        key: &UserKey,
+        now: Instant,
+        timeouts: Timeouts,
+        reader: Reader,
+    ) -> (Bytes, Vec<u8>) {
+        let mut answer = None;
+        store
+            .read_memos(std::slice::from_ref(key), &mut |_, facts, memo| {
+                let json = kept.json(key, facts, Some(memo), now, timeouts, reader);
+                answer = Some((json, fresh(facts, now, timeouts, reader, None)));
+            })
+            .now_or_never()
+            .expect("a memory store's read never waits")
+            .expect("reads");
+        answer.expect("visited")
+    }
+
     proptest! {
-        /// Cached and fresh renderings agree at every instant and after
-        /// every command: right after each command, at random later
-        /// instants (some beyond the next command, so that an entry from
-        /// the future must not serve the past), and around each next
-        /// transition, for both reader classes.
+        /// Kept and fresh renderings agree at every instant and after every
+        /// command, kept either way: in the memo beside the facts of a
+        /// memory store that applies each command, and in the cache beside
+        /// a copy of the facts. Each is checked right after each command,
+        /// at random later instants (some beyond the next command, so that
+        /// a rendering from the future must not serve the past), and around
+        /// each next transition, for both reader classes.
         #[test]
         fn a_kept_rendering_always_equals_a_fresh_one(
             history in any_history(),
             timeouts in any_timeouts(),
             probes in prop::collection::vec(0..3_000_000i64, 1..8),
         ) {
-            let kept = RenderedPresences::new(1 << 20);
+            let cached = RenderedPresences::new(1 << 20);
+            let memos = RenderedPresences::new(1 << 20);
+            let store = MemoryStore::new();
             let key = key();
             let mut facts = UserFacts::default();
             let mut written = false;
             for (offset, command) in &history {
                 let now = Instant::from_unix_millis(T0 + offset);
                 written |= apply(&mut facts, command, now, timeouts).is_ok();
+                // Refused or applied, as the model decides; the memo is
+                // compared below with a fresh rendering of the store's own
+                // facts.
+                let _ = store.apply_now(&key, command, now, timeouts);
                 let held = written.then_some(&facts);
                 let mut instants = vec![now];
                 instants.extend(probes.iter().map(|probe| now.saturating_add(Duration::from_millis(*probe))));
@@ -261,12 +439,18 @@ mod tests {
                 }
                 for instant in instants {
                     for reader in [Reader::Owner, Reader::OtherUser] {
-                        let json = kept.json(&key, held, instant, timeouts, reader);
+                        let json = cached.json(&key, held, None, instant, timeouts, reader);
                         let expected = fresh(held, instant, timeouts, reader, None);
                         prop_assert_eq!(
                             String::from_utf8_lossy(&json),
                             String::from_utf8_lossy(&expected),
-                            "at {:?} for {:?}", instant, reader
+                            "cached, at {:?} for {:?}", instant, reader
+                        );
+                        let (json, expected) = through_memo(&memos, &store, &key, instant, timeouts, reader);
+                        prop_assert_eq!(
+                            String::from_utf8_lossy(&json),
+                            String::from_utf8_lossy(&expected),
+                            "in the memo, at {:?} for {:?}", instant, reader
                         );
                     }
                 }
@@ -315,28 +499,64 @@ mod tests {
     }
 
     #[test]
-    fn the_cache_stays_within_its_bytes_and_can_be_off() {
+    fn the_cache_and_the_memos_stay_within_their_bytes_and_can_be_off() {
         let timeouts = Timeouts::default();
         let now = Instant::from_unix_millis(T0);
-        let kept = RenderedPresences::new(64 * 1024);
         let tenant = TenantId::parse("contoso").expect("an id");
-        let mut facts = UserFacts::default();
-        let command = presence_core::Command::SetUserPreferredPresence {
+        let set = presence_core::Command::SetUserPreferredPresence {
             state: presence_core::PreferredState::ALL[0],
             expiration: None,
         };
-        apply(&mut facts, &command, now, timeouts).expect("applies");
-        for index in 0..1_000 {
-            let key = UserKey::new(
-                tenant.clone(),
-                UserId::parse(&format!("user{index}")).expect("an id"),
-            );
-            kept.json(&key, Some(&facts), now, timeouts, Reader::Owner);
+        let mut facts = UserFacts::default();
+        apply(&mut facts, &set, now, timeouts).expect("applies");
+        let keys: Vec<UserKey> = (0..1_000)
+            .map(|index| {
+                UserKey::new(
+                    tenant.clone(),
+                    UserId::parse(&format!("user{index}")).expect("an id"),
+                )
+            })
+            .collect();
+
+        let cached = RenderedPresences::new(64 * 1024);
+        for key in &keys {
+            cached.json(key, Some(&facts), None, now, timeouts, Reader::Owner);
         }
-        assert!(kept.weight() <= 64 * 1024, "{} bytes", kept.weight());
-        assert!(kept.weight() > 0);
+        assert!(cached.weight() <= 64 * 1024, "{} bytes", cached.weight());
+        assert!(cached.weight() > 0);
+
+        let memos = RenderedPresences::new(64 * 1024);
+        let store = MemoryStore::new();
+        for key in &keys {
+            store.apply_now(key, &set, now, timeouts).expect("applies");
+        }
+        for reader in [Reader::Owner, Reader::OtherUser] {
+            for key in &keys {
+                through_memo(&memos, &store, key, now, timeouts, reader);
+            }
+        }
+        let full = memos.weight();
+        assert!(full <= 64 * 1024, "{full} bytes");
+        assert!(
+            full > 64 * 1024 - 2 * (PRESENCE_JSON_BYTES as u64 + MEMO_OVERHEAD),
+            "{full} bytes"
+        );
+        // Writes drop the memos, and their bytes are given back.
+        let away = presence_core::Command::SetUserPreferredPresence {
+            state: presence_core::PreferredState::ALL[1],
+            expiration: None,
+        };
+        for key in &keys {
+            store.apply_now(key, &away, now, timeouts).expect("applies");
+        }
+        assert_eq!(memos.weight(), 0);
+        // Once there is room again, renderings are kept again.
+        through_memo(&memos, &store, &keys[0], now, timeouts, Reader::Owner);
+        assert!(memos.weight() > 0);
+
         let off = RenderedPresences::new(0);
-        let json = off.json(&key(), Some(&facts), now, timeouts, Reader::Owner);
+        let json = off.json(&key(), Some(&facts), None, now, timeouts, Reader::Owner);
+        through_memo(&off, &store, &keys[1], now, timeouts, Reader::Owner);
         assert_eq!(off.weight(), 0);
         assert_eq!(
             json,
