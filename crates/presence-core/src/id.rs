@@ -157,9 +157,9 @@ fn pack_guid(text: &str) -> Option<[u8; 16]> {
 
 /// A GUID is packed for every id of every request, 650 to a
 /// getPresencesByUserId, so its digits are read eight at a time as one
-/// 64-bit word (hex_word) rather than a table lookup each: 350 instructions
-/// an id became 60 (callgrind). The uuid crate parses more forms (uppercase,
-/// braces, URNs) and would need this check first.
+/// 64-bit word (hex_word) rather than a table lookup each: parsing a GUID
+/// id went from 357 instructions to 204 (callgrind). The uuid crate parses
+/// more forms (uppercase, braces, URNs) and would need this check first.
 fn pack_guid_bytes(bytes: &[u8]) -> Option<[u8; 16]> {
     let bytes: &[u8; GUID_LENGTH] = bytes.try_into().ok()?;
     if HYPHENS.iter().any(|&at| bytes[at] != b'-') {

@@ -699,7 +699,10 @@ pub struct ServeArgs {
 
     /// The memory kept for rendered presences, in bytes: a presence read
     /// again before its user changes or fades is answered from the JSON
-    /// rendered the first time. 0 turns the cache off [default: 134217728].
+    /// rendered the first time. With the memory and embedded stores they are
+    /// kept beside the facts up to this bound, and past it in a cache that
+    /// evicts, bounded alike; over Redis in that cache only. 0 keeps none
+    /// [default: 134217728].
     #[arg(long, env = "PRESENCED_RENDER_CACHE_BYTES", value_name = "BYTES")]
     pub render_cache_bytes: Option<usize>,
 

@@ -23,11 +23,13 @@
 //!   where another node made the write): keyed by user and reader class,
 //!   holding a copy of the facts, compared on every read.
 //!
-//! Both are bounded by bytes (`--render-cache-bytes`, shared). The cache
-//! evicts the entries read least (quick_cache's CLOCK-Pro). Memos are not
-//! evicted: past the bound no new one is kept until writes have dropped
-//! enough of the others (every session expires, so every memo goes within
-//! hours), and a presence read meanwhile is rendered afresh.
+//! Each is bounded by bytes (`--render-cache-bytes`). The cache evicts the
+//! entries read least (quick_cache's CLOCK-Pro). Memos are not evicted: a
+//! memo goes when its user is next written. So a user whose facts have all
+//! ended (Offline for good, whose record stays) is not kept, as one nothing
+//! is held for is not, and past the bound a rendering goes to the cache
+//! instead, until writes have dropped enough memos: a store full of memos
+//! of users never written again cannot turn keeping off.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -188,11 +190,19 @@ impl RenderedPresences {
             return render(key, None, now, timeouts, reader);
         };
         match memo {
-            Some(memo) => self.in_memo(key, facts, memo, now, timeouts, reader),
+            // A user whose facts have all ended is Offline for good, as one
+            // nothing is held for, and keeps their record for ever: kept, it
+            // would hold its bytes until their next write, if any.
+            Some(_) if facts.holds_nothing() => render(key, Some(facts), now, timeouts, reader),
+            Some(memo) => self
+                .in_memo(key, facts, memo, now, timeouts, reader)
+                .unwrap_or_else(|| self.in_cache(key, facts, now, timeouts, reader)),
             None => self.in_cache(key, facts, now, timeouts, reader),
         }
     }
 
+    /// The JSON from the memo, or rendered and kept there; `None` when it
+    /// does not fit in the bound, and the cache is to be used instead.
     fn in_memo(
         &self,
         key: &UserKey,
@@ -201,42 +211,47 @@ impl RenderedPresences {
         now: Instant,
         timeouts: Timeouts,
         reader: Reader,
-    ) -> Bytes {
+    ) -> Option<Bytes> {
         if let Some(kept) = memo.get_mut::<Kept>()
             && let Some(rendering) = &kept.renderings[slot(reader)]
             && rendering.holds_at(now)
         {
-            return rendering.json.clone();
+            return Some(rendering.json.clone());
         }
         let rendering = Rendering::new(key, facts, now, timeouts, reader);
-        let json = rendering.json.clone();
-        let weight = json.len() as u64;
+        let weight = rendering.json.len() as u64;
         match memo.get_mut::<Kept>() {
             Some(kept) => {
-                // The rendering replaced gives its bytes back first.
-                let replaced = kept.renderings[slot(reader)]
-                    .take()
-                    .map_or(0, |old| old.json.len() as u64);
-                self.budget.used.fetch_sub(replaced, Ordering::Relaxed);
-                kept.weight -= replaced;
-                if self.budget.take(weight) {
-                    kept.weight += weight;
-                    kept.renderings[slot(reader)] = Some(rendering);
+                // The rendering replaced gives its bytes back first, to the
+                // budget that counted them.
+                if let Some(old) = kept.renderings[slot(reader)].take() {
+                    let replaced = old.json.len() as u64;
+                    kept.budget.used.fetch_sub(replaced, Ordering::Relaxed);
+                    kept.weight -= replaced;
                 }
+                if !kept.budget.take(weight) {
+                    return None;
+                }
+                kept.weight += weight;
+                let json = rendering.json.clone();
+                kept.renderings[slot(reader)] = Some(rendering);
+                Some(json)
             }
             None => {
-                if self.budget.take(weight + MEMO_OVERHEAD) {
-                    let mut renderings = [None, None];
-                    renderings[slot(reader)] = Some(rendering);
-                    memo.set(Kept {
-                        renderings,
-                        weight: weight + MEMO_OVERHEAD,
-                        budget: Arc::clone(&self.budget),
-                    });
+                if !self.budget.take(weight + MEMO_OVERHEAD) {
+                    return None;
                 }
+                let json = rendering.json.clone();
+                let mut renderings = [None, None];
+                renderings[slot(reader)] = Some(rendering);
+                memo.set(Kept {
+                    renderings,
+                    weight: weight + MEMO_OVERHEAD,
+                    budget: Arc::clone(&self.budget),
+                });
+                Some(json)
             }
         }
-        json
     }
 
     fn in_cache(
@@ -362,6 +377,7 @@ mod tests {
     /// What the one render path gives, serialized as the handlers did
     /// before anything was kept.
     fn fresh(
+        key: &UserKey,
         facts: Option<&UserFacts>,
         now: Instant,
         timeouts: Timeouts,
@@ -369,7 +385,7 @@ mod tests {
         context: Option<&str>,
     ) -> Vec<u8> {
         let presence = presence_json(
-            &key().user,
+            &key.user,
             facts,
             now,
             timeouts,
@@ -392,7 +408,7 @@ mod tests {
         store
             .read_memos(std::slice::from_ref(key), &mut |_, facts, memo| {
                 let json = kept.json(key, facts, Some(memo), now, timeouts, reader);
-                answer = Some((json, fresh(facts, now, timeouts, reader, None)));
+                answer = Some((json, fresh(key, facts, now, timeouts, reader, None)));
             })
             .now_or_never()
             .expect("a memory store's read never waits")
@@ -440,7 +456,7 @@ mod tests {
                 for instant in instants {
                     for reader in [Reader::Owner, Reader::OtherUser] {
                         let json = cached.json(&key, held, None, instant, timeouts, reader);
-                        let expected = fresh(held, instant, timeouts, reader, None);
+                        let expected = fresh(&key, held, instant, timeouts, reader, None);
                         prop_assert_eq!(
                             String::from_utf8_lossy(&json),
                             String::from_utf8_lossy(&expected),
@@ -473,7 +489,14 @@ mod tests {
         let json = render(&key(), Some(&facts), now, timeouts, Reader::Owner);
         assert_eq!(
             with_context(&json, context),
-            fresh(Some(&facts), now, timeouts, Reader::Owner, Some(context))
+            fresh(
+                &key(),
+                Some(&facts),
+                now,
+                timeouts,
+                Reader::Owner,
+                Some(context)
+            )
         );
         #[derive(serde::Serialize)]
         struct Collection<'a> {
@@ -526,21 +549,28 @@ mod tests {
         assert!(cached.weight() > 0);
 
         let memos = RenderedPresences::new(64 * 1024);
+        let in_memos = |memos: &RenderedPresences| memos.budget.used.load(Ordering::Relaxed);
+        let in_cache =
+            |memos: &RenderedPresences| memos.entries.as_ref().map_or(0, Entries::weight);
         let store = MemoryStore::new();
         for key in &keys {
             store.apply_now(key, &set, now, timeouts).expect("applies");
         }
         for reader in [Reader::Owner, Reader::OtherUser] {
             for key in &keys {
-                through_memo(&memos, &store, key, now, timeouts, reader);
+                let (json, expected) = through_memo(&memos, &store, key, now, timeouts, reader);
+                assert_eq!(json, expected);
             }
         }
-        let full = memos.weight();
+        let full = in_memos(&memos);
         assert!(full <= 64 * 1024, "{full} bytes");
         assert!(
             full > 64 * 1024 - 2 * (PRESENCE_JSON_BYTES as u64 + MEMO_OVERHEAD),
             "{full} bytes"
         );
+        // Past the bound, the cache keeps them, within the bound too.
+        assert!(in_cache(&memos) > 0);
+        assert!(in_cache(&memos) <= 64 * 1024, "{} bytes", in_cache(&memos));
         // Writes drop the memos, and their bytes are given back.
         let away = presence_core::Command::SetUserPreferredPresence {
             state: presence_core::PreferredState::ALL[1],
@@ -549,10 +579,26 @@ mod tests {
         for key in &keys {
             store.apply_now(key, &away, now, timeouts).expect("applies");
         }
-        assert_eq!(memos.weight(), 0);
+        assert_eq!(in_memos(&memos), 0);
         // Once there is room again, renderings are kept again.
         through_memo(&memos, &store, &keys[0], now, timeouts, Reader::Owner);
-        assert!(memos.weight() > 0);
+        assert!(in_memos(&memos) > 0);
+        // A user whose facts have all ended is not kept: nothing would
+        // ever drop it.
+        let ended = &keys[1];
+        store
+            .apply_now(
+                ended,
+                &presence_core::Command::ClearUserPreferredPresence,
+                now,
+                timeouts,
+            )
+            .expect("applies");
+        let before = in_memos(&memos);
+        let (json, expected) = through_memo(&memos, &store, ended, now, timeouts, Reader::Owner);
+        assert_eq!(json, expected);
+        assert!(String::from_utf8_lossy(&json).contains("\"Offline\""));
+        assert_eq!(in_memos(&memos), before);
 
         let off = RenderedPresences::new(0);
         let json = off.json(&key(), Some(&facts), None, now, timeouts, Reader::Owner);
