@@ -129,14 +129,8 @@ pub enum StoreError {
 /// the reader's to check. A store that keeps no facts in memory keeps no
 /// memos ([`Facts::keeps_memos`]). What a memo holds is the reader's type,
 /// so that the store knows nothing of what is made of its facts.
-///
-/// One pointer wide: every user's entry holds a memo, kept or not, and a
-/// `Box<dyn Any>` inline is two pointers, which moved the entry up an
-/// allocator size class (16 bytes a user at a million users, measured with
-/// presenced-bench). So the type-erased box is boxed again, at the cost of
-/// one more load on a read that finds it.
 #[derive(Default)]
-pub struct Memo(Option<Box<Box<dyn std::any::Any + Send + Sync>>>);
+pub struct Memo(Option<Box<dyn std::any::Any + Send + Sync>>);
 
 impl Memo {
     /// What is kept, if it is a `T`.
@@ -146,7 +140,7 @@ impl Memo {
 
     /// Keeps `value`, dropping what was kept.
     pub fn set<T: std::any::Any + Send + Sync>(&mut self, value: T) {
-        self.0 = Some(Box::new(Box::new(value)));
+        self.0 = Some(Box::new(value));
     }
 
     /// Drops what is kept.

