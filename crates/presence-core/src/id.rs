@@ -283,6 +283,13 @@ macro_rules! id_type {
                 Ok($name(CompactText::new(text)))
             }
 
+            /// The id a lowercase GUID spells, read from bytes not yet
+            /// known to be UTF-8 (a GUID's are ASCII); `None` for anything
+            /// else, which is for [`Self::parse`] to read as text.
+            pub fn from_guid_bytes(bytes: &[u8]) -> Option<$name> {
+                pack_guid_bytes(bytes).map(|packed| $name(CompactText::Guid(packed)))
+            }
+
             /// The id's text (a GUID is spelled out into a small buffer).
             pub fn as_str(&self) -> IdText<'_> {
                 self.0.text()

@@ -434,8 +434,22 @@ impl<'de> Deserialize<'de> for BatchId {
             fn visit_str<E: serde::de::Error>(self, text: &str) -> Result<BatchId, E> {
                 Ok(BatchId(user_id(text)))
             }
+            fn visit_bytes<E: serde::de::Error>(self, bytes: &[u8]) -> Result<BatchId, E> {
+                if let Some(user) = UserId::from_guid_bytes(bytes) {
+                    return Ok(BatchId(Ok(user)));
+                }
+                match std::str::from_utf8(bytes) {
+                    Ok(text) => self.visit_str(text),
+                    Err(_) => Err(E::custom(
+                        "a user id is not valid UTF-8; send each id as a JSON string of letters, digits, '-', '_', '.' and '@'",
+                    )),
+                }
+            }
         }
-        deserializer.deserialize_str(Text)
+        // As bytes: serde_json then skips checking that the string is
+        // UTF-8, which a GUID, the common id, is by being hex digits and
+        // hyphens; any other id is checked here (80 instructions an id).
+        deserializer.deserialize_bytes(Text)
     }
 }
 

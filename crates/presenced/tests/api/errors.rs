@@ -1516,3 +1516,68 @@ async fn a_field_of_the_wrong_json_type_is_a_400_naming_it_on_every_body_route_a
 fn graph_instant_in(now: jiff::Timestamp, minutes: i64) -> String {
     crate::helpers::graph_instant(now + jiff::SignedDuration::from_mins(minutes))
 }
+
+/// getPresencesByUserId reads each id as the JSON string it is, escapes
+/// decoded: a GUID with an escaped digit is that GUID, and `\u0061lice` is
+/// alice. An id whose bytes are not UTF-8 is a 400 that names the field,
+/// and so is one that decodes to a character no id may hold.
+#[tokio::test]
+async fn batch_ids_are_read_through_their_escapes_and_must_be_utf8() {
+    let server = TestServer::start(&[]).await;
+    let guid = "fa8bf3dc-eca7-46b7-bad1-db199b62afc3";
+    for user in ["alice", guid] {
+        let reply = server
+            .post(
+                &format!("/v1.0/users/{user}/presence/setPresence"),
+                valid_body("setPresence"),
+            )
+            .await;
+        assert_eq!(reply.status, 200, "{}", reply.text);
+    }
+    let body = r#"{"ids": ["\u0061lice", "\u0066a8bf3dc-eca7-46b7-bad1-db199b62afc3", "fa8bf3dc-eca7-46b7-bad1-db199b62afc3", "nobody"]}"#;
+    let reply = server
+        .post_raw("/v1.0/communications/getPresencesByUserId", body)
+        .await;
+    assert_eq!(reply.status, 200, "{}", reply.text);
+    let shown: Vec<(&str, &str)> = reply.body["value"]
+        .as_array()
+        .expect("a value array")
+        .iter()
+        .map(|presence| {
+            (
+                presence["id"].as_str().unwrap_or_default(),
+                presence["availability"].as_str().unwrap_or_default(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        shown,
+        [
+            ("alice", "Available"),
+            (guid, "Available"),
+            (guid, "Available"),
+            ("nobody", "Offline")
+        ]
+    );
+    let mut not_utf8 = br#"{"ids": ["alice", "b"#.to_vec();
+    not_utf8.extend_from_slice(&[0xff, 0xfe]);
+    not_utf8.extend_from_slice(br#"b"]}"#);
+    let reply = expect_refused(
+        &server,
+        "/v1.0/communications/getPresencesByUserId",
+        &not_utf8,
+        400,
+    )
+    .await;
+    let message = reply.assert_error(400, "BadRequest");
+    assert!(message.contains("ids[1]"), "{message}");
+    assert!(message.contains("UTF-8"), "{message}");
+    let reply = server
+        .post_raw(
+            "/v1.0/communications/getPresencesByUserId",
+            r#"{"ids": ["al\u00e9ce"]}"#,
+        )
+        .await;
+    let message = reply.assert_error(400, "BadRequest");
+    assert!(message.contains("'é'"), "{message}");
+}
