@@ -127,7 +127,7 @@ pub enum StoreError {
 /// so a memo is never older than the facts beside it. What else limits how
 /// long a memo holds (a rendering stops at the user's next transition) is
 /// the reader's to check. A store that keeps no facts in memory keeps no
-/// memos ([`Facts::keeps_memos`]). What a memo holds is the reader's type,
+/// memos ([`Facts::read_memos`] hands out none). What a memo holds is the reader's type,
 /// so that the store knows nothing of what is made of its facts.
 #[derive(Default)]
 pub struct Memo(Option<Box<dyn std::any::Any + Send + Sync>>);
@@ -253,25 +253,16 @@ pub trait Facts: Send + Sync + std::fmt::Debug + 'static {
     ) -> Result<(), StoreError>;
 
     /// [`Facts::read`], with each user's [`Memo`], which `visit` may fill.
-    /// A store that keeps no memos ([`Facts::keeps_memos`] false, as here)
-    /// hands `visit` an empty one each time and forgets what it puts there.
-    /// So does every store for a user nothing is held for.
+    /// The memo is `None` where none is kept: for a user nothing is held
+    /// for, and in a store that keeps no facts in memory (as here), so
+    /// that a reader makes one only where it will be kept.
     async fn read_memos(
         &self,
         keys: &[UserKey],
-        visit: &mut (dyn for<'f> FnMut(usize, Option<&'f UserFacts>, &'f mut Memo) + Send),
+        visit: &mut (dyn for<'f> FnMut(usize, Option<&'f UserFacts>, Option<&'f mut Memo>) + Send),
     ) -> Result<(), StoreError> {
-        self.read(keys, &mut |index, facts| {
-            visit(index, facts, &mut Memo::default());
-        })
-        .await
-    }
-
-    /// Whether [`Facts::read_memos`] keeps what is put in a user's memo
-    /// (the stores that hold the facts in memory), so that a reader makes
-    /// one only for a store that keeps it.
-    fn keeps_memos(&self) -> bool {
-        false
+        self.read(keys, &mut |index, facts| visit(index, facts, None))
+            .await
     }
 
     /// Calls `visit` with every user's facts (start-up and recovery).

@@ -387,20 +387,14 @@ impl Facts for MemoryStore {
         keys: &[UserKey],
         visit: &mut (dyn for<'f> FnMut(usize, Option<&'f UserFacts>) + Send),
     ) -> Result<(), StoreError> {
-        for (index, key) in keys.iter().enumerate() {
-            let shard = self.shard(key);
-            let entry = shard
-                .get(&key.tenant)
-                .and_then(|users| users.get(&key.user));
-            visit(index, entry.map(|entry| &entry.facts));
-        }
-        Ok(())
+        self.read_memos(keys, &mut |index, facts, _| visit(index, facts))
+            .await
     }
 
     async fn read_memos(
         &self,
         keys: &[UserKey],
-        visit: &mut (dyn for<'f> FnMut(usize, Option<&'f UserFacts>, &'f mut Memo) + Send),
+        visit: &mut (dyn for<'f> FnMut(usize, Option<&'f UserFacts>, Option<&'f mut Memo>) + Send),
     ) -> Result<(), StoreError> {
         for (index, key) in keys.iter().enumerate() {
             let mut shard = self.shard(key);
@@ -408,15 +402,11 @@ impl Facts for MemoryStore {
                 .get_mut(&key.tenant)
                 .and_then(|users| users.get_mut(&key.user))
             {
-                Some(entry) => visit(index, Some(&entry.facts), &mut entry.memo),
-                None => visit(index, None, &mut Memo::default()),
+                Some(entry) => visit(index, Some(&entry.facts), Some(&mut entry.memo)),
+                None => visit(index, None, None),
             }
         }
         Ok(())
-    }
-
-    fn keeps_memos(&self) -> bool {
-        true
     }
 
     async fn scan(
@@ -570,6 +560,8 @@ impl Subscriptions for MemoryStore {
 mod tests {
     #[tokio::test]
     async fn passes_the_conformance_suite() {
-        crate::conformance::run_all(&super::MemoryStore::new()).await;
+        let store = super::MemoryStore::new();
+        crate::conformance::run_all(&store).await;
+        assert!(crate::conformance::facts::hands_out_memos(&store).await);
     }
 }

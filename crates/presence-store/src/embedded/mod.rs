@@ -349,13 +349,9 @@ impl Facts for EmbeddedStore {
     async fn read_memos(
         &self,
         keys: &[UserKey],
-        visit: &mut (dyn for<'f> FnMut(usize, Option<&'f UserFacts>, &'f mut Memo) + Send),
+        visit: &mut (dyn for<'f> FnMut(usize, Option<&'f UserFacts>, Option<&'f mut Memo>) + Send),
     ) -> Result<(), StoreError> {
         self.memory.read_memos(keys, visit).await
-    }
-
-    fn keeps_memos(&self) -> bool {
-        self.memory.keeps_memos()
     }
 
     async fn scan(

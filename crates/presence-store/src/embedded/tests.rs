@@ -15,6 +15,7 @@ async fn passes_the_conformance_suite() {
     let dir = tempfile::tempdir().expect("a temporary directory");
     let store = EmbeddedStore::open(dir.path(), Durability::Strict).expect("opens");
     crate::conformance::run_all(&store).await;
+    assert!(crate::conformance::facts::hands_out_memos(&store).await);
 }
 
 #[tokio::test]

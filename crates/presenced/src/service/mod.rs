@@ -133,19 +133,13 @@ impl PresenceService {
     ) -> Result<Bytes, ServiceError> {
         let now = self.clock.now();
         let reader = viewer.reader(&key.user);
-        let store = self.store()?;
-        let memos = store.keeps_memos();
         let mut found = None;
-        store
+        self.store()?
             .read_memos(std::slice::from_ref(key), &mut |_, facts, memo| {
-                found = Some(self.rendered.json(
-                    key,
-                    facts,
-                    memos.then_some(memo),
-                    now,
-                    self.timeouts,
-                    reader,
-                ));
+                found = Some(
+                    self.rendered
+                        .json(key, facts, memo, now, self.timeouts, reader),
+                );
             })
             .await?;
         let json = found.unwrap_or_else(|| {
@@ -172,15 +166,13 @@ impl PresenceService {
             .collect();
         let now = self.clock.now();
         let mut value: Vec<Option<Bytes>> = vec![None; keys.len()];
-        let store = self.store()?;
-        let memos = store.keeps_memos();
-        store
+        self.store()?
             .read_memos(&keys, &mut |index, facts, memo| {
                 let key = &keys[index];
                 value[index] = Some(self.rendered.json(
                     key,
                     facts,
-                    memos.then_some(memo),
+                    memo,
                     now,
                     self.timeouts,
                     viewer.reader(&key.user),

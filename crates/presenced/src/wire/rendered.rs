@@ -118,6 +118,12 @@ fn slot(reader: Reader) -> usize {
     }
 }
 
+/// The JSON kept in `memo` for `reader`, if it holds at `now`.
+fn in_memo(memo: &mut Memo, reader: Reader, now: Instant) -> Option<Bytes> {
+    let rendering = memo.get_mut::<Kept>()?.renderings[slot(reader)].as_ref()?;
+    rendering.holds_at(now).then(|| rendering.json.clone())
+}
+
 /// A rendering kept in the cache, with the facts it was made from.
 #[derive(Debug)]
 struct Cached {
@@ -173,13 +179,13 @@ impl RenderedPresences {
 
     /// The JSON of `key`'s presence as `facts` show it at `now` to `reader`,
     /// without `@odata.context`: the same bytes as a fresh rendering.
-    /// `memo` is the user's memo when the store keeps memos (see the
+    /// `memo` is the user's memo where the store keeps one (see the
     /// module's rule), `None` otherwise.
     pub fn json(
         &self,
         key: &UserKey,
         facts: Option<&UserFacts>,
-        memo: Option<&mut Memo>,
+        mut memo: Option<&mut Memo>,
         now: Instant,
         timeouts: Timeouts,
         reader: Reader,
@@ -189,37 +195,45 @@ impl RenderedPresences {
         let Some(facts) = facts else {
             return render(key, None, now, timeouts, reader);
         };
-        match memo {
+        if memo.is_some() && facts.holds_nothing() {
             // A user whose facts have all ended is Offline for good, as one
-            // nothing is held for, and keeps their record for ever: kept, it
-            // would hold its bytes until their next write, if any.
-            Some(_) if facts.holds_nothing() => render(key, Some(facts), now, timeouts, reader),
-            Some(memo) => self
-                .in_memo(key, facts, memo, now, timeouts, reader)
-                .unwrap_or_else(|| self.in_cache(key, facts, now, timeouts, reader)),
-            None => self.in_cache(key, facts, now, timeouts, reader),
+            // nothing is held for, and keeps their record for ever: kept
+            // beside it, a rendering would hold its bytes until their next
+            // write, if any.
+            return render(key, Some(facts), now, timeouts, reader);
         }
-    }
-
-    /// The JSON from the memo, or rendered and kept there; `None` when it
-    /// does not fit in the bound, and the cache is to be used instead.
-    fn in_memo(
-        &self,
-        key: &UserKey,
-        facts: &UserFacts,
-        memo: &mut Memo,
-        now: Instant,
-        timeouts: Timeouts,
-        reader: Reader,
-    ) -> Option<Bytes> {
-        if let Some(kept) = memo.get_mut::<Kept>()
-            && let Some(rendering) = &kept.renderings[slot(reader)]
-            && rendering.holds_at(now)
+        if let Some(json) = memo
+            .as_deref_mut()
+            .and_then(|memo| in_memo(memo, reader, now))
         {
-            return Some(rendering.json.clone());
+            return json;
+        }
+        // The cache holds what did not fit beside the facts, and everything
+        // where the store keeps no memos.
+        if let Some(json) = self.in_cache(key, facts, now, reader) {
+            return json;
         }
         let rendering = Rendering::new(key, facts, now, timeouts, reader);
+        let rendering = match memo {
+            Some(memo) => match self.keep_in_memo(memo, reader, rendering) {
+                Ok(json) => return json,
+                Err(unkept) => unkept,
+            },
+            None => rendering,
+        };
+        self.keep_in_cache(key, facts, reader, rendering)
+    }
+
+    /// Keeps `rendering` in the memo, within the bound; gives it back when
+    /// it does not fit.
+    fn keep_in_memo(
+        &self,
+        memo: &mut Memo,
+        reader: Reader,
+        rendering: Rendering,
+    ) -> Result<Bytes, Rendering> {
         let weight = rendering.json.len() as u64;
+        let json = rendering.json.clone();
         match memo.get_mut::<Kept>() {
             Some(kept) => {
                 // The rendering replaced gives its bytes back first, to the
@@ -230,18 +244,15 @@ impl RenderedPresences {
                     kept.weight -= replaced;
                 }
                 if !kept.budget.take(weight) {
-                    return None;
+                    return Err(rendering);
                 }
                 kept.weight += weight;
-                let json = rendering.json.clone();
                 kept.renderings[slot(reader)] = Some(rendering);
-                Some(json)
             }
             None => {
                 if !self.budget.take(weight + MEMO_OVERHEAD) {
-                    return None;
+                    return Err(rendering);
                 }
-                let json = rendering.json.clone();
                 let mut renderings = [None, None];
                 renderings[slot(reader)] = Some(rendering);
                 memo.set(Kept {
@@ -249,38 +260,42 @@ impl RenderedPresences {
                     weight: weight + MEMO_OVERHEAD,
                     budget: Arc::clone(&self.budget),
                 });
-                Some(json)
             }
         }
+        Ok(json)
     }
 
+    /// The cached JSON, if it holds for `facts` at `now`.
     fn in_cache(
         &self,
         key: &UserKey,
         facts: &UserFacts,
         now: Instant,
-        timeouts: Timeouts,
         reader: Reader,
+    ) -> Option<Bytes> {
+        let cached = self.entries.as_ref()?.get(&(key.clone(), reader))?;
+        (cached.rendering.holds_at(now) && cached.facts == *facts)
+            .then(|| cached.rendering.json.clone())
+    }
+
+    /// Keeps `rendering` in the cache, when there is one.
+    fn keep_in_cache(
+        &self,
+        key: &UserKey,
+        facts: &UserFacts,
+        reader: Reader,
+        rendering: Rendering,
     ) -> Bytes {
-        let Some(entries) = &self.entries else {
-            return render(key, Some(facts), now, timeouts, reader);
-        };
-        let slot = (key.clone(), reader);
-        if let Some(cached) = entries.get(&slot)
-            && cached.rendering.holds_at(now)
-            && cached.facts == *facts
-        {
-            return cached.rendering.json.clone();
-        }
-        let rendering = Rendering::new(key, facts, now, timeouts, reader);
         let json = rendering.json.clone();
-        entries.insert(
-            slot,
-            Arc::new(Cached {
-                facts: facts.clone(),
-                rendering,
-            }),
-        );
+        if let Some(entries) = &self.entries {
+            entries.insert(
+                (key.clone(), reader),
+                Arc::new(Cached {
+                    facts: facts.clone(),
+                    rendering,
+                }),
+            );
+        }
         json
     }
 
@@ -407,7 +422,7 @@ mod tests {
         let mut answer = None;
         store
             .read_memos(std::slice::from_ref(key), &mut |_, facts, memo| {
-                let json = kept.json(key, facts, Some(memo), now, timeouts, reader);
+                let json = kept.json(key, facts, memo, now, timeouts, reader);
                 answer = Some((json, fresh(key, facts, now, timeouts, reader, None)));
             })
             .now_or_never()
@@ -571,6 +586,11 @@ mod tests {
         // Past the bound, the cache keeps them, within the bound too.
         assert!(in_cache(&memos) > 0);
         assert!(in_cache(&memos) <= 64 * 1024, "{} bytes", in_cache(&memos));
+        // And answers from there: what did not fit is not rendered again.
+        let last = keys.last().expect("keys");
+        let (first, _) = through_memo(&memos, &store, last, now, timeouts, Reader::Owner);
+        let (again, _) = through_memo(&memos, &store, last, now, timeouts, Reader::Owner);
+        assert_eq!(first.as_ptr(), again.as_ptr(), "the cache's bytes");
         // Writes drop the memos, and their bytes are given back.
         let away = presence_core::Command::SetUserPreferredPresence {
             state: presence_core::PreferredState::ALL[1],
