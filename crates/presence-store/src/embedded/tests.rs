@@ -498,3 +498,48 @@ async fn the_writer_frees_sealed_memtables_itself() {
         );
     }
 }
+
+/// The niceness of each of this process's threads named `name`, read from
+/// `/proc/self/task/*/stat` (the 19th field; the name, the 2nd, may hold
+/// spaces, so fields are counted from the closing parenthesis after it).
+fn niceness_of_threads(name: &str) -> Vec<i32> {
+    let tasks = std::fs::read_dir("/proc/self/task").expect("/proc/self/task lists threads");
+    tasks
+        .filter_map(|task| {
+            let path = task.ok()?.path();
+            // A thread may end between the listing and the reads.
+            let comm = std::fs::read_to_string(path.join("comm")).ok()?;
+            let stat = std::fs::read_to_string(path.join("stat")).ok()?;
+            (comm.trim_end() == name).then_some(stat)
+        })
+        .map(|stat| {
+            let after_name = &stat[stat.rfind(')').expect("a stat line names its thread") + 1..];
+            let nice = after_name
+                .split_whitespace()
+                .nth(16)
+                .expect("a stat line has its niceness");
+            nice.parse().expect("niceness is a number")
+        })
+        .collect()
+}
+
+#[test]
+fn the_engines_workers_run_nicer_than_the_thread_that_opens_it() {
+    let dir = tempfile::tempdir().expect("a temporary directory");
+    let before = rustix::process::getpriority_process(None).expect("reads this thread's niceness");
+    let opened = writer::open_engine(&layout::engine_path(dir.path())).expect("opens");
+    assert_eq!(
+        rustix::process::getpriority_process(None).expect("reads this thread's niceness"),
+        before,
+        "the opening thread keeps its niceness"
+    );
+    let workers = niceness_of_threads("fjall:worker");
+    assert!(!workers.is_empty(), "fjall started its workers");
+    // Every engine of this process is opened the same way, so every worker
+    // is nicer, whichever test's engine it belongs to.
+    assert!(
+        workers.iter().all(|&nice| nice == (before + 10).min(19)),
+        "workers' niceness {workers:?}, the opener's {before}"
+    );
+    drop(opened);
+}

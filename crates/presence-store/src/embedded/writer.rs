@@ -104,7 +104,46 @@ impl std::fmt::Debug for Opened {
     }
 }
 
+/// How much nicer than the thread that opens the engine fjall's worker
+/// threads are: they flush memtables and compact tables in the background,
+/// each job tens to hundreds of milliseconds of CPU. At the same priority
+/// such a job takes a core from the threads answering requests for that
+/// long, and every request waiting on them is late by as much. Ten steps
+/// nicer, the scheduler gives them about a tenth of a contended core and
+/// the whole of an idle one.
+const ENGINE_WORKERS_NICER_BY: i32 = 10;
+
+/// The highest niceness Linux has.
+const NICEST: i32 = 19;
+
+/// Opens the engine. fjall starts its worker threads in `open`, and a new
+/// thread takes the niceness of the thread that starts it (on Linux
+/// niceness is per thread), so the engine is opened from a thread of its
+/// own made [`ENGINE_WORKERS_NICER_BY`] nicer; the writer and the request
+/// workers keep theirs. Where the niceness cannot be changed, the workers
+/// run at the opener's.
 pub fn open_engine(path: &Path) -> fjall::Result<Opened> {
+    std::thread::scope(|scope| {
+        let opener = std::thread::Builder::new()
+            .name("fjall:open".to_string())
+            .spawn_scoped(scope, || {
+                let nicer = rustix::process::getpriority_process(None).and_then(|niceness| {
+                    let nicer = (niceness + ENGINE_WORKERS_NICER_BY).min(NICEST);
+                    rustix::process::setpriority_process(None, nicer)
+                });
+                if let Err(error) = nicer {
+                    tracing::warn!(%error, "the engine's workers run at the writer's niceness");
+                }
+                open_engine_here(path)
+            })
+            .map_err(fjall::Error::Io)?;
+        opener
+            .join()
+            .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
+    })
+}
+
+fn open_engine_here(path: &Path) -> fjall::Result<Opened> {
     let database = Database::builder(path).open()?;
     let users = database.keyspace(USERS_KEYSPACE, || {
         KeyspaceCreateOptions::default()
