@@ -107,7 +107,7 @@ impl std::hash::Hash for CompactText {
 }
 
 const INLINE: usize = 22;
-const GUID_LENGTH: usize = 36;
+pub const GUID_LENGTH: usize = 36;
 const HYPHENS: [usize; 4] = [8, 13, 18, 23];
 
 /// The text of an id: borrowed, or a GUID spelled out into a buffer.

@@ -5,7 +5,6 @@
 use axum::extract::FromRequest;
 use axum::http::{Request, StatusCode, header};
 use presence_core::{Activity, Availability, SessionState};
-use serde::de::DeserializeOwned;
 
 use super::{block_on, check_refusal};
 use crate::http::actions::{session_id, session_state};
@@ -13,8 +12,8 @@ use crate::http::error::ApiError;
 use crate::http::subscriptions::SubscriptionBody;
 use crate::http::wire::{
     self, ClearPresenceBody, ClockAdvanceBody, GetPresencesBody, JsonBody, LegacySessionBody,
-    OutOfOfficeBody, SetPresenceBody, SetStatusMessageBody, SetUserPreferredPresenceBody,
-    WorkLocationBody, parse_json,
+    OutOfOfficeBody, RequestBody, SetPresenceBody, SetStatusMessageBody,
+    SetUserPreferredPresenceBody, WorkLocationBody, parse_json,
 };
 use crate::notify::crypto::EncryptionCertificate;
 use crate::notify::subscription::parse_resource;
@@ -72,6 +71,8 @@ pub fn json_body(data: &[u8]) {
         let shown = format!("{body:?}");
         check(&shown, body.into_location());
     });
+    // getPresencesByUserId's own reader of GUID bodies reads what serde does.
+    wire::check_read_guids(data);
     check_body(data, |body: GetPresencesBody| {
         if let Some(fault) = body.ids.and_then(|ids| ids.fault) {
             check("an id of getPresencesByUserId", Err::<(), _>(fault));
@@ -100,7 +101,7 @@ pub fn json_body(data: &[u8]) {
 
 /// Runs `data` through the extractor and `parse_json` as a `T`, checks
 /// both, and hands an extracted body to `validate`.
-fn check_body<T: DeserializeOwned>(data: &[u8], validate: impl FnOnce(T)) {
+fn check_body<T: RequestBody>(data: &[u8], validate: impl FnOnce(T)) {
     let text = String::from_utf8_lossy(data);
     let parsed = parse_json::<T>(data);
     if let Err(error) = &parsed {
@@ -133,7 +134,7 @@ fn check_body<T: DeserializeOwned>(data: &[u8], validate: impl FnOnce(T)) {
 }
 
 /// `data` through [`JsonBody`], as a request declared JSON.
-fn extract<T: DeserializeOwned>(data: &[u8]) -> Result<T, ApiError> {
+fn extract<T: RequestBody>(data: &[u8]) -> Result<T, ApiError> {
     let request = Request::builder()
         .method("POST")
         .uri("/")

@@ -75,6 +75,8 @@ pub struct BatchBody {
     pub requests: Option<Vec<BatchRequestJson>>,
 }
 
+impl crate::http::wire::RequestBody for BatchBody {}
+
 /// One request of a batch.
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase")]

@@ -59,6 +59,8 @@ pub struct SubscriptionBody {
     pub latest_supported_tls_version: Option<String>,
 }
 
+impl crate::http::wire::RequestBody for SubscriptionBody {}
+
 /// `PATCH /subscriptions/{id}`: renew, or move.
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
@@ -71,6 +73,8 @@ pub struct SubscriptionUpdateBody {
     /// Can only be set at creation: only the current value is accepted.
     pub lifecycle_notification_url: Option<String>,
 }
+
+impl crate::http::wire::RequestBody for SubscriptionUpdateBody {}
 
 fn expiration_date_time() -> utoipa::openapi::schema::Object {
     schema::instant("An RFC 3339 instant, e.g. 2026-01-01T10:00:00Z.")
