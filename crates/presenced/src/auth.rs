@@ -224,6 +224,18 @@ impl Principal {
             names.join(", ")
         )))
     }
+
+    /// Whether this principal may read every one of `targets` at once
+    /// (getPresencesByUserId), with the refusal the first target earns.
+    /// Reading many needs the same permissions whoever the target is, so
+    /// the first target's answer is every target's: one check where a
+    /// batch made 650 (50 instructions an id, callgrind). A test compares
+    /// it with checking each target.
+    pub fn authorize_many(&self, targets: &[UserId]) -> Result<(), AuthError> {
+        targets
+            .first()
+            .map_or(Ok(()), |first| self.authorize(Access::ReadMany, first))
+    }
 }
 
 fn permission_name(grant: Grants) -> &'static str {
@@ -580,6 +592,50 @@ mod tests {
             },
             grants: Grants::PRESENCE_READ_ALL,
         }
+    }
+
+    /// For every set of grants and every kind of caller, checking the
+    /// first of many targets answers as checking each in turn does.
+    #[test]
+    fn reading_many_is_authorized_as_each_target_would_be() {
+        let user = |name: &str| UserId::parse(name).unwrap();
+        let (me, other) = (user("me"), user("other"));
+        let callers = [
+            Caller::Application { app_id: None },
+            Caller::Delegated {
+                user: me.clone(),
+                app_id: None,
+            },
+        ];
+        let batches = [
+            vec![],
+            vec![me.clone()],
+            vec![other.clone()],
+            vec![me.clone(), other.clone()],
+            vec![other.clone(), me.clone(), other.clone()],
+        ];
+        let mut refused = 0;
+        for bits in (0..16).chain([u8::MAX]) {
+            for caller in &callers {
+                let principal = Principal {
+                    tenant: TenantId::parse("contoso").unwrap(),
+                    caller: caller.clone(),
+                    grants: Grants(bits),
+                };
+                for batch in &batches {
+                    let each = batch
+                        .iter()
+                        .try_for_each(|target| principal.authorize(Access::ReadMany, target))
+                        .map_err(|error| error.to_string());
+                    let many = principal
+                        .authorize_many(batch)
+                        .map_err(|error| error.to_string());
+                    assert_eq!(many, each, "{caller:?} with grants {bits:04b}, {batch:?}");
+                    refused += usize::from(each.is_err());
+                }
+            }
+        }
+        assert!(refused > 0, "some grants are refused");
     }
 
     #[test]

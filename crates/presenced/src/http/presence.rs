@@ -151,9 +151,7 @@ pub async fn get_presences_by_user_id(
         return Err(fault);
     }
     let users = ids.users;
-    for user in &users {
-        principal.authorize(Access::ReadMany, user)?;
-    }
+    principal.authorize_many(&users)?;
     let value = state
         .service
         .read_json(&principal.tenant, &users, &principal.viewer())
