@@ -244,8 +244,9 @@ pub trait Facts: Send + Sync + std::fmt::Debug + 'static {
         in_order(ticks, TICKS_IN_FLIGHT).await
     }
 
-    /// Calls `visit` with the facts of each key, in order (`None` for a user
-    /// nothing is held for).
+    /// Calls `visit` once for each key, with the key's index in `keys` and
+    /// its facts (`None` for a user nothing is held for), in an order of
+    /// the store's choosing: the memory store reads a shard at a time.
     async fn read(
         &self,
         keys: &[UserKey],

@@ -154,8 +154,15 @@ impl MemoryStore {
     }
 
     fn shard(&self, key: &UserKey) -> std::sync::MutexGuard<'_, Shard> {
+        self.lock_shard(self.shard_index(key))
+    }
+
+    fn shard_index(&self, key: &UserKey) -> usize {
         // The high bits: the maps themselves use the low ones for buckets.
-        let index = (self.hasher.hash_one(key) >> 58) as usize % SHARDS;
+        (self.hasher.hash_one(key) >> 58) as usize % SHARDS
+    }
+
+    fn lock_shard(&self, index: usize) -> std::sync::MutexGuard<'_, Shard> {
         self.shards[index]
             .lock()
             .unwrap_or_else(|poison| poison.into_inner())
@@ -370,6 +377,22 @@ impl MemoryStore {
     }
 }
 
+/// Hands `visit` the entry of `key` in `shard` (locked), if one is held.
+fn visit_entry(
+    shard: &mut Shard,
+    index: usize,
+    key: &UserKey,
+    visit: &mut (dyn for<'f> FnMut(usize, Option<&'f UserFacts>, Option<&'f mut Memo>) + Send),
+) {
+    match shard
+        .get_mut(&key.tenant)
+        .and_then(|users| users.get_mut(&key.user))
+    {
+        Some(entry) => visit(index, Some(&entry.facts), Some(&mut entry.memo)),
+        None => visit(index, None, None),
+    }
+}
+
 #[async_trait]
 impl Facts for MemoryStore {
     async fn apply(
@@ -396,14 +419,40 @@ impl Facts for MemoryStore {
         keys: &[UserKey],
         visit: &mut (dyn for<'f> FnMut(usize, Option<&'f UserFacts>, Option<&'f mut Memo>) + Send),
     ) -> Result<(), StoreError> {
-        for (index, key) in keys.iter().enumerate() {
+        if let [key] = keys {
             let mut shard = self.shard(key);
-            match shard
-                .get_mut(&key.tenant)
-                .and_then(|users| users.get_mut(&key.user))
-            {
-                Some(entry) => visit(index, Some(&entry.facts), Some(&mut entry.memo)),
-                None => visit(index, None, None),
+            visit_entry(&mut shard, 0, key, visit);
+            return Ok(());
+        }
+        // Many keys are read a shard at a time, each shard locked once:
+        // taking and releasing a lock are atomic instructions, which wait
+        // for every load before them, so locking per key let no two keys'
+        // cache misses overlap. The keys are ordered by shard with a
+        // counting sort (two passes over them).
+        let shards: Vec<u8> = keys.iter().map(|key| self.shard_index(key) as u8).collect();
+        let mut starts = [0u32; SHARDS + 1];
+        for &shard in &shards {
+            starts[usize::from(shard) + 1] += 1;
+        }
+        for shard in 0..SHARDS {
+            starts[shard + 1] += starts[shard];
+        }
+        let mut next = starts;
+        let mut ordered = vec![0u32; keys.len()];
+        for (index, &shard) in shards.iter().enumerate() {
+            let place = &mut next[usize::from(shard)];
+            ordered[*place as usize] = index as u32;
+            *place += 1;
+        }
+        for shard in 0..SHARDS {
+            let indices = &ordered[starts[shard] as usize..starts[shard + 1] as usize];
+            if indices.is_empty() {
+                continue;
+            }
+            let mut locked = self.lock_shard(shard);
+            for &index in indices {
+                let index = index as usize;
+                visit_entry(&mut locked, index, &keys[index], visit);
             }
         }
         Ok(())

@@ -21,6 +21,7 @@ pub(crate) async fn read_one(store: &dyn Facts, key: &UserKey) -> Option<UserFac
 
 pub async fn run(store: &dyn Store) {
     applies_and_reads_back(store).await;
+    reads_many_keys_each_once_with_its_index(store).await;
     refused_commands_change_nothing(store).await;
     tenants_are_separate(store).await;
     files_each_transition_in_the_due_index_once(store).await;
@@ -106,6 +107,8 @@ async fn keeps_a_memo_until_the_user_is_written(store: &dyn Store) {
         )
         .await
         .expect("read works");
+    // Each key once, in an order of the store's choosing.
+    seen.sort_by_key(|(index, _, _)| *index);
     // A store that keeps memos hands erin an empty one.
     let keeps = seen[1].2.is_some();
     let kept = |value: u32| keeps.then_some(value);
@@ -204,7 +207,58 @@ async fn applies_and_reads_back(store: &dyn Store) {
         )
         .await
         .expect("read works");
+    // Each key once, in an order of the store's choosing.
+    seen.sort();
     assert_eq!(seen, vec![(0, false), (1, true)]);
+}
+
+/// A read of many keys hands each key's own facts once, with its index,
+/// whatever order the store visits them in (the memory store goes a shard
+/// at a time): user i holds i % 3 sessions, some keys come twice, and one
+/// user is of another tenant.
+async fn reads_many_keys_each_once_with_its_index(store: &dyn Store) {
+    let timeouts = Timeouts::default();
+    let now = Instant::from_unix_millis(1_500_000);
+    let users = 150;
+    for user in 0..users {
+        for session in ["a", "b"].iter().take(user % 3) {
+            store
+                .apply(
+                    &key("many", &format!("u{user}")),
+                    &set_presence(session, 60),
+                    now,
+                    timeouts,
+                )
+                .await
+                .expect("store works")
+                .expect("applies");
+        }
+    }
+    let mut keys: Vec<(UserKey, Option<usize>)> = (0..users)
+        .rev()
+        .map(|user| {
+            let sessions = user % 3;
+            (
+                key("many", &format!("u{user}")),
+                (sessions > 0).then_some(sessions),
+            )
+        })
+        .collect();
+    keys.push((key("many", "u4"), Some(1)));
+    keys.push((key("many", "u3"), None));
+    keys.push((key("many", "u4"), Some(1)));
+    keys.push((key("other", "u4"), None));
+    let mut seen = vec![Vec::new(); keys.len()];
+    let read: Vec<UserKey> = keys.iter().map(|(key, _)| key.clone()).collect();
+    store
+        .read(&read, &mut |index, facts| {
+            seen[index].push(facts.map(|facts| facts.sessions.len()));
+        })
+        .await
+        .expect("read works");
+    for (index, (key, sessions)) in keys.iter().enumerate() {
+        assert_eq!(seen[index], vec![*sessions], "{key:?} at {index}");
+    }
 }
 
 async fn refused_commands_change_nothing(store: &dyn Store) {

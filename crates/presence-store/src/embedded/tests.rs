@@ -259,7 +259,7 @@ async fn rewriting_the_same_users_keeps_the_directory_bounded() {
             .expect("store works")
             .expect("applies");
     }
-    let rounds = 300;
+    let rounds = 600;
     let mut sizes = Vec::new();
     for round in 0..rounds {
         let now = Instant::from_unix_millis(2_000_000 + round * 1_000);
@@ -292,10 +292,14 @@ async fn rewriting_the_same_users_keeps_the_directory_bounded() {
     assert_eq!(written_records, (users * (rounds as usize + 1)) as u64);
     let written_bytes = written_records * 1_000;
     let mebibytes: Vec<u64> = sizes.iter().map(|size| size >> 20).collect();
-    // Bounded: a journal is closed at 64 MB and deleted once the memtable
-    // holding its writes is flushed, so at most 64 MB plus a memtable's
-    // worth of journal, and the tables (a few MiB here).
-    let bound = (64 << 20) + writer::MEMTABLE_BYTES + (16 << 20);
+    // Bounded: a journal is closed at 64 MB and deleted once every
+    // memtable holding its writes is flushed. Flushes run on fjall's
+    // nicer workers, which a writer that keeps both cores busy (as this
+    // test and the tests beside it do) can hold back; fjall then halts
+    // writes while four sealed memtables wait. So at most 64 MB plus five
+    // memtables' worth of journal (four sealed and the active one), and
+    // the tables (a few MiB here).
+    let bound = (64 << 20) + 5 * writer::MEMTABLE_BYTES + (16 << 20);
     let largest = sizes.iter().copied().max().unwrap_or_default();
     assert!(
         written_bytes > 2 * bound,
