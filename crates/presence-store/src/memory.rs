@@ -377,13 +377,12 @@ impl MemoryStore {
     }
 }
 
+/// What [`Facts::read_memos`] calls for each key.
+type VisitMemo<'v> =
+    dyn for<'f> FnMut(usize, Option<&'f UserFacts>, Option<&'f mut Memo>) + Send + 'v;
+
 /// Hands `visit` the entry of `key` in `shard` (locked), if one is held.
-fn visit_entry(
-    shard: &mut Shard,
-    index: usize,
-    key: &UserKey,
-    visit: &mut (dyn for<'f> FnMut(usize, Option<&'f UserFacts>, Option<&'f mut Memo>) + Send),
-) {
+fn visit_entry(shard: &mut Shard, index: usize, key: &UserKey, visit: &mut VisitMemo<'_>) {
     match shard
         .get_mut(&key.tenant)
         .and_then(|users| users.get_mut(&key.user))
