@@ -29,6 +29,8 @@ use crate::{Facts, Memo, StoreCounts, StoreError};
 /// How many independently locked shards the map is split into. A power of
 /// two well above the core count keeps lock contention negligible.
 const SHARDS: usize = 64;
+// A read of many keys numbers their shards in a byte (`read_memos`).
+const _: () = assert!(SHARDS <= 256);
 
 /// A randomly seeded hasher: user ids come from callers, so a fixed hash
 /// would let a caller pile every key into one bucket.
@@ -427,7 +429,8 @@ impl Facts for MemoryStore {
         // taking and releasing a lock are atomic instructions, which wait
         // for every load before them, so locking per key let no two keys'
         // cache misses overlap. The keys are ordered by shard with a
-        // counting sort (two passes over them).
+        // counting sort (two passes over them), their indices held in 32
+        // bits: no read names four billion keys.
         let shards: Vec<u8> = keys.iter().map(|key| self.shard_index(key) as u8).collect();
         let mut starts = [0u32; SHARDS + 1];
         for &shard in &shards {

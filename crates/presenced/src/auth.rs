@@ -184,6 +184,8 @@ impl Principal {
                 &[G::PRESENCE_READ_ALL, G::PRESENCE_READ_WRITE_ALL],
                 &[G::PRESENCE_READ_ALL, G::PRESENCE_READ_WRITE_ALL],
             ),
+            // The same for every kind of caller and target, which
+            // `authorize_many` relies on (a test checks it).
             Access::ReadMany => (
                 &[G::PRESENCE_READ_ALL, G::PRESENCE_READ_WRITE_ALL],
                 &[G::PRESENCE_READ_ALL, G::PRESENCE_READ_WRITE_ALL],

@@ -503,6 +503,7 @@ async fn the_writer_frees_sealed_memtables_itself() {
     }
 }
 
+#[cfg(target_os = "linux")]
 /// The niceness of each of this process's threads named `name`, read from
 /// `/proc/self/task/*/stat` (the 19th field; the name, the 2nd, may hold
 /// spaces, so fields are counted from the closing parenthesis after it).
@@ -527,6 +528,7 @@ fn niceness_of_threads(name: &str) -> Vec<i32> {
         .collect()
 }
 
+#[cfg(target_os = "linux")]
 #[test]
 fn the_engines_workers_run_nicer_than_the_thread_that_opens_it() {
     let dir = tempfile::tempdir().expect("a temporary directory");

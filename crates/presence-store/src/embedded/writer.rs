@@ -111,29 +111,27 @@ impl std::fmt::Debug for Opened {
 /// long, and every request waiting on them is late by as much. Ten steps
 /// nicer, the scheduler gives them about a tenth of a contended core and
 /// the whole of an idle one.
+#[cfg(target_os = "linux")]
 const ENGINE_WORKERS_NICER_BY: i32 = 10;
 
 /// The highest niceness Linux has.
+#[cfg(target_os = "linux")]
 const NICEST: i32 = 19;
 
 /// Opens the engine. fjall starts its worker threads in `open`, and a new
 /// thread takes the niceness of the thread that starts it (on Linux
 /// niceness is per thread), so the engine is opened from a thread of its
 /// own made [`ENGINE_WORKERS_NICER_BY`] nicer; the writer and the request
-/// workers keep theirs. Where the niceness cannot be changed, the workers
-/// run at the opener's.
+/// workers keep theirs. Where the niceness cannot be changed (or off
+/// Linux), the workers run at the opener's. The journal's recovery in
+/// `open` runs on that nicer thread too: on a busy host, a start-up
+/// recovers more slowly.
 pub fn open_engine(path: &Path) -> fjall::Result<Opened> {
     std::thread::scope(|scope| {
         let opener = std::thread::Builder::new()
             .name("fjall:open".to_string())
             .spawn_scoped(scope, || {
-                let nicer = rustix::process::getpriority_process(None).and_then(|niceness| {
-                    let nicer = (niceness + ENGINE_WORKERS_NICER_BY).min(NICEST);
-                    rustix::process::setpriority_process(None, nicer)
-                });
-                if let Err(error) = nicer {
-                    tracing::warn!(%error, "the engine's workers run at the writer's niceness");
-                }
+                make_this_thread_nicer();
                 open_engine_here(path)
             })
             .map_err(fjall::Error::Io)?;
@@ -141,6 +139,22 @@ pub fn open_engine(path: &Path) -> fjall::Result<Opened> {
             .join()
             .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
     })
+}
+
+/// Makes the calling thread [`ENGINE_WORKERS_NICER_BY`] nicer. Only on
+/// Linux, where niceness is per thread: elsewhere `setpriority` would make
+/// the whole process nicer, the request path included.
+fn make_this_thread_nicer() {
+    #[cfg(target_os = "linux")]
+    {
+        let nicer = rustix::process::getpriority_process(None).and_then(|niceness| {
+            let nicer = (niceness + ENGINE_WORKERS_NICER_BY).min(NICEST);
+            rustix::process::setpriority_process(None, nicer)
+        });
+        if let Err(error) = nicer {
+            tracing::warn!(%error, "the engine's workers run at the writer's niceness");
+        }
+    }
 }
 
 fn open_engine_here(path: &Path) -> fjall::Result<Opened> {

@@ -440,7 +440,9 @@ impl BatchIds {
                 }
                 users.push(UserId::from_guid_bytes(guid)?);
                 body.at += guid.len();
-                body.expect(b"\"")?;
+                // The closing quote right after the GUID: whitespace there
+                // would be inside the string.
+                body.expect_here(b'"')?;
                 if body.expect(b",").is_none() {
                     body.expect(b"]")?;
                     break;
@@ -490,6 +492,12 @@ impl Tokens<'_> {
         while let Some(b' ' | b'\t' | b'\n' | b'\r') = self.text.get(self.at) {
             self.at += 1;
         }
+    }
+
+    /// Past `byte`, if it is the very next byte.
+    fn expect_here(&mut self, byte: u8) -> Option<()> {
+        let next = self.text.get(self.at) == Some(&byte);
+        next.then(|| self.at += 1)
     }
 
     /// Past whitespace and then `token`, if `token` is next.
@@ -702,7 +710,8 @@ mod tests {
     #[derive(Clone, Debug)]
     enum Flaw {
         /// The id at this index (modulo the count): upper case, an escaped
-        /// first digit, one digit short, or a letter past 'f'.
+        /// first digit, one digit short, a letter past 'f', or a space, a
+        /// tab or a line feed after it inside its string.
         Id(usize, u8),
         /// This between two tokens (the gap at this index, modulo the
         /// gaps): a form feed or a no-break space, not JSON's whitespace.
@@ -718,7 +727,7 @@ mod tests {
     fn flaw() -> impl Strategy<Value = Option<Flaw>> {
         prop_oneof![
             4 => Just(None),
-            1 => (any::<usize>(), 0..4u8).prop_map(|(at, how)| Some(Flaw::Id(at, how))),
+            2 => (any::<usize>(), 0..7u8).prop_map(|(at, how)| Some(Flaw::Id(at, how))),
             1 => (any::<usize>(), prop::sample::select(vec!["\u{c}", "\u{a0}"]))
                 .prop_map(|(at, text)| Some(Flaw::Space(at, text))),
             1 => prop::sample::select(vec![r#","other":1"#, r#","ids":[]"#])
@@ -754,15 +763,21 @@ mod tests {
             {
                 let count = ids.len();
                 let id = &mut ids[at % count];
+                let flawless = id.clone();
                 *id = match how {
                     0 => id.to_uppercase(),
                     1 => format!("\\u00{:x}{}", id.as_bytes()[0], &id[1..]),
                     2 => id[1..].to_string(),
-                    _ => format!("g{}", &id[1..]),
+                    3 => format!("g{}", &id[1..]),
+                    4 => format!("{id} "),
+                    5 => format!("{id}\t"),
+                    _ => format!("{id}\n"),
                 };
-                flawed = true;
+                // A GUID of digits alone reads the same in upper case.
+                flawed = *id != flawless;
             }
-            let gaps = ids.len() + 8;
+            // One gap before each id and seven around the tokens.
+            let gaps = ids.len() + 7;
             let flawed_gap = match flaw {
                 Some(Flaw::Space(at, text)) => Some((at % gaps, text)),
                 _ => None,

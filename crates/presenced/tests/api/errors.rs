@@ -1580,4 +1580,14 @@ async fn batch_ids_are_read_through_their_escapes_and_must_be_utf8() {
         .await;
     let message = reply.assert_error(400, "BadRequest");
     assert!(message.contains("'é'"), "{message}");
+    // Whitespace inside an id's string is part of the id, even right after
+    // a GUID, and a character no id holds.
+    for (after, says) in [(" ", "' '"), ("\n", "'\\n'")] {
+        let body = format!(r#"{{"ids": ["{guid}{after}"]}}"#);
+        let reply = server
+            .post_raw("/v1.0/communications/getPresencesByUserId", body.clone())
+            .await;
+        let message = reply.assert_error(400, "BadRequest");
+        assert!(message.contains(says), "{body:?}: {message}");
+    }
 }
