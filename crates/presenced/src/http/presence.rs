@@ -160,5 +160,5 @@ pub async fn get_presences_by_user_id(
         "{}/$metadata#Collection(microsoft.graph.presence)",
         root.root
     );
-    Ok(json_bytes_answer(collection(&context, &value).into()))
+    Ok(json_bytes_answer(collection(&context, value.iter()).into()))
 }

@@ -22,7 +22,7 @@ use crate::clock::Clock;
 use crate::notify::Notifier;
 use crate::wire::presence::PresenceJson;
 pub use crate::wire::presence::{Viewer, render};
-use crate::wire::rendered::{RenderedPresences, with_context};
+use crate::wire::rendered::{RenderedPresences, Renderings, with_context};
 
 mod stream;
 
@@ -153,48 +153,50 @@ impl PresenceService {
     }
 
     /// The JSON of the presence of each of `users` of `tenant` now, for
-    /// `viewer`, in order, without `@odata.context`.
+    /// `viewer`, in order, without `@odata.context`, in one buffer.
     pub async fn read_json(
         &self,
         tenant: &presence_core::TenantId,
         users: &[UserId],
         viewer: &Viewer,
-    ) -> Result<Vec<Bytes>, ServiceError> {
+    ) -> Result<Renderings, ServiceError> {
         let keys: Vec<UserKey> = users
             .iter()
             .map(|user| UserKey::new(tenant.clone(), user.clone()))
             .collect();
         let now = self.clock.now();
-        let mut value: Vec<Option<Bytes>> = vec![None; keys.len()];
+        let mut renderings = Renderings::new(keys.len());
         self.store()?
             .read_memos(&keys, &mut |index, facts, memo| {
                 let key = &keys[index];
-                value[index] = Some(self.rendered.json(
-                    key,
-                    facts,
-                    memo,
-                    now,
-                    self.timeouts,
-                    viewer.reader(&key.user),
-                ));
-            })
-            .await?;
-        Ok(value
-            .into_iter()
-            .zip(&keys)
-            .map(|(json, key)| {
-                json.unwrap_or_else(|| {
-                    self.rendered.json(
+                renderings.append(index, |out| {
+                    self.rendered.append_json(
+                        out,
                         key,
-                        None,
-                        None,
+                        facts,
+                        memo,
                         now,
                         self.timeouts,
                         viewer.reader(&key.user),
                     )
-                })
+                });
             })
-            .collect())
+            .await?;
+        for index in renderings.missing() {
+            let key = &keys[index];
+            renderings.append(index, |out| {
+                self.rendered.append_json(
+                    out,
+                    key,
+                    None,
+                    None,
+                    now,
+                    self.timeouts,
+                    viewer.reader(&key.user),
+                )
+            });
+        }
+        Ok(renderings)
     }
 
     /// The presence of each of `users` of `tenant` now, for `viewer`, in

@@ -119,9 +119,9 @@ fn slot(reader: Reader) -> usize {
 }
 
 /// The JSON kept in `memo` for `reader`, if it holds at `now`.
-fn in_memo(memo: &mut Memo, reader: Reader, now: Instant) -> Option<Bytes> {
+fn in_memo(memo: &mut Memo, reader: Reader, now: Instant) -> Option<&Bytes> {
     let rendering = memo.get_mut::<Kept>()?.renderings[slot(reader)].as_ref()?;
-    rendering.holds_at(now).then(|| rendering.json.clone())
+    rendering.holds_at(now).then_some(&rendering.json)
 }
 
 /// A rendering kept in the cache, with the facts it was made from.
@@ -204,7 +204,7 @@ impl RenderedPresences {
         }
         if let Some(json) = memo
             .as_deref_mut()
-            .and_then(|memo| in_memo(memo, reader, now))
+            .and_then(|memo| in_memo(memo, reader, now).cloned())
         {
             return json;
         }
@@ -222,6 +222,31 @@ impl RenderedPresences {
             None => rendering,
         };
         self.keep_in_cache(key, facts, reader, rendering)
+    }
+
+    /// [`RenderedPresences::json`], appended to `out`. A rendering kept in
+    /// the memo is copied from where it is kept, without counting a
+    /// reference to its shared bytes: that count is an atomic instruction,
+    /// which waits for the loads before it, once per id of a batch.
+    #[allow(clippy::too_many_arguments)]
+    pub fn append_json(
+        &self,
+        out: &mut Vec<u8>,
+        key: &UserKey,
+        facts: Option<&UserFacts>,
+        mut memo: Option<&mut Memo>,
+        now: Instant,
+        timeouts: Timeouts,
+        reader: Reader,
+    ) {
+        if let (Some(facts), Some(kept)) = (facts, memo.as_deref_mut())
+            && !facts.holds_nothing()
+            && let Some(json) = in_memo(kept, reader, now)
+        {
+            out.extend_from_slice(json);
+            return;
+        }
+        out.extend_from_slice(&self.json(key, facts, memo, now, timeouts, reader));
     }
 
     /// Keeps `rendering` in the memo, within the bound; gives it back when
@@ -354,15 +379,54 @@ pub fn with_context(json: &[u8], context: &str) -> Vec<u8> {
     buffer
 }
 
+/// Many renderings in one buffer, each found by its place in the order
+/// they were asked for, whatever order they were appended in.
+#[derive(Debug)]
+pub struct Renderings {
+    bytes: Vec<u8>,
+    spans: Vec<Option<std::ops::Range<usize>>>,
+}
+
+impl Renderings {
+    /// Room for `count` renderings, none appended yet.
+    pub fn new(count: usize) -> Renderings {
+        Renderings {
+            bytes: Vec::with_capacity(count * PRESENCE_JSON_BYTES),
+            spans: vec![None; count],
+        }
+    }
+
+    /// Appends the rendering `write` writes as the one at `index`.
+    pub fn append(&mut self, index: usize, write: impl FnOnce(&mut Vec<u8>)) {
+        let start = self.bytes.len();
+        write(&mut self.bytes);
+        self.spans[index] = Some(start..self.bytes.len());
+    }
+
+    /// The places nothing was appended for yet.
+    pub fn missing(&self) -> Vec<usize> {
+        (0..self.spans.len())
+            .filter(|&index| self.spans[index].is_none())
+            .collect()
+    }
+
+    /// The renderings in order; an empty one where nothing was appended.
+    pub fn iter(&self) -> impl Iterator<Item = &[u8]> + Clone {
+        self.spans
+            .iter()
+            .map(|span| span.clone().map_or(&[][..], |span| &self.bytes[span]))
+    }
+}
+
 /// A collection of rendered presences with its `@odata.context`: byte for
 /// byte what serializing `{"@odata.context", "value"}` gives.
-pub fn collection(context: &str, items: &[Bytes]) -> Vec<u8> {
-    let size = items.iter().map(|json| json.len() + 1).sum::<usize>();
+pub fn collection<'a>(context: &str, items: impl Iterator<Item = &'a [u8]> + Clone) -> Vec<u8> {
+    let size = items.clone().map(|json| json.len() + 1).sum::<usize>();
     let mut buffer = Vec::with_capacity(context.len() + 32 + size);
     buffer.extend_from_slice(b"{\"@odata.context\":");
     push_string(&mut buffer, context);
     buffer.extend_from_slice(b",\"value\":[");
-    for (index, json) in items.iter().enumerate() {
+    for (index, json) in items.enumerate() {
         if index > 0 {
             buffer.push(b',');
         }
@@ -431,6 +495,32 @@ mod tests {
         answer.expect("visited")
     }
 
+    /// [`through_memo`] with [`RenderedPresences::append_json`], after a
+    /// byte already written.
+    fn appended_through_memo(
+        kept: &RenderedPresences,
+        store: &MemoryStore,
+        key: &UserKey,
+        now: Instant,
+        timeouts: Timeouts,
+        reader: Reader,
+    ) -> (Vec<u8>, Vec<u8>) {
+        let mut answer = None;
+        store
+            .read_memos(std::slice::from_ref(key), &mut |_, facts, memo| {
+                let mut out = vec![b'['];
+                kept.append_json(&mut out, key, facts, memo, now, timeouts, reader);
+                answer = Some((
+                    out.split_off(1),
+                    fresh(key, facts, now, timeouts, reader, None),
+                ));
+            })
+            .now_or_never()
+            .expect("a memory store's read never waits")
+            .expect("reads");
+        answer.expect("visited")
+    }
+
     proptest! {
         /// Kept and fresh renderings agree at every instant and after every
         /// command, kept either way: in the memo beside the facts of a
@@ -483,10 +573,30 @@ mod tests {
                             String::from_utf8_lossy(&expected),
                             "in the memo, at {:?} for {:?}", instant, reader
                         );
+                        // Appended, after that read: from what it kept.
+                        let (json, expected) = appended_through_memo(&memos, &store, &key, instant, timeouts, reader);
+                        prop_assert_eq!(
+                            String::from_utf8_lossy(&json),
+                            String::from_utf8_lossy(&expected),
+                            "appended from the memo, at {:?} for {:?}", instant, reader
+                        );
                     }
                 }
             }
         }
+    }
+
+    #[test]
+    fn renderings_are_found_in_the_order_asked_whatever_the_order_appended() {
+        let mut renderings = Renderings::new(4);
+        for (index, text) in [(2, "two"), (0, "zero"), (3, "three")] {
+            renderings.append(index, |out| out.extend_from_slice(text.as_bytes()));
+        }
+        assert_eq!(renderings.missing(), vec![1]);
+        renderings.append(1, |out| out.extend_from_slice(b"one"));
+        assert!(renderings.missing().is_empty());
+        let texts: Vec<&[u8]> = renderings.iter().collect();
+        assert_eq!(texts, [&b"zero"[..], b"one", b"two", b"three"]);
     }
 
     #[test]
@@ -529,7 +639,7 @@ mod tests {
                     .collect(),
             };
             assert_eq!(
-                collection(context, &items),
+                collection(context, items.iter().map(|item| &item[..])),
                 serde_json::to_vec(&expected).expect("serializes"),
                 "{count} items"
             );
