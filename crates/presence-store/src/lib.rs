@@ -129,6 +129,11 @@ pub enum StoreError {
 /// the reader's to check. A store that keeps no facts in memory keeps no
 /// memos ([`Facts::read_memos`] hands out none). What a memo holds is the reader's type,
 /// so that the store knows nothing of what is made of its facts.
+/// What [`Facts::read_memos`] calls for each key: its index, its facts and
+/// its memo.
+pub type VisitMemo<'v> =
+    dyn for<'f> FnMut(usize, Option<&'f UserFacts>, Option<&'f mut Memo>) + Send + 'v;
+
 #[derive(Default)]
 pub struct Memo(Option<Box<dyn std::any::Any + Send + Sync>>);
 
@@ -260,7 +265,7 @@ pub trait Facts: Send + Sync + std::fmt::Debug + 'static {
     async fn read_memos(
         &self,
         keys: &[UserKey],
-        visit: &mut (dyn for<'f> FnMut(usize, Option<&'f UserFacts>, Option<&'f mut Memo>) + Send),
+        visit: &mut VisitMemo<'_>,
     ) -> Result<(), StoreError> {
         self.read(keys, &mut |index, facts| visit(index, facts, None))
             .await

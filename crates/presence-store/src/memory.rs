@@ -24,7 +24,7 @@ use presence_core::{
 use crate::due::LocalDueIndex;
 use crate::feed::LocalFeed;
 use crate::subscriptions::{self, LocalTimers, Mark, RecordWrite, Subscriptions};
-use crate::{Facts, Memo, StoreCounts, StoreError};
+use crate::{Facts, Memo, StoreCounts, StoreError, VisitMemo};
 
 /// How many independently locked shards the map is split into. A power of
 /// two well above the core count keeps lock contention negligible.
@@ -379,10 +379,6 @@ impl MemoryStore {
     }
 }
 
-/// What [`Facts::read_memos`] calls for each key.
-type VisitMemo<'v> =
-    dyn for<'f> FnMut(usize, Option<&'f UserFacts>, Option<&'f mut Memo>) + Send + 'v;
-
 /// Hands `visit` the entry of `key` in `shard` (locked), if one is held.
 fn visit_entry(shard: &mut Shard, index: usize, key: &UserKey, visit: &mut VisitMemo<'_>) {
     match shard
@@ -418,7 +414,7 @@ impl Facts for MemoryStore {
     async fn read_memos(
         &self,
         keys: &[UserKey],
-        visit: &mut (dyn for<'f> FnMut(usize, Option<&'f UserFacts>, Option<&'f mut Memo>) + Send),
+        visit: &mut VisitMemo<'_>,
     ) -> Result<(), StoreError> {
         if let [key] = keys {
             let mut shard = self.shard(key);

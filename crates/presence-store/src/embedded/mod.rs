@@ -46,7 +46,7 @@ pub use writer::SYNC_INTERVAL;
 
 use crate::memory::{mark_deletes, mark_writes};
 use crate::subscriptions::{self, Mark, RecordWrite, Subscriptions};
-use crate::{Facts, Memo, MemoryStore, StoreCounts, StoreError};
+use crate::{Facts, MemoryStore, StoreCounts, StoreError, VisitMemo};
 use writer::{Opened, Wait, Writer, Writes};
 
 /// How many stripes serialize writes to one user. Far more than the writes
@@ -349,7 +349,7 @@ impl Facts for EmbeddedStore {
     async fn read_memos(
         &self,
         keys: &[UserKey],
-        visit: &mut (dyn for<'f> FnMut(usize, Option<&'f UserFacts>, Option<&'f mut Memo>) + Send),
+        visit: &mut VisitMemo<'_>,
     ) -> Result<(), StoreError> {
         self.memory.read_memos(keys, visit).await
     }
