@@ -14,7 +14,7 @@ use std::sync::{Arc, OnceLock};
 use presence_core::{
     Applied, Command, CommandError, Instant, Timeouts, UserFacts, UserId, UserKey,
 };
-use presence_store::{Store, StoreError};
+use presence_store::{Memo, Store, StoreError};
 
 use bytes::Bytes;
 
@@ -166,35 +166,26 @@ impl PresenceService {
             .collect();
         let now = self.clock.now();
         let mut renderings = Renderings::new(keys.len());
+        let append = |renderings: &mut Renderings,
+                      index: usize,
+                      facts: Option<&UserFacts>,
+                      memo: Option<&mut Memo>| {
+            let key = &keys[index];
+            let reader = viewer.reader(&key.user);
+            renderings.append(index, |out| {
+                self.rendered
+                    .append_json(out, key, facts, memo, now, self.timeouts, reader)
+            });
+        };
         self.store()?
             .read_memos(&keys, &mut |index, facts, memo| {
-                let key = &keys[index];
-                renderings.append(index, |out| {
-                    self.rendered.append_json(
-                        out,
-                        key,
-                        facts,
-                        memo,
-                        now,
-                        self.timeouts,
-                        viewer.reader(&key.user),
-                    )
-                });
+                append(&mut renderings, index, facts, memo)
             })
             .await?;
+        // Every store visits every key; should one not, its users read as
+        // holding nothing rather than missing from the answer.
         for index in renderings.missing() {
-            let key = &keys[index];
-            renderings.append(index, |out| {
-                self.rendered.append_json(
-                    out,
-                    key,
-                    None,
-                    None,
-                    now,
-                    self.timeouts,
-                    viewer.reader(&key.user),
-                )
-            });
+            append(&mut renderings, index, None, None);
         }
         Ok(renderings)
     }

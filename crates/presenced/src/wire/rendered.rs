@@ -227,7 +227,10 @@ impl RenderedPresences {
     /// [`RenderedPresences::json`], appended to `out`. A rendering kept in
     /// the memo is copied from where it is kept, without counting a
     /// reference to its shared bytes: that count is an atomic instruction,
-    /// which waits for the loads before it, once per id of a batch.
+    /// which waits for the loads before it, once per id of a batch. (A memo
+    /// holds a rendering only of the facts beside it, and only of facts
+    /// that hold something, so what [`RenderedPresences::json`] checks
+    /// before it looks there is already true.)
     #[allow(clippy::too_many_arguments)]
     pub fn append_json(
         &self,
@@ -239,9 +242,9 @@ impl RenderedPresences {
         timeouts: Timeouts,
         reader: Reader,
     ) {
-        if let (Some(facts), Some(kept)) = (facts, memo.as_deref_mut())
-            && !facts.holds_nothing()
-            && let Some(json) = in_memo(kept, reader, now)
+        if let Some(json) = memo
+            .as_deref_mut()
+            .and_then(|memo| in_memo(memo, reader, now))
         {
             out.extend_from_slice(json);
             return;
@@ -474,6 +477,30 @@ mod tests {
         serde_json::to_vec(&presence).expect("serializes")
     }
 
+    /// What `read` makes of `key`'s facts and memo in `store`, beside a
+    /// fresh rendering of those facts.
+    fn read_through_memo<T: Send>(
+        store: &MemoryStore,
+        key: &UserKey,
+        now: Instant,
+        timeouts: Timeouts,
+        reader: Reader,
+        mut read: impl for<'f> FnMut(Option<&'f UserFacts>, Option<&'f mut Memo>) -> T + Send,
+    ) -> (T, Vec<u8>) {
+        let mut answer = None;
+        store
+            .read_memos(std::slice::from_ref(key), &mut |_, facts, memo| {
+                answer = Some((
+                    read(facts, memo),
+                    fresh(key, facts, now, timeouts, reader, None),
+                ));
+            })
+            .now_or_never()
+            .expect("a memory store's read never waits")
+            .expect("reads");
+        answer.expect("visited")
+    }
+
     /// The JSON of `key` read through `store`'s memos.
     fn through_memo(
         kept: &RenderedPresences,
@@ -483,16 +510,9 @@ mod tests {
         timeouts: Timeouts,
         reader: Reader,
     ) -> (Bytes, Vec<u8>) {
-        let mut answer = None;
-        store
-            .read_memos(std::slice::from_ref(key), &mut |_, facts, memo| {
-                let json = kept.json(key, facts, memo, now, timeouts, reader);
-                answer = Some((json, fresh(key, facts, now, timeouts, reader, None)));
-            })
-            .now_or_never()
-            .expect("a memory store's read never waits")
-            .expect("reads");
-        answer.expect("visited")
+        read_through_memo(store, key, now, timeouts, reader, |facts, memo| {
+            kept.json(key, facts, memo, now, timeouts, reader)
+        })
     }
 
     /// [`through_memo`] with [`RenderedPresences::append_json`], after a
@@ -505,20 +525,11 @@ mod tests {
         timeouts: Timeouts,
         reader: Reader,
     ) -> (Vec<u8>, Vec<u8>) {
-        let mut answer = None;
-        store
-            .read_memos(std::slice::from_ref(key), &mut |_, facts, memo| {
-                let mut out = vec![b'['];
-                kept.append_json(&mut out, key, facts, memo, now, timeouts, reader);
-                answer = Some((
-                    out.split_off(1),
-                    fresh(key, facts, now, timeouts, reader, None),
-                ));
-            })
-            .now_or_never()
-            .expect("a memory store's read never waits")
-            .expect("reads");
-        answer.expect("visited")
+        read_through_memo(store, key, now, timeouts, reader, |facts, memo| {
+            let mut out = vec![b'['];
+            kept.append_json(&mut out, key, facts, memo, now, timeouts, reader);
+            out.split_off(1)
+        })
     }
 
     proptest! {
