@@ -1539,17 +1539,7 @@ async fn batch_ids_are_read_through_their_escapes_and_must_be_utf8() {
         .post_raw("/v1.0/communications/getPresencesByUserId", body)
         .await;
     assert_eq!(reply.status, 200, "{}", reply.text);
-    let shown: Vec<(&str, &str)> = reply.body["value"]
-        .as_array()
-        .expect("a value array")
-        .iter()
-        .map(|presence| {
-            (
-                presence["id"].as_str().unwrap_or_default(),
-                presence["availability"].as_str().unwrap_or_default(),
-            )
-        })
-        .collect();
+    let shown = reply.availabilities();
     assert_eq!(
         shown,
         [
@@ -1558,6 +1548,25 @@ async fn batch_ids_are_read_through_their_escapes_and_must_be_utf8() {
             (guid, "Available"),
             ("nobody", "Offline")
         ]
+    );
+    // A body of lowercase GUIDs alone, as clients send it (read by the
+    // batch's own reader): answered in the order asked, repeats and
+    // unknown users included.
+    let unknown = "00000000-0000-4000-8000-000000000000";
+    let body = format!("{{ \"ids\" :\n [ \"{guid}\",\t\"{unknown}\" , \"{guid}\" ] }}\r\n");
+    let reply = server
+        .post_raw("/v1.0/communications/getPresencesByUserId", body.clone())
+        .await;
+    assert_eq!(reply.status, 200, "{}", reply.text);
+    let shown = reply.availabilities();
+    assert_eq!(
+        shown,
+        [
+            (guid, "Available"),
+            (unknown, "Offline"),
+            (guid, "Available")
+        ],
+        "{body:?}"
     );
     let mut not_utf8 = br#"{"ids": ["alice", "b"#.to_vec();
     not_utf8.extend_from_slice(&[0xff, 0xfe]);

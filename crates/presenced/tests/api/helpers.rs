@@ -31,6 +31,23 @@ pub struct Reply {
 }
 
 impl Reply {
+    /// Each presence of a collection (`value`) as its id and availability,
+    /// in order.
+    #[track_caller]
+    pub fn availabilities(&self) -> Vec<(&str, &str)> {
+        self.body["value"]
+            .as_array()
+            .expect("a value array")
+            .iter()
+            .map(|presence| {
+                (
+                    presence["id"].as_str().unwrap_or_default(),
+                    presence["availability"].as_str().unwrap_or_default(),
+                )
+            })
+            .collect()
+    }
+
     /// Asserts a Graph OData error envelope with `status` and `code`, and
     /// returns the message.
     #[track_caller]

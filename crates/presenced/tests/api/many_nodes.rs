@@ -1005,17 +1005,7 @@ async fn assert_all_read_back(nodes: &[Arc<TestServer>], acknowledged: &[(String
                 )
                 .await;
             assert_eq!(reply.status, 200, "{}", reply.text);
-            let shown: BTreeMap<&str, &str> = reply.body["value"]
-                .as_array()
-                .expect("value")
-                .iter()
-                .map(|p| {
-                    (
-                        p["id"].as_str().unwrap_or_default(),
-                        p["availability"].as_str().unwrap_or_default(),
-                    )
-                })
-                .collect();
+            let shown: BTreeMap<&str, &str> = reply.availabilities().into_iter().collect();
             for (user, state) in chunk {
                 assert_eq!(
                     shown.get(user.as_str()).copied(),
