@@ -135,17 +135,39 @@ pub type VisitMemo<'v> =
     dyn for<'f> FnMut(usize, Option<&'f UserFacts>, Option<&'f mut Memo>) + Send + 'v;
 
 #[derive(Default)]
-pub struct Memo(Option<Box<dyn std::any::Any + Send + Sync>>);
+pub struct Memo(Option<Box<dyn Memorable>>);
+
+/// What a [`Memo`] keeps: the reader's own type, which can say what of it
+/// the reader will touch.
+pub trait Memorable: std::any::Any + Send + Sync {
+    /// Loads what a reader of this memo touches, so that it is in the cache
+    /// when the reader comes: a read of many keys warms all their memos
+    /// before it visits the first, and the loads of different keys wait
+    /// for memory at the same time rather than one after the other. Loads
+    /// only; nothing is changed. By default, nothing beyond the memo
+    /// itself.
+    fn warm(&self) {}
+}
 
 impl Memo {
     /// What is kept, if it is a `T`.
-    pub fn get_mut<T: std::any::Any>(&mut self) -> Option<&mut T> {
-        self.0.as_mut().and_then(|kept| kept.downcast_mut())
+    pub fn get_mut<T: Memorable>(&mut self) -> Option<&mut T> {
+        self.0
+            .as_mut()
+            .and_then(|kept| (&mut **kept as &mut dyn std::any::Any).downcast_mut())
     }
 
     /// Keeps `value`, dropping what was kept.
-    pub fn set<T: std::any::Any + Send + Sync>(&mut self, value: T) {
+    pub fn set<T: Memorable>(&mut self, value: T) {
         self.0 = Some(Box::new(value));
+    }
+
+    /// Loads what is kept and what it says its reader will touch
+    /// ([`Memorable::warm`]).
+    pub fn warm(&self) {
+        if let Some(kept) = &self.0 {
+            kept.warm();
+        }
     }
 
     /// Drops what is kept.

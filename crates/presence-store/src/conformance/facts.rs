@@ -1,5 +1,7 @@
 //! The facts seam: atomic read-modify-write of one user, reads of many.
 
+use std::sync::atomic::{AtomicBool, Ordering};
+
 use presence_core::{
     Command, CommandError, Duration, Instant, SessionId, TenantId, Timeouts, UserFacts, UserKey,
 };
@@ -29,6 +31,9 @@ pub async fn run(store: &dyn Store) {
     scans_one_tenant_without_the_others(store).await;
     bounds_the_users_of_a_tenant(store).await;
     keeps_a_memo_until_the_user_is_written(store).await;
+    if hands_out_memos(store).await {
+        warms_the_memos_of_a_many_key_read(store).await;
+    }
 }
 
 /// Whether `store` hands out a memo for a user it holds: the stores that
@@ -55,12 +60,34 @@ pub(crate) async fn hands_out_memos(store: &dyn Store) -> bool {
     handed
 }
 
+/// What the conformance tests keep in memos: a value, and whether a read
+/// has warmed it.
+struct Noted {
+    value: u32,
+    warmed: AtomicBool,
+}
+
+impl Noted {
+    fn new(value: u32) -> Noted {
+        Noted {
+            value,
+            warmed: AtomicBool::new(false),
+        }
+    }
+}
+
+impl crate::Memorable for Noted {
+    fn warm(&self) {
+        self.warmed.store(true, Ordering::Relaxed);
+    }
+}
+
 /// What a read put in a user's memo, as the next read finds it.
 async fn memo_of(store: &dyn Facts, key: &UserKey) -> Option<u32> {
     let mut found = None;
     store
         .read_memos(std::slice::from_ref(key), &mut |_, _, memo| {
-            found = memo.and_then(|memo| memo.get_mut::<u32>().copied());
+            found = memo.and_then(|memo| memo.get_mut::<Noted>().map(|noted| noted.value));
         })
         .await
         .expect("read works");
@@ -71,7 +98,7 @@ async fn put_memo(store: &dyn Facts, key: &UserKey, value: u32) {
     store
         .read_memos(std::slice::from_ref(key), &mut |_, _, memo| {
             if let Some(memo) = memo {
-                memo.set(value);
+                memo.set(Noted::new(value));
             }
         })
         .await
@@ -214,40 +241,50 @@ async fn applies_and_reads_back(store: &dyn Store) {
 
 /// A read of many keys hands each key's own facts once, with its index,
 /// whatever order the store visits them in (the memory store goes a shard
-/// at a time): user i holds i % 3 sessions, some keys come twice, and one
-/// user is of another tenant.
+/// at a time, some keys at a time): user i of "many" holds i % 3 sessions,
+/// and user i of "other" two if i % 5 is 1; the keys of the two tenants
+/// alternate, some keys come twice, and there are enough for each of the
+/// memory store's shards to hold more than one group of keys.
 async fn reads_many_keys_each_once_with_its_index(store: &dyn Store) {
     let timeouts = Timeouts::default();
     let now = Instant::from_unix_millis(1_500_000);
-    let users = 150;
+    let users = 1_200;
+    let held = |tenant: &str, user: usize| match tenant {
+        "many" => Some(user % 3).filter(|&sessions| sessions > 0),
+        _ => (user % 5 == 1).then_some(2),
+    };
     for user in 0..users {
-        for session in ["a", "b"].iter().take(user % 3) {
-            store
-                .apply(
-                    &key("many", &format!("u{user}")),
-                    &set_presence(session, 60),
-                    now,
-                    timeouts,
-                )
-                .await
-                .expect("store works")
-                .expect("applies");
+        for tenant in ["many", "other"] {
+            for session in ["a", "b"].iter().take(held(tenant, user).unwrap_or(0)) {
+                store
+                    .apply(
+                        &key(tenant, &format!("u{user}")),
+                        &set_presence(session, 60),
+                        now,
+                        timeouts,
+                    )
+                    .await
+                    .expect("store works")
+                    .expect("applies");
+            }
         }
     }
-    let mut keys: Vec<(UserKey, Option<usize>)> = (0..users)
-        .rev()
-        .map(|user| {
-            let sessions = user % 3;
-            (
-                key("many", &format!("u{user}")),
-                (sessions > 0).then_some(sessions),
-            )
-        })
-        .collect();
+    let mut keys: Vec<(UserKey, Option<usize>)> = Vec::new();
+    for user in (0..users).rev() {
+        let tenants: &[&str] = if user % 4 < 2 {
+            &["many", "other"]
+        } else {
+            &["many"]
+        };
+        for tenant in tenants {
+            keys.push((key(tenant, &format!("u{user}")), held(tenant, user)));
+        }
+    }
     keys.push((key("many", "u4"), Some(1)));
     keys.push((key("many", "u3"), None));
     keys.push((key("many", "u4"), Some(1)));
-    keys.push((key("other", "u4"), None));
+    keys.push((key("other", "u6"), Some(2)));
+    keys.push((key("nobody", "u4"), None));
     let mut seen = vec![Vec::new(); keys.len()];
     let read: Vec<UserKey> = keys.iter().map(|(key, _)| key.clone()).collect();
     store
@@ -258,6 +295,49 @@ async fn reads_many_keys_each_once_with_its_index(store: &dyn Store) {
         .expect("read works");
     for (index, (key, sessions)) in keys.iter().enumerate() {
         assert_eq!(seen[index], vec![*sessions], "{key:?} at {index}");
+    }
+}
+
+/// A store that keeps memos warms each memo of a read of many keys before
+/// it visits the memo's key ([`crate::Memorable::warm`]), and hands each key
+/// its own memo; the keys of two tenants alternate.
+async fn warms_the_memos_of_a_many_key_read(store: &dyn Store) {
+    let timeouts = Timeouts::default();
+    let now = Instant::from_unix_millis(8_500_000);
+    let users: Vec<UserKey> = (0..300)
+        .map(|user| {
+            let tenant = if user % 3 == 0 { "heat" } else { "warmth" };
+            key(tenant, &format!("u{user}"))
+        })
+        .collect();
+    for (value, user) in users.iter().enumerate() {
+        store
+            .apply(user, &set_presence("app", 60), now, timeouts)
+            .await
+            .expect("store works")
+            .expect("applies");
+        put_memo(store, user, value as u32).await;
+    }
+    let mut read = users.clone();
+    read.push(users[7].clone());
+    read.push(key("warmth", "nobody"));
+    let mut seen = vec![Vec::new(); read.len()];
+    store
+        .read_memos(&read, &mut |index, _, memo| {
+            seen[index].push(memo.and_then(|memo| {
+                memo.get_mut::<Noted>()
+                    .map(|noted| (noted.value, noted.warmed.load(Ordering::Relaxed)))
+            }));
+        })
+        .await
+        .expect("read works");
+    for (index, user) in read.iter().enumerate() {
+        let value = users.iter().position(|held| held == user);
+        assert_eq!(
+            seen[index],
+            vec![value.map(|value| (value as u32, true))],
+            "{user:?} at {index}"
+        );
     }
 }
 
