@@ -118,6 +118,11 @@ pub enum StoreError {
     Io { dir: PathBuf, problem: String },
 }
 
+/// What [`Facts::read_memos`] calls for each key: its index, its facts and
+/// its memo.
+pub type VisitMemo<'v> =
+    dyn for<'f> FnMut(usize, Option<&'f UserFacts>, Option<&'f mut Memo>) + Send + 'v;
+
 /// What a reader made of one user's facts, kept beside them in the store's
 /// memory: presenced keeps a user's rendered presence here, so that reading
 /// it again is the one lookup that finds the facts, not a second table's.
@@ -127,13 +132,9 @@ pub enum StoreError {
 /// so a memo is never older than the facts beside it. What else limits how
 /// long a memo holds (a rendering stops at the user's next transition) is
 /// the reader's to check. A store that keeps no facts in memory keeps no
-/// memos ([`Facts::read_memos`] hands out none). What a memo holds is the reader's type,
-/// so that the store knows nothing of what is made of its facts.
-/// What [`Facts::read_memos`] calls for each key: its index, its facts and
-/// its memo.
-pub type VisitMemo<'v> =
-    dyn for<'f> FnMut(usize, Option<&'f UserFacts>, Option<&'f mut Memo>) + Send + 'v;
-
+/// memos ([`Facts::read_memos`] hands out none). What a memo holds is the
+/// reader's type ([`Memorable`]), so that the store knows nothing of what
+/// is made of its facts.
 #[derive(Default)]
 pub struct Memo(Option<Box<dyn Memorable>>);
 
@@ -144,8 +145,7 @@ pub trait Memorable: std::any::Any + Send + Sync {
     /// when the reader comes: a read of many keys warms all their memos
     /// before it visits the first, and the loads of different keys wait
     /// for memory at the same time rather than one after the other. Loads
-    /// only; nothing is changed. By default, nothing beyond the memo
-    /// itself.
+    /// only; nothing is changed. By default, nothing.
     fn warm(&self) {}
 }
 

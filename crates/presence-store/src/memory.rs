@@ -170,6 +170,49 @@ impl MemoryStore {
             .unwrap_or_else(|poison| poison.into_inner())
     }
 
+    /// Visits each of `keys` once, with its index, warming them first
+    /// ([`warm`]): the facts and memos of [`Facts::read_memos`], which
+    /// [`Facts::read`] also serves without memos.
+    fn read_warmed(&self, keys: &[UserKey], warming: Warming, visit: &mut VisitMemo<'_>) {
+        if let [key] = keys {
+            let mut shard = self.shard(key);
+            visit_entries(&mut shard, keys, &[0], visit);
+            return;
+        }
+        // Many keys are read a shard at a time, each shard locked once:
+        // taking and releasing a lock are atomic instructions, which wait
+        // for every load before them, so locking per key let no two keys'
+        // cache misses overlap. The keys are ordered by shard with a
+        // counting sort (two passes over them), their indices held in 32
+        // bits: no read names four billion keys.
+        let shards: Vec<u8> = keys.iter().map(|key| self.shard_index(key) as u8).collect();
+        let mut starts = [0u32; SHARDS + 1];
+        for &shard in &shards {
+            starts[usize::from(shard) + 1] += 1;
+        }
+        for shard in 0..SHARDS {
+            starts[shard + 1] += starts[shard];
+        }
+        let mut next = starts;
+        let mut ordered = vec![0u32; keys.len()];
+        for (index, &shard) in shards.iter().enumerate() {
+            let place = &mut next[usize::from(shard)];
+            ordered[*place as usize] = index as u32;
+            *place += 1;
+        }
+        for shard in 0..SHARDS {
+            let indices = &ordered[starts[shard] as usize..starts[shard + 1] as usize];
+            if indices.is_empty() {
+                continue;
+            }
+            let mut locked = self.lock_shard(shard);
+            for indices in indices.chunks(WARMED) {
+                warm(&locked, keys, indices, warming);
+                visit_entries(&mut locked, keys, indices, visit);
+            }
+        }
+    }
+
     /// A copy of the facts held for `key`, if any: the durable backends
     /// compute a change on this copy and install it only once it is on disk.
     pub fn facts_of(&self, key: &UserKey) -> Option<UserFacts> {
@@ -383,19 +426,31 @@ impl MemoryStore {
 /// as many cache misses as a core has in flight at once.
 const WARMED: usize = 16;
 
-/// Loads what visiting the keys at `indices` will touch: their entries,
-/// their memos and what the memos say their readers read.
+/// What a many-key read loads ahead ([`warm`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Warming {
+    /// The entries: the reader reads the facts alone.
+    Entries,
+    /// The entries and their memos, with what the memos say their readers
+    /// read ([`crate::Memorable::warm`]).
+    Memos,
+}
+
+/// Loads what visiting the keys at `indices` (at most [`WARMED`]) will
+/// touch: their entries, and with [`Warming::Memos`] their memos and what
+/// the memos say their readers read.
 ///
 /// A read of many users waits on memory, not on instructions: each key's
 /// entry, memo and rendering are found through a pointer in the one before,
 /// and with a hundred thousand users they are rarely in the cache, so
 /// visiting the keys one after the other waits for each miss in turn. Here
-/// every key's entry is found first, then every memo warmed: within each
-/// pass the loads of different keys do not depend on each other, and the
-/// processor waits for them at the same time. Visiting them afterwards
-/// finds them in the cache. (Measured with `presenced-bench --only batch`;
-/// see the README.)
-fn warm(shard: &Shard, keys: &[UserKey], indices: &[u32]) {
+/// every key's entry is found first, then every entry loaded or memo
+/// warmed: within each pass the loads of different keys do not depend on
+/// each other, and the processor waits for them at the same time. Visiting
+/// them afterwards finds them in the cache. (Measured with
+/// `presenced-bench --only batch`; see the README.)
+fn warm(shard: &Shard, keys: &[UserKey], indices: &[u32], warming: Warming) {
+    debug_assert!(indices.len() <= WARMED);
     let mut entries: [Option<&Entry>; WARMED] = [None; WARMED];
     let mut users: Option<(&TenantId, Option<&Users>)> = None;
     for (entry, &index) in entries.iter_mut().zip(indices) {
@@ -413,13 +468,18 @@ fn warm(shard: &Shard, keys: &[UserKey], indices: &[u32]) {
             .map(|entry| &**entry);
     }
     for entry in entries.iter().flatten() {
-        entry.memo.warm();
+        match warming {
+            Warming::Entries => {
+                std::hint::black_box(entry.scheduled);
+            }
+            Warming::Memos => entry.memo.warm(),
+        }
     }
 }
 
 /// Hands `visit` the entry in `shard` (locked) of each key at `indices`, if
 /// one is held. The keys of a read are mostly of one tenant: its users are
-/// looked up again only when the tenant changes.
+/// looked up again only when the tenant changes from one key to the next.
 fn visit_entries(shard: &mut Shard, keys: &[UserKey], indices: &[u32], visit: &mut VisitMemo<'_>) {
     let mut users: Option<(&TenantId, Option<&mut Users>)> = None;
     for &index in indices {
@@ -436,17 +496,6 @@ fn visit_entries(shard: &mut Shard, keys: &[UserKey], indices: &[u32], visit: &m
             Some(entry) => visit(index, Some(&entry.facts), Some(&mut entry.memo)),
             None => visit(index, None, None),
         }
-    }
-}
-
-/// Hands `visit` the entry of `key` in `shard` (locked), if one is held.
-fn visit_entry(shard: &mut Shard, index: usize, key: &UserKey, visit: &mut VisitMemo<'_>) {
-    match shard
-        .get_mut(&key.tenant)
-        .and_then(|users| users.get_mut(&key.user))
-    {
-        Some(entry) => visit(index, Some(&entry.facts), Some(&mut entry.memo)),
-        None => visit(index, None, None),
     }
 }
 
@@ -467,8 +516,10 @@ impl Facts for MemoryStore {
         keys: &[UserKey],
         visit: &mut (dyn for<'f> FnMut(usize, Option<&'f UserFacts>) + Send),
     ) -> Result<(), StoreError> {
-        self.read_memos(keys, &mut |index, facts, _| visit(index, facts))
-            .await
+        self.read_warmed(keys, Warming::Entries, &mut |index, facts, _| {
+            visit(index, facts)
+        });
+        Ok(())
     }
 
     async fn read_memos(
@@ -476,43 +527,7 @@ impl Facts for MemoryStore {
         keys: &[UserKey],
         visit: &mut VisitMemo<'_>,
     ) -> Result<(), StoreError> {
-        if let [key] = keys {
-            let mut shard = self.shard(key);
-            visit_entry(&mut shard, 0, key, visit);
-            return Ok(());
-        }
-        // Many keys are read a shard at a time, each shard locked once:
-        // taking and releasing a lock are atomic instructions, which wait
-        // for every load before them, so locking per key let no two keys'
-        // cache misses overlap. The keys are ordered by shard with a
-        // counting sort (two passes over them), their indices held in 32
-        // bits: no read names four billion keys.
-        let shards: Vec<u8> = keys.iter().map(|key| self.shard_index(key) as u8).collect();
-        let mut starts = [0u32; SHARDS + 1];
-        for &shard in &shards {
-            starts[usize::from(shard) + 1] += 1;
-        }
-        for shard in 0..SHARDS {
-            starts[shard + 1] += starts[shard];
-        }
-        let mut next = starts;
-        let mut ordered = vec![0u32; keys.len()];
-        for (index, &shard) in shards.iter().enumerate() {
-            let place = &mut next[usize::from(shard)];
-            ordered[*place as usize] = index as u32;
-            *place += 1;
-        }
-        for shard in 0..SHARDS {
-            let indices = &ordered[starts[shard] as usize..starts[shard + 1] as usize];
-            if indices.is_empty() {
-                continue;
-            }
-            let mut locked = self.lock_shard(shard);
-            for indices in indices.chunks(WARMED) {
-                warm(&locked, keys, indices);
-                visit_entries(&mut locked, keys, indices, visit);
-            }
-        }
+        self.read_warmed(keys, Warming::Memos, visit);
         Ok(())
     }
 

@@ -76,6 +76,8 @@ impl Noted {
     }
 }
 
+/// Unlike a real memo's, its warm writes: only so that the test can see
+/// that it ran.
 impl crate::Memorable for Noted {
     fn warm(&self) {
         self.warmed.store(true, Ordering::Relaxed);
@@ -243,7 +245,7 @@ async fn applies_and_reads_back(store: &dyn Store) {
 /// whatever order the store visits them in (the memory store goes a shard
 /// at a time, some keys at a time): user i of "many" holds i % 3 sessions,
 /// and user i of "other" two if i % 5 is 1; the keys of the two tenants
-/// alternate, some keys come twice, and there are enough for each of the
+/// alternate, some keys come twice, and there are enough for most of the
 /// memory store's shards to hold more than one group of keys.
 async fn reads_many_keys_each_once_with_its_index(store: &dyn Store) {
     let timeouts = Timeouts::default();
@@ -300,11 +302,13 @@ async fn reads_many_keys_each_once_with_its_index(store: &dyn Store) {
 
 /// A store that keeps memos warms each memo of a read of many keys before
 /// it visits the memo's key ([`crate::Memorable::warm`]), and hands each key
-/// its own memo; the keys of two tenants alternate.
+/// its own memo; the keys of two tenants alternate, and there are enough
+/// for most of the memory store's shards to hold more than one group of
+/// keys.
 async fn warms_the_memos_of_a_many_key_read(store: &dyn Store) {
     let timeouts = Timeouts::default();
     let now = Instant::from_unix_millis(8_500_000);
-    let users: Vec<UserKey> = (0..300)
+    let users: Vec<UserKey> = (0..1_200)
         .map(|user| {
             let tenant = if user % 3 == 0 { "heat" } else { "warmth" };
             key(tenant, &format!("u{user}"))
