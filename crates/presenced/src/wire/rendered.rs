@@ -97,7 +97,7 @@ impl Memorable for Kept {
             for line in rendering.json.chunks(64) {
                 std::hint::black_box(line[0]);
             }
-            std::hint::black_box(rendering.json.last());
+            std::hint::black_box(rendering.json.last().copied());
         }
     }
 }
