@@ -170,48 +170,6 @@ impl MemoryStore {
             .unwrap_or_else(|poison| poison.into_inner())
     }
 
-    /// Visits each of `keys` once, with its index, warming them first
-    /// ([`warm`]), for [`Facts::read_memos`].
-    fn read_warmed(&self, keys: &[UserKey], visit: &mut VisitMemo<'_>) {
-        if let [key] = keys {
-            let mut shard = self.shard(key);
-            visit_entry(&mut shard, key, visit);
-            return;
-        }
-        // Many keys are read a shard at a time, each shard locked once:
-        // taking and releasing a lock are atomic instructions, which wait
-        // for every load before them, so locking per key let no two keys'
-        // cache misses overlap. The keys are ordered by shard with a
-        // counting sort (two passes over them), their indices held in 32
-        // bits: no read names four billion keys.
-        let shards: Vec<u8> = keys.iter().map(|key| self.shard_index(key) as u8).collect();
-        let mut starts = [0u32; SHARDS + 1];
-        for &shard in &shards {
-            starts[usize::from(shard) + 1] += 1;
-        }
-        for shard in 0..SHARDS {
-            starts[shard + 1] += starts[shard];
-        }
-        let mut next = starts;
-        let mut ordered = vec![0u32; keys.len()];
-        for (index, &shard) in shards.iter().enumerate() {
-            let place = &mut next[usize::from(shard)];
-            ordered[*place as usize] = index as u32;
-            *place += 1;
-        }
-        for shard in 0..SHARDS {
-            let indices = &ordered[starts[shard] as usize..starts[shard + 1] as usize];
-            if indices.is_empty() {
-                continue;
-            }
-            let mut locked = self.lock_shard(shard);
-            for indices in indices.chunks(WARMED) {
-                warm(&locked, keys, indices);
-                visit_entries(&mut locked, keys, indices, visit);
-            }
-        }
-    }
-
     /// A copy of the facts held for `key`, if any: the durable backends
     /// compute a change on this copy and install it only once it is on disk.
     pub fn facts_of(&self, key: &UserKey) -> Option<UserFacts> {
@@ -526,7 +484,43 @@ impl Facts for MemoryStore {
         keys: &[UserKey],
         visit: &mut VisitMemo<'_>,
     ) -> Result<(), StoreError> {
-        self.read_warmed(keys, visit);
+        if let [key] = keys {
+            let mut shard = self.shard(key);
+            visit_entry(&mut shard, key, visit);
+            return Ok(());
+        }
+        // Many keys are read a shard at a time, each shard locked once:
+        // taking and releasing a lock are atomic instructions, which wait
+        // for every load before them, so locking per key let no two keys'
+        // cache misses overlap. The keys are ordered by shard with a
+        // counting sort (two passes over them), their indices held in 32
+        // bits: no read names four billion keys.
+        let shards: Vec<u8> = keys.iter().map(|key| self.shard_index(key) as u8).collect();
+        let mut starts = [0u32; SHARDS + 1];
+        for &shard in &shards {
+            starts[usize::from(shard) + 1] += 1;
+        }
+        for shard in 0..SHARDS {
+            starts[shard + 1] += starts[shard];
+        }
+        let mut next = starts;
+        let mut ordered = vec![0u32; keys.len()];
+        for (index, &shard) in shards.iter().enumerate() {
+            let place = &mut next[usize::from(shard)];
+            ordered[*place as usize] = index as u32;
+            *place += 1;
+        }
+        for shard in 0..SHARDS {
+            let indices = &ordered[starts[shard] as usize..starts[shard + 1] as usize];
+            if indices.is_empty() {
+                continue;
+            }
+            let mut locked = self.lock_shard(shard);
+            for indices in indices.chunks(WARMED) {
+                warm(&locked, keys, indices);
+                visit_entries(&mut locked, keys, indices, visit);
+            }
+        }
         Ok(())
     }
 
