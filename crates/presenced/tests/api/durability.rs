@@ -370,6 +370,12 @@ async fn a_second_presenced_on_the_same_directory_refuses_to_start() {
         gauge(&metrics, "presenced_store_sync_seconds_count") >= 1.0,
         "{metrics}"
     );
+    // Each write's wait, recorded through the handle the writer resolved
+    // when the store opened, after the recorder was installed.
+    assert!(
+        gauge(&metrics, "presenced_store_write_seconds_count") >= 1.0,
+        "{metrics}"
+    );
     assert!(
         metrics.contains("presenced_store_batch_writes"),
         "{metrics}"
