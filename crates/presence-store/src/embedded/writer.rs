@@ -204,7 +204,7 @@ pub struct WriterCounters {
 /// (a batch per write) the four of them were about 2,900 of a durable
 /// write's 62,000 instructions (callgrind). Resolved here, a use is a
 /// record into the histogram, as the HTTP layer's handles are.
-#[derive(Clone)]
+#[derive(Clone, Debug)]
 struct WriterMetrics {
     /// From the queue to the answer back on the runtime, per write.
     write_seconds: metrics::Histogram,
@@ -223,14 +223,6 @@ impl WriterMetrics {
             sync_seconds: metrics::histogram!("presenced_store_sync_seconds"),
             write_failures: metrics::counter!("presenced_store_write_failures_total"),
         }
-    }
-}
-
-impl std::fmt::Debug for WriterMetrics {
-    fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        formatter
-            .debug_struct("WriterMetrics")
-            .finish_non_exhaustive()
     }
 }
 
