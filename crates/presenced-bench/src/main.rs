@@ -100,6 +100,13 @@ struct RunArgs {
     #[arg(long, value_name = "N")]
     connections: Option<usize>,
 
+    /// Run the "50% of max" open loops at this many requests/s instead of
+    /// at half of each scenario's closed-loop maximum, so that two builds
+    /// are compared at the same load (a faster build's half is a higher
+    /// rate, and a busier machine).
+    #[arg(long, value_name = "N")]
+    open_loop_rate: Option<f64>,
+
     /// Run only these parts (several may follow one --only).
     #[arg(long, value_enum, num_args = 1.., value_name = "NAME")]
     only: Vec<Part>,
@@ -143,6 +150,9 @@ struct CeilingArgs {
 pub struct Settings {
     pub quick: bool,
     pub connections: usize,
+    /// The open loops' requests/s when fixed (`--open-loop-rate`); half of
+    /// each maximum otherwise.
+    pub open_loop_rate: Option<f64>,
     pub warmup: Duration,
     pub measure: Duration,
     /// Users preloaded for the throughput scenarios (the issue's 100k).
@@ -200,6 +210,7 @@ impl Settings {
             Settings {
                 quick: true,
                 connections: 32,
+                open_loop_rate: None,
                 warmup: Duration::from_secs(1),
                 measure: Duration::from_secs(2),
                 scenario_users: 10_000,
@@ -229,6 +240,7 @@ impl Settings {
             Settings {
                 quick: false,
                 connections: 256,
+                open_loop_rate: None,
                 warmup: Duration::from_secs(5),
                 measure: Duration::from_secs(15),
                 scenario_users: 100_000,
@@ -263,6 +275,7 @@ impl Settings {
         });
         Settings {
             connections: args.connections.unwrap_or(defaults.connections).max(1),
+            open_loop_rate: args.open_loop_rate.filter(|rate| *rate > 0.0),
             warmup,
             measure,
             // A quick run keeps its Redis rows shorter still, to stay near
@@ -280,6 +293,12 @@ impl Settings {
             },
             ..defaults
         }
+    }
+
+    /// The requests/s of the open loop after a closed loop that reached
+    /// `maximum`: `--open-loop-rate` when given, half of `maximum` otherwise.
+    pub fn open_loop_rate_for(&self, maximum: f64) -> f64 {
+        self.open_loop_rate.unwrap_or(maximum / 2.0)
     }
 
     /// The settings as lines for the report.
@@ -355,10 +374,18 @@ impl Settings {
              tokio multi-thread with the default workers) that reads each request body and \
              answers with presenced's answer size (body and headers), doing nothing else"
                 .to_string(),
-            "50% of max: open loop at half the closed-loop requests/s; latency counts from the \
-             instant a request was due whenever the connection was still busy then \
-             (coordinated omission corrected)"
-                .to_string(),
+            match self.open_loop_rate {
+                None => "50% of max: open loop at half the closed-loop requests/s; latency \
+                         counts from the instant a request was due whenever the connection was \
+                         still busy then (coordinated omission corrected)"
+                    .to_string(),
+                Some(rate) => format!(
+                    "50% of max: here open loop at {rate:.0} requests/s in every scenario \
+                     (--open-loop-rate), not at half of each maximum; latency counts from the \
+                     instant a request was due whenever the connection was still busy then \
+                     (coordinated omission corrected)"
+                ),
+            },
             format!(
                 "CPU × ceiling: presenced's server CPU per request divided by the ceiling's in \
                  the same scenario and run; a closed-loop row whose requests/s must reach r × \
@@ -718,5 +745,47 @@ pub fn record_failure(report: &mut Report, part: &str, result: Result<(), String
     if let Err(message) = result {
         println!("[{part}] FAILED: {message}");
         report.failures.push(format!("{part}: {message}"));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser;
+
+    use super::*;
+
+    fn settings(args: &[&str]) -> Settings {
+        let cli =
+            Cli::try_parse_from(std::iter::once("presenced-bench").chain(args.iter().copied()))
+                .expect("parses");
+        Settings::from_args(&cli.run)
+    }
+
+    #[test]
+    fn the_open_loops_run_at_half_the_maximum_unless_a_rate_is_given() {
+        let halved = settings(&[]);
+        assert_eq!(halved.open_loop_rate_for(90_000.0), 45_000.0);
+        assert!(
+            halved
+                .describe()
+                .join("\n")
+                .contains("open loop at half the closed-loop requests/s")
+        );
+
+        let fixed = settings(&["--open-loop-rate", "40000"]);
+        assert_eq!(fixed.open_loop_rate_for(90_000.0), 40_000.0);
+        assert_eq!(fixed.open_loop_rate_for(10_000.0), 40_000.0);
+        assert!(
+            fixed
+                .describe()
+                .join("\n")
+                .contains("open loop at 40000 requests/s in every scenario")
+        );
+
+        // No rate is no rate: the halves again.
+        assert_eq!(
+            settings(&["--open-loop-rate", "0"]).open_loop_rate_for(90_000.0),
+            45_000.0
+        );
     }
 }

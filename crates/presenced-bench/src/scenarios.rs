@@ -679,7 +679,7 @@ pub async fn run_throughput_scenario(
 
     // 4. Latency at half of it.
     let half_load = if scenario.half_load && maximum.requests_per_second() > 0.0 {
-        let rate = maximum.requests_per_second() / 2.0;
+        let rate = settings.open_loop_rate_for(maximum.requests_per_second());
         let plan = LoadPlan {
             pacing: Pacing::OpenLoop {
                 requests_per_second: rate,
