@@ -371,8 +371,14 @@ impl TestServer {
         // A server started with --tls-cert has a certificate the test made
         // itself; the helper's own client (readiness, helpers) trusts it.
         // Tests of TLS itself use clients of their own.
+        // The helper's client never reuses a pooled connection idle for half
+        // a second or more: the shortest idle timeout a test gives a server
+        // is one second (`--header-timeout PT1S`), and a request written as
+        // the server closes such a connection fails (an incomplete message)
+        // instead of reaching it.
         let client = reqwest::Client::builder()
             .danger_accept_invalid_certs(base.starts_with("https://"))
+            .pool_idle_timeout(Duration::from_millis(500))
             .build()
             .expect("a client");
         TestServer {
