@@ -761,26 +761,20 @@ mod tests {
         Settings::from_args(&cli.run)
     }
 
+    fn description(settings: &Settings) -> String {
+        settings.describe().join("\n")
+    }
+
     #[test]
     fn the_open_loops_run_at_half_the_maximum_unless_a_rate_is_given() {
         let halved = settings(&[]);
         assert_eq!(halved.open_loop_rate_for(90_000.0), 45_000.0);
-        assert!(
-            halved
-                .describe()
-                .join("\n")
-                .contains("open loop at half the closed-loop requests/s")
-        );
+        assert!(description(&halved).contains("open loop at half the closed-loop requests/s"));
 
         let fixed = settings(&["--open-loop-rate", "40000"]);
         assert_eq!(fixed.open_loop_rate_for(90_000.0), 40_000.0);
         assert_eq!(fixed.open_loop_rate_for(10_000.0), 40_000.0);
-        assert!(
-            fixed
-                .describe()
-                .join("\n")
-                .contains("open loop at 40000 requests/s in every scenario")
-        );
+        assert!(description(&fixed).contains("open loop at 40000 requests/s in every scenario"));
 
         // No rate is no rate: the halves again.
         assert_eq!(
