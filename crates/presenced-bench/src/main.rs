@@ -374,18 +374,17 @@ impl Settings {
              tokio multi-thread with the default workers) that reads each request body and \
              answers with presenced's answer size (body and headers), doing nothing else"
                 .to_string(),
-            match self.open_loop_rate {
-                None => "50% of max: open loop at half the closed-loop requests/s; latency \
-                         counts from the instant a request was due whenever the connection was \
-                         still busy then (coordinated omission corrected)"
-                    .to_string(),
-                Some(rate) => format!(
-                    "50% of max: here open loop at {rate:.0} requests/s in every scenario \
-                     (--open-loop-rate), not at half of each maximum; latency counts from the \
-                     instant a request was due whenever the connection was still busy then \
-                     (coordinated omission corrected)"
-                ),
-            },
+            format!(
+                "50% of max: {}; latency counts from the instant a request was due whenever \
+                 the connection was still busy then (coordinated omission corrected)",
+                match self.open_loop_rate {
+                    None => "open loop at half the closed-loop requests/s".to_string(),
+                    Some(rate) => format!(
+                        "here open loop at {rate:.0} requests/s in every scenario \
+                         (--open-loop-rate), not at half of each maximum"
+                    ),
+                }
+            ),
             format!(
                 "CPU × ceiling: presenced's server CPU per request divided by the ceiling's in \
                  the same scenario and run; a closed-loop row whose requests/s must reach r × \
